@@ -1,0 +1,158 @@
+// The OpKernel shared by every dense "apply" op: it locks the variable and its
+// slots (in address order, as TensorFlow's training ops do), checks dtypes and
+// shapes, builds the algorithm's rule from the op's scalar inputs and runs it
+// over the memory with the CPU driver on TensorFlow's intra-op thread pool.
+//
+// An algorithm plugs in with a small "Algo" struct (see adam_op.cc):
+//   template <typename C> using Rule = ...;               // from cc/kernels/
+//   explicit Algo(OpKernelConstruction*);                  // reads attrs
+//   absl::Status CheckNumSlots(int num_slots) const;
+//   template <typename C>
+//   absl::Status MakeRule(OpKernelContext*, int num_slots, Rule<C>*) const;
+//   bool SlotPresent(int slot, int num_slots) const;       // which rule slot each
+//                                                          // passed resource fills
+#pragma once
+
+#define EIGEN_USE_THREADS
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "cc/cpu/apply_dense.h"
+#include "cc/kernels/common.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
+#include "tensorflow/core/kernels/training_op_helpers.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace kerasopt {
+namespace tf {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using CPUDevice = Eigen::ThreadPoolDevice;
+
+// Reads the scalar input `name` (declared `double` or `int64` in the op).
+template <typename S>
+absl::Status ReadScalar(OpKernelContext* ctx, const char* name, S* out) {
+  const Tensor* t;
+  TF_RETURN_IF_ERROR(ctx->input(name, &t));
+  if (!::tensorflow::TensorShapeUtils::IsScalar(t->shape())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: '", name, "' must be a scalar, got shape ",
+        t->shape().DebugString()));
+  }
+  *out = t->scalar<S>()();
+  return absl::OkStatus();
+}
+
+// The name users will recognise for the variable at `input`.
+inline std::string VariableName(OpKernelContext* ctx, int input) {
+  return ::tensorflow::HandleFromInput(ctx, input).name();
+}
+
+template <typename T, typename Algo>
+class DenseApplyOp : public OpKernel {
+ public:
+  using C = ComputeType<T>;
+  using Rule = typename Algo::template Rule<C>;
+  static constexpr int kNumSlots = Rule::kNumSlots;
+
+  explicit DenseApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
+    OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const int grad_input = 1 + num_slots_;
+    std::vector<int> variable_inputs(grad_input);
+    for (int i = 0; i < grad_input; ++i) variable_inputs[i] = i;
+    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
+        ctx, /*do_lock=*/true, /*sparse=*/false, variable_inputs);
+
+    // tensors[0] is the weight, tensors[1..] the slots, in input order.
+    std::vector<Tensor> tensors(grad_input);
+    for (int i = 0; i < grad_input; ++i) {
+      OP_REQUIRES_OK(ctx, CheckVariableDtype(ctx, i));
+      OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
+                              ctx, i, /*lock_held=*/true, /*sparse=*/false,
+                              &tensors[i]));
+      OP_REQUIRES(ctx, tensors[i].IsInitialized(),
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "kerasopt: variable '", VariableName(ctx, i),
+                      "' is not initialized")));
+    }
+    const Tensor& grad = ctx->input(grad_input);
+    const Tensor& var = tensors[0];
+    OP_REQUIRES(ctx, var.shape() == grad.shape(),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
+                    var.shape().DebugString(), " but its gradient has shape ",
+                    grad.shape().DebugString())));
+    for (int i = 1; i < grad_input; ++i) {
+      OP_REQUIRES(ctx, tensors[i].shape() == var.shape(),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
+                      var.shape().DebugString(), " but its slot '",
+                      VariableName(ctx, i), "' has shape ",
+                      tensors[i].shape().DebugString())));
+    }
+
+    Rule rule;
+    OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
+
+    std::array<T*, kNumSlots> slots{};
+    int next = 1;
+    for (int k = 0; k < kNumSlots; ++k) {
+      slots[k] = algo_.SlotPresent(k, num_slots_)
+                     ? tensors[next++].template flat<T>().data()
+                     : nullptr;
+    }
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    cpu::ApplyDense(rule, var.NumElements(), tensors[0].template flat<T>().data(),
+                    slots, grad.template flat<T>().data(),
+                    [pool](int64_t n, int64_t cost, auto&& fn) {
+                      pool->ParallelFor(n, cost, fn);
+                    });
+  }
+
+ private:
+  absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
+    ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
+    TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
+        ctx, ::tensorflow::HandleFromInput(ctx, input), &v));
+    const auto want = ::tensorflow::DataTypeToEnum<T>::value;
+    if (v->tensor()->dtype() != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
+          ::tensorflow::DataTypeString(v->tensor()->dtype()),
+          " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
+    }
+    return absl::OkStatus();
+  }
+
+  Algo algo_;
+  int num_slots_ = 0;
+};
+
+}  // namespace tf
+}  // namespace kerasopt
+
+// Registers the CPU kernels of a dense apply op for every float dtype.
+#define KERASOPT_REGISTER_DENSE_CPU(OP_NAME, ALGO)                        \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, Eigen::half)               \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, ::tensorflow::bfloat16)    \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, float)                     \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, double)
+#define KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, T)                   \
+  REGISTER_KERNEL_BUILDER(                                                \
+      Name(OP_NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      ::kerasopt::tf::DenseApplyOp<T, ALGO>);
