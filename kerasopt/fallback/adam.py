@@ -1,0 +1,28 @@
+"""Adam / AMSGrad as composed TF ops: the same math as cc/kernels/adam.h."""
+
+import tensorflow as tf
+
+from kerasopt.fallback import compute_dtype, read, write
+
+
+def apply_adam(variable, gradient, momentum, velocity, velocity_hat=None, *,
+               learning_rate, beta_1, beta_2, epsilon, step, amsgrad):
+    """One Adam step on tf.Variables; `step` is iterations + 1."""
+    c = compute_dtype(variable.dtype)
+    t = tf.cast(step, c)
+    beta_1_power = tf.pow(tf.constant(beta_1, c), t)
+    beta_2_power = tf.pow(tf.constant(beta_2, c), t)
+    alpha = tf.cast(learning_rate, c) * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+
+    g = read(gradient, c)
+    m = read(momentum, c)
+    v = read(velocity, c)
+    m = m + (g - m) * tf.constant(1.0 - beta_1, c)
+    v = v + (g * g - v) * tf.constant(1.0 - beta_2, c)
+    write(momentum, m)
+    write(velocity, v)
+    if amsgrad:
+        v = tf.maximum(read(velocity_hat, c), v)
+        write(velocity_hat, v)
+    w = read(variable, c)
+    write(variable, w - (m * alpha) / (tf.sqrt(v) + tf.constant(epsilon, c)))

@@ -1,0 +1,195 @@
+"""Loads kerasopt's TensorFlow op library and decides, per update, which path runs.
+
+Two paths compute every update rule:
+
+* the **kernel** path: one fused C++ op per variable (``cc/``), and
+* the **fallback** path: the same math as composed TensorFlow ops
+  (``kerasopt/fallback/``).
+
+The kernel path is used when it can be (``KERASOPT_IMPL=auto``, the default).
+The fallback runs when the op library did not load (one warning says why), when
+a variable lives on a device without a kernel, inside an XLA-compiled function
+(XLA cannot compile custom ops), or when the user asks for it.
+
+Environment:
+  KERASOPT_IMPL          ``auto`` (default), ``kernel`` (fail rather than fall
+                         back) or ``tf`` (always the fallback).
+  KERASOPT_OPS_LIBRARY   path of an op library to load instead of the one
+                         installed with the package (e.g. a Bazel build).
+
+The choice is made when a step is traced: a ``tf.function`` that was already
+traced keeps the path it was traced with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import os
+import threading
+import warnings
+
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+IMPLEMENTATIONS = ("auto", "kernel", "tf")
+ENV_IMPLEMENTATION = "KERASOPT_IMPL"
+ENV_LIBRARY = "KERASOPT_OPS_LIBRARY"
+_MARKER = b"KERASOPT_BUILT_FOR_TENSORFLOW="
+
+
+@dataclasses.dataclass(frozen=True)
+class OpLibrary:
+    """The result of loading the op library: the ops module, or why not."""
+
+    path: str | None
+    ops: object | None  # the module returned by tf.load_op_library
+    built_for: str | None  # TensorFlow version recorded in the library
+    error: str | None
+
+    @property
+    def loaded(self) -> bool:
+        return self.ops is not None
+
+
+_lock = threading.Lock()
+_library: OpLibrary | None = None
+_implementation: str | None = None
+
+
+def _check_implementation(name: str) -> str:
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"kerasopt implementation must be one of {IMPLEMENTATIONS}, got {name!r}"
+        )
+    return name
+
+
+def get_implementation() -> str:
+    """The current path choice: ``auto``, ``kernel`` or ``tf``."""
+    if _implementation is not None:
+        return _implementation
+    return _check_implementation(os.environ.get(ENV_IMPLEMENTATION, "auto").strip().lower() or "auto")
+
+
+def set_implementation(name: str | None) -> None:
+    """Chooses the path for updates traced from now on (``None``: back to the environment)."""
+    global _implementation
+    _implementation = None if name is None else _check_implementation(name)
+
+
+@contextlib.contextmanager
+def implementation(name: str):
+    """Context manager form of :func:`set_implementation`."""
+    global _implementation
+    previous = _implementation
+    set_implementation(name)
+    try:
+        yield
+    finally:
+        _implementation = previous
+
+
+def default_library_path() -> str | None:
+    """Where the build installed the op library, or None if it was not built."""
+    override = os.environ.get(ENV_LIBRARY)
+    if override:
+        return override
+    spec = importlib.util.find_spec("kerasopt._build_info")
+    if spec is None or spec.origin is None:
+        return None
+    from kerasopt import _build_info
+
+    return os.path.join(os.path.dirname(spec.origin), _build_info.OPS_LIBRARY)
+
+
+def read_built_for(path: str) -> str | None:
+    """The TensorFlow version recorded in the library file (without loading it)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    start = data.find(_MARKER)
+    if start < 0:
+        return None
+    start += len(_MARKER)
+    end = data.find(b";", start, start + 64)
+    return data[start:end].decode("ascii") if end > 0 else None
+
+
+def _same_release(a: str, b: str) -> bool:
+    """TensorFlow keeps its C++ ABI within a minor release (2.21.x)."""
+    return a.split(".")[:2] == b.split(".")[:2]
+
+
+def _load(path: str | None) -> OpLibrary:
+    if path is None:
+        return OpLibrary(None, None, None,
+                         "kerasopt was installed without its compiled op library "
+                         "(reinstall with `pip install .` from a source checkout)")
+    if not os.path.exists(path):
+        return OpLibrary(path, None, None, f"op library not found at {path}")
+    try:
+        built_for = read_built_for(path)
+    except OSError as e:
+        return OpLibrary(path, None, None, f"cannot read op library {path}: {e}")
+    if built_for is None:
+        return OpLibrary(path, None, None,
+                         f"{path} does not record the TensorFlow version it was built for")
+    if not _same_release(built_for, tf.__version__):
+        return OpLibrary(path, None, built_for,
+                         f"op library {path} was built for TensorFlow {built_for} but "
+                         f"TensorFlow {tf.__version__} is running; reinstall kerasopt "
+                         f"(pip install --force-reinstall --no-cache-dir .) to rebuild it")
+    try:
+        ops = tf.load_op_library(path)
+    except Exception as e:  # NotFoundError for missing symbols, among others
+        return OpLibrary(path, None, built_for, f"loading {path} failed: {e}")
+    return OpLibrary(path, ops, built_for, None)
+
+
+def library() -> OpLibrary:
+    """Loads the op library once per process; warns once if it cannot."""
+    global _library
+    with _lock:
+        if _library is None:
+            _library = _load(default_library_path())
+            if _library.error is not None:
+                warnings.warn(
+                    f"kerasopt: using the composed-TensorFlow fallback: {_library.error}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return _library
+
+
+def _device_type(variable) -> str:
+    device = getattr(variable, "device", "") or ""
+    return (tf.DeviceSpec.from_string(device).device_type or "CPU").upper()
+
+
+def kernel_unavailable_reason(variable) -> str | None:
+    """Why `variable` cannot be updated by a kernel right now (None: it can)."""
+    if get_implementation() == "tf":
+        return f"{ENV_IMPLEMENTATION}=tf was requested"
+    lib = library()
+    if not lib.loaded:
+        return lib.error
+    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        return "the step is XLA-compiled (jit_compile), which cannot run custom ops"
+    device = _device_type(variable)
+    if device != "CPU":
+        return f"no kerasopt kernel is built for {device} devices"
+    return None
+
+
+def use_kernel(variable) -> bool:
+    """True to run the fused kernel for `variable`; False for the fallback.
+
+    With ``KERASOPT_IMPL=kernel`` a missing kernel is an error, not a fallback.
+    """
+    reason = kernel_unavailable_reason(variable)
+    if reason is None:
+        return True
+    if get_implementation() == "kernel":
+        raise RuntimeError(f"{ENV_IMPLEMENTATION}=kernel, but {reason}")
+    return False

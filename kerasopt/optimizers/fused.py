@@ -1,0 +1,107 @@
+"""The base class of kerasopt's optimizers: Keras semantics, fused updates.
+
+Keras's ``Optimizer.apply`` does everything around the update itself (learning
+rate schedules, gradient clipping and scaling, weight decay, gradient
+accumulation, EMA, ``iterations``) and calls ``update_step`` once per
+variable. kerasopt keeps all of that and only replaces ``update_step``: it
+sends the variable, its gradient and its slots either to the fused C++ op or to
+the composed-TF fallback (see :mod:`kerasopt.op_library` for the choice).
+
+A subclass provides ``build`` (its slots, named as in Keras), ``slots_for``,
+``apply_kernel`` and ``apply_fallback``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+import tensorflow as tf
+
+from kerasopt import op_library
+
+
+def tf_variable(variable):
+    """The tf.Variable behind a keras.Variable (or the argument itself)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def variable_name(variable) -> str:
+    return getattr(variable, "path", None) or getattr(variable, "name", "<unnamed>")
+
+
+def check_shapes(variable, gradient, slots) -> None:
+    """Raises InvalidArgumentError, naming the variable, when shapes disagree.
+
+    (The op checks again at run time; this catches it while tracing, with the
+    Keras name of the variable.)
+    """
+    want = tf.TensorShape(variable.shape)
+    others = [("its gradient", gradient)] + [
+        (f"its slot '{variable_name(s)}'", s) for s in slots
+    ]
+    for what, tensor in others:
+        got = tf.TensorShape(tensor.shape)
+        if not want.is_compatible_with(got):
+            raise tf.errors.InvalidArgumentError(
+                None, None,
+                f"kerasopt: variable '{variable_name(variable)}' has shape "
+                f"{want.as_list()} but {what} has shape {got.as_list()}",
+            )
+
+
+def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False):
+    """Validates a float hyperparameter at construction; returns it unchanged.
+
+    ``low`` is inclusive; ``high`` is exclusive unless ``high_inclusive``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        try:  # accept 0-d tensors and NumPy scalars, as Keras does
+            float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"`{name}` must be a float, got {value!r}") from None
+    number = float(value)
+    too_low = low is not None and not number >= low
+    too_high = high is not None and not (number <= high if high_inclusive else number < high)
+    if too_low or too_high or number != number:
+        bounds = f"[{low}, {high}{']' if high_inclusive else ')'}" if high is not None else f">= {low}"
+        raise ValueError(f"`{name}` must be in {bounds}, got {value!r}")
+    return value
+
+
+def check_learning_rate(learning_rate):
+    """Negative constant learning rates are rejected; schedules are taken as they are."""
+    if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
+        check_hyperparameter("learning_rate", learning_rate, low=0.0)
+    return learning_rate
+
+
+class FusedOptimizer(keras.optimizers.Optimizer):
+    """A Keras optimizer whose per-variable update is a fused kernel (or its fallback)."""
+
+    # Name of the update rule: "Adam" → ops KerasoptApplyAdam (dense),
+    # KerasoptSparseApplyAdam, KerasoptMultiApplyAdam when they exist.
+    kernel_name: str = ""
+
+    def slots_for(self, variable) -> list:
+        """The slot variables of `variable`, in the op's order (only those in use)."""
+        raise NotImplementedError
+
+    def apply_kernel(self, ops, variable, gradient, slots, learning_rate, step):
+        raise NotImplementedError
+
+    def apply_fallback(self, variable, gradient, slots, learning_rate, step):
+        raise NotImplementedError
+
+    def update_step(self, gradient, variable, learning_rate):
+        variable = tf_variable(variable)
+        # Sparse kernels are a separate op; until then, densify like Keras does.
+        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+        slots = [tf_variable(s) for s in self.slots_for(variable)]
+        check_shapes(variable, gradient, slots)
+        step = tf.cast(self.iterations, tf.int64) + 1
+        if op_library.use_kernel(variable):
+            ops = op_library.library().ops
+            self.apply_kernel(ops, variable, gradient, slots, learning_rate, step)
+        else:
+            self.apply_fallback(variable, gradient, slots, learning_rate, step)

@@ -1,0 +1,108 @@
+"""kerasopt.SGD: Keras's SGD with (Nesterov) momentum, one fused op per variable.
+
+The math: cc/kernels/sgd.h. The op: cc/tf/sgd_op.cc. The fallback:
+kerasopt/fallback/sgd.py.
+"""
+
+import keras
+import tensorflow as tf
+
+from kerasopt.fallback import sgd as sgd_fallback
+from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
+
+
+@keras.saving.register_keras_serializable(package="kerasopt")
+class SGD(FusedOptimizer):
+    """Gradient descent with optional heavy-ball or Nesterov momentum.
+
+    A drop-in replacement for ``keras.optimizers.SGD``: same arguments,
+    defaults, slot variables and numbers (float32 results match bit for bit)::
+
+        momentum == 0:  w = w - learning_rate * g
+        otherwise:      m = momentum * m - learning_rate * g
+                        w = w + m                                  (heavy ball, Polyak 1964)
+                        w = w + momentum * m - learning_rate * g   (nesterov=True)
+
+    The Nesterov form is the "look-ahead" reformulation of Sutskever et al.
+    (2013) that Keras uses, applied with the freshly updated ``m``.
+    16-bit variables are updated in float32 arithmetic and rounded once.
+
+    Args:
+        learning_rate: float, schedule or callable. Defaults to 0.01.
+        momentum: float in [0, 1]. Defaults to 0 (no momentum slot is created).
+        nesterov: use Nesterov momentum. Defaults to False.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
+        ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+        gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
+    """
+
+    kernel_name = "Sgd"
+
+    def __init__(
+        self,
+        learning_rate=0.01,
+        momentum=0.0,
+        nesterov=False,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate=check_learning_rate(learning_rate),
+            name=name,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            **kwargs,
+        )
+        # Keras accepts momentum in [0, 1]; the ints 0 and 1 are taken too.
+        self.momentum = float(check_hyperparameter("momentum", momentum, 0.0, 1.0, high_inclusive=True))
+        self.nesterov = bool(nesterov)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.momentums = []
+        if self.momentum != 0:
+            self.momentums = self.add_optimizer_variables(variables, "momentum")
+
+    def slots_for(self, variable):
+        if self.momentum == 0:
+            return []
+        return [self.momentums[self._get_variable_index(variable)]]
+
+    def apply_kernel(self, ops, variable, gradient, slots, learning_rate, step):
+        ops.kerasopt_apply_sgd(
+            var=variable.handle,
+            slots=[s.handle for s in slots],
+            grad=gradient,
+            lr=tf.cast(learning_rate, tf.float64),
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+        )
+
+    def apply_fallback(self, variable, gradient, slots, learning_rate, step):
+        sgd_fallback.apply_sgd(
+            variable, gradient, slots[0] if slots else None,
+            learning_rate=learning_rate, momentum=self.momentum, nesterov=self.nesterov,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"momentum": self.momentum, "nesterov": self.nesterov})
+        return config
