@@ -1,0 +1,91 @@
+"""What kerasopt has on this machine: per algorithm, which update paths exist.
+
+Everything is read from what is really loaded (TensorFlow's kernel registry for
+the op library), so a kernel that failed to build or load shows as absent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import tensorflow as tf
+from tensorflow.python.framework import kernels as tf_kernels
+
+from kerasopt import op_library
+from kerasopt.optimizers import ALL
+
+# Op name patterns per path; "{}" is an optimizer's kernel_name ("Adam").
+OP_NAMES = {
+    "dense": "KerasoptApply{}",
+    "sparse": "KerasoptSparseApply{}",
+    "multi_tensor": "KerasoptMultiApply{}",
+}
+
+
+def _devices_with_kernel(op_name: str) -> set[str]:
+    try:
+        registered = tf_kernels.get_registered_kernels_for_op(op_name)
+    except Exception:  # an op TensorFlow has never heard of
+        return set()
+    return {k.device_type for k in registered.kernel}
+
+
+def collect() -> dict:
+    """The `--json` document: versions, op library, and paths per algorithm."""
+    lib = op_library.library()
+    algorithms = {}
+    for optimizer in ALL:
+        devices = {path: _devices_with_kernel(name.format(optimizer.kernel_name)) if lib.loaded else set()
+                   for path, name in OP_NAMES.items()}
+        algorithms[optimizer.__name__] = {
+            "cpu": "CPU" in devices["dense"],
+            "gpu": "GPU" in devices["dense"],
+            "sparse": bool(devices["sparse"]),
+            "multi_tensor": bool(devices["multi_tensor"]),
+            "fallback": True,  # every optimizer has its composed-TF form
+        }
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "op_library": lib.path if lib.loaded else None,
+        "load_error": lib.error,
+        "implementation": op_library.get_implementation(),
+        "algorithms": algorithms,
+    }
+
+
+def print_table(info: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="kerasopt update paths")
+    table.add_column("algorithm")
+    columns = ["cpu", "gpu", "sparse", "multi_tensor", "fallback"]
+    for column in columns:
+        table.add_column(column.replace("_", "-"), justify="center")
+    for name, paths in info["algorithms"].items():
+        table.add_row(name, *("yes" if paths[c] else "-" for c in columns))
+    console.print(table)
+    console.print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, "
+                  f"KERASOPT_IMPL={info['implementation']}")
+    if info["op_library"]:
+        console.print(f"op library: {info['op_library']}", soft_wrap=True)
+    else:
+        console.print(f"op library not loaded: {info['load_error']}", soft_wrap=True)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kerasopt info",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    info = collect()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print_table(info)
+    return 0
