@@ -123,9 +123,12 @@ def _same_release(a: str, b: str) -> bool:
 
 def _load(path: str | None) -> OpLibrary:
     if path is None:
+        package_dir = os.path.dirname(os.path.abspath(__file__))
         return OpLibrary(None, None, None,
-                         "kerasopt was installed without its compiled op library "
-                         "(reinstall with `pip install .` from a source checkout)")
+                         f"kerasopt was imported from {package_dir}, which holds no "
+                         "compiled op library: in a source checkout, `pip install -e .` "
+                         "it, or run from another directory so that the installed "
+                         "kerasopt is imported")
     if not os.path.exists(path):
         return OpLibrary(path, None, None, f"op library not found at {path}")
     try:

@@ -1,0 +1,46 @@
+"""`python -m kerasopt info`: the schema, and that it reports what is really there."""
+
+import json
+import os
+import subprocess
+import sys
+
+import kerasopt
+from kerasopt import info
+from kerasopt.optimizers import ALL
+
+
+def test_collect_reports_every_optimizer_with_its_cpu_kernel():
+    report = info.collect()
+    assert isinstance(report["tensorflow"], str) and isinstance(report["keras"], str)
+    assert report["load_error"] is None
+    assert report["op_library"].endswith(".so")
+    assert set(report["algorithms"]) == {cls.__name__ for cls in ALL}
+    for name, paths in report["algorithms"].items():
+        assert set(paths) >= {"cpu", "gpu", "sparse", "multi_tensor"}
+        assert paths["cpu"] is True, name
+        assert paths["fallback"] is True
+
+
+def test_unknown_op_names_are_reported_absent(monkeypatch):
+    # The flags come from TensorFlow's kernel registry, not from a table.
+    monkeypatch.setattr(kerasopt.Adam, "kernel_name", "NoSuchAlgorithm")
+    assert info.collect()["algorithms"]["Adam"]["cpu"] is False
+
+
+def test_cli_json_matches_schema(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-P", "-m", "kerasopt", "info", "--json"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    ).stdout
+    report = json.loads(out)
+    assert set(report) >= {"tensorflow", "keras", "op_library", "load_error", "algorithms"}
+    assert report["algorithms"]["Adam"]["cpu"] is True
+
+
+def test_cli_table_names_the_library_or_the_reason(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERASOPT_OPS_LIBRARY": str(tmp_path / "missing.so")}
+    out = subprocess.run([sys.executable, "-P", "-m", "kerasopt", "info"], capture_output=True,
+                         text=True, check=True, cwd=tmp_path, env=env).stdout
+    assert "op library not loaded" in out and "missing.so" in out
