@@ -5,7 +5,6 @@ kerasopt/fallback/adam.py.
 """
 
 import keras
-import tensorflow as tf
 
 from kerasopt.fallback import adam as adam_fallback
 from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
@@ -104,12 +103,12 @@ class Adam(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate, step):
+    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_adam(
             var=variable.handle,
             slots=[s.handle for s in slots],
             grad=gradient,
-            lr=tf.cast(learning_rate, tf.float64),
+            lr=learning_rate_f64,
             step=step,
             amsgrad=self.amsgrad,
             **self._hyperparameters(),

@@ -87,11 +87,25 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         """The slot variables of `variable`, in the op's order (only those in use)."""
         raise NotImplementedError
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate, step):
+    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
+        """Runs the fused op (`learning_rate_f64`: the op's scalars are float64)."""
         raise NotImplementedError
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         raise NotImplementedError
+
+    _step_inputs = None  # (learning_rate, step, learning_rate as float64) of one apply
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # The step count and the learning rate are the same for every variable
+        # of a step: compute them once, not once per variable (with 1000 small
+        # variables, per-variable ops are most of the step's cost).
+        self._step_inputs = (learning_rate, tf.cast(self.iterations, tf.int64) + 1,
+                             tf.cast(learning_rate, tf.float64))
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._step_inputs = None
 
     def update_step(self, gradient, variable, learning_rate):
         variable = tf_variable(variable)
@@ -99,9 +113,14 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
         slots = [tf_variable(s) for s in self.slots_for(variable)]
         check_shapes(variable, gradient, slots)
-        step = tf.cast(self.iterations, tf.int64) + 1
+        shared = self._step_inputs
+        if shared is None or shared[0] is not learning_rate:  # called on its own
+            shared = (learning_rate, tf.cast(self.iterations, tf.int64) + 1, None)
+        _, step, learning_rate_f64 = shared
         if op_library.use_kernel(variable):
+            if learning_rate_f64 is None:
+                learning_rate_f64 = tf.cast(learning_rate, tf.float64)
             ops = op_library.library().ops
-            self.apply_kernel(ops, variable, gradient, slots, learning_rate, step)
+            self.apply_kernel(ops, variable, gradient, slots, learning_rate_f64, step)
         else:
             self.apply_fallback(variable, gradient, slots, learning_rate, step)

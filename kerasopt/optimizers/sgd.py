@@ -5,7 +5,6 @@ kerasopt/fallback/sgd.py.
 """
 
 import keras
-import tensorflow as tf
 
 from kerasopt.fallback import sgd as sgd_fallback
 from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
@@ -86,12 +85,12 @@ class SGD(FusedOptimizer):
             return []
         return [self.momentums[self._get_variable_index(variable)]]
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate, step):
+    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_sgd(
             var=variable.handle,
             slots=[s.handle for s in slots],
             grad=gradient,
-            lr=tf.cast(learning_rate, tf.float64),
+            lr=learning_rate_f64,
             momentum=self.momentum,
             nesterov=self.nesterov,
         )
