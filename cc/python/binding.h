@@ -26,6 +26,10 @@ enum class Dtype { kHalf, kBfloat16, kFloat, kDouble };
 
 inline Dtype DtypeOf(const py::array& a) {
   const std::string name = py::str(a.dtype().attr("name"));
+  if (!a.dtype().attr("isnative").cast<bool>()) {
+    throw py::type_error("kerasopt: arrays must be in native byte order, got " +
+                         std::string(py::str(a.dtype())));
+  }
   if (name == "float16") return Dtype::kHalf;
   if (name == "bfloat16") return Dtype::kBfloat16;
   if (name == "float32") return Dtype::kFloat;

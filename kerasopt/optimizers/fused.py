@@ -50,6 +50,19 @@ def check_shapes(variable, gradient, slots) -> None:
             )
 
 
+def runtime_shape_checks(variable, gradient) -> list:
+    """Assert ops for a gradient whose shape is only known when the step runs."""
+    if tf.executing_eagerly() or tf.TensorShape(gradient.shape).is_fully_defined():
+        return []  # check_shapes settled it while tracing
+    want = tf.TensorShape(variable.shape).as_list()
+    got = tf.strings.reduce_join(tf.strings.as_string(tf.shape(gradient)), separator=", ")
+    message = tf.strings.join([
+        f"kerasopt: variable '{variable_name(variable)}' has shape {want} "
+        "but its gradient has shape [", got, "]"])
+    same = tf.equal(got, ", ".join(str(d) for d in want))
+    return [tf.debugging.Assert(same, [message])]
+
+
 def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False):
     """Validates a float hyperparameter at construction; returns it unchanged.
 
@@ -117,10 +130,11 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         if shared is None or shared[0] is not learning_rate:  # called on its own
             shared = (learning_rate, tf.cast(self.iterations, tf.int64) + 1, None)
         _, step, learning_rate_f64 = shared
-        if op_library.use_kernel(variable):
-            if learning_rate_f64 is None:
-                learning_rate_f64 = tf.cast(learning_rate, tf.float64)
-            ops = op_library.library().ops
-            self.apply_kernel(ops, variable, gradient, slots, learning_rate_f64, step)
-        else:
-            self.apply_fallback(variable, gradient, slots, learning_rate, step)
+        with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
+            if op_library.use_kernel(variable):
+                if learning_rate_f64 is None:
+                    learning_rate_f64 = tf.cast(learning_rate, tf.float64)
+                ops = op_library.library().ops
+                self.apply_kernel(ops, variable, gradient, slots, learning_rate_f64, step)
+            else:
+                self.apply_fallback(variable, gradient, slots, learning_rate, step)
