@@ -1,0 +1,151 @@
+"""Float64 NumPy reference implementations of kerasopt's update rules.
+
+Written from the papers' equations (not from the C++ in ``cc/kernels``), in the
+most direct algebraic form, so that an ordering or sign slip in the kernels or
+the fallback shows up as a disagreement with these.
+
+Every rule is a pure function::
+
+    new_w, new_state = rule(w, g, state, *, <hyperparameters>, step)
+
+``w``, ``g`` and the arrays in ``state`` (a dict) are converted to float64; the
+inputs are never modified. ``step`` is the 1-based step number t (Keras passes
+``iterations + 1``). ``init_state(rule_name, w, **hyperparameters)`` gives the
+zero state the optimizers start from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _f64(x):
+    return np.array(x, dtype=np.float64, copy=True)
+
+
+def adam(w, g, state, *, learning_rate, beta_1, beta_2, epsilon, step, amsgrad=False):
+    """Adam (Kingma & Ba, ICLR 2015), optionally AMSGrad (Reddi et al., ICLR 2018).
+
+    Adam, the "efficient" form given at the end of Section 2 of the paper
+    (which moves the bias corrections into the step size, so epsilon is the
+    paper's epsilon-hat)::
+
+        m_t     = beta_1 * m_{t-1} + (1 - beta_1) * g_t
+        v_t     = beta_2 * v_{t-1} + (1 - beta_2) * g_t^2
+        alpha_t = alpha * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+        w_t     = w_{t-1} - alpha_t * m_t / (sqrt(v_t) + epsilon_hat)
+
+    AMSGrad (Reddi et al., Algorithm 2) keeps the running maximum of the second
+    moment and uses it in place of v_t::
+
+        v_hat_t = max(v_hat_{t-1}, v_t)
+        w_t     = w_{t-1} - alpha_t * m_t / (sqrt(v_hat_t) + epsilon_hat)
+
+    (Keras, and kerasopt, keep the Adam bias correction in alpha_t for AMSGrad.)
+
+    state: {"m": ..., "v": ...} plus {"v_hat": ...} when amsgrad.
+    """
+    w, g = _f64(w), _f64(g)
+    m, v = _f64(state["m"]), _f64(state["v"])
+    t = float(step)
+    b1, b2 = float(beta_1), float(beta_2)
+
+    m = b1 * m + (1.0 - b1) * g
+    v = b2 * v + (1.0 - b2) * g**2
+    alpha_t = float(learning_rate) * np.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+    new_state = {"m": m, "v": v}
+    second_moment = v
+    if amsgrad:
+        v_hat = np.maximum(_f64(state["v_hat"]), v)
+        new_state["v_hat"] = v_hat
+        second_moment = v_hat
+    w = w - alpha_t * m / (np.sqrt(second_moment) + float(epsilon))
+    return w, new_state
+
+
+def sgd(w, g, state, *, learning_rate, momentum=0.0, nesterov=False, step=None):
+    """Stochastic gradient descent, plain, heavy-ball or Nesterov.
+
+    Plain (Robbins & Monro)::
+
+        w_t = w_{t-1} - lr * g_t
+
+    Heavy-ball momentum (Polyak, 1964), with the velocity holding the step::
+
+        m_t = mu * m_{t-1} - lr * g_t
+        w_t = w_{t-1} + m_t
+
+    Nesterov momentum as Keras formulates it (the "look-ahead" rewrite of
+    Sutskever et al., 2013, in terms of the current weights)::
+
+        m_t = mu * m_{t-1} - lr * g_t
+        w_t = w_{t-1} + mu * m_t - lr * g_t
+
+    state: {} when momentum == 0, else {"m": ...}. ``step`` is unused (SGD does
+    not depend on t); it is accepted so all rules share one calling convention.
+    """
+    w, g = _f64(w), _f64(g)
+    lr, mu = float(learning_rate), float(momentum)
+    if mu == 0.0:
+        return w - lr * g, {}
+    m = mu * _f64(state["m"]) - lr * g
+    if nesterov:
+        w = w + mu * m - lr * g
+    else:
+        w = w + m
+    return w, {"m": m}
+
+
+RULES = {"adam": adam, "sgd": sgd}
+
+
+def slot_names(rule: str, hyperparameters: dict) -> list[str]:
+    """The state keys of `rule`, in the order the kernels take their slots."""
+    if rule == "adam":
+        return ["m", "v", "v_hat"] if hyperparameters.get("amsgrad") else ["m", "v"]
+    if rule == "sgd":
+        return ["m"] if hyperparameters.get("momentum", 0.0) != 0.0 else []
+    raise KeyError(rule)
+
+
+def init_state(rule: str, w, **hyperparameters) -> dict:
+    """The all-zeros state an optimizer starts with for weight `w`."""
+    zeros = np.zeros(np.shape(w), dtype=np.float64)
+    return {name: zeros.copy() for name in slot_names(rule, hyperparameters)}
+
+
+def run(rule: str, w, grads, hyperparameters: dict, *, first_step: int = 1,
+        state: dict | None = None, round_to=None, return_scale: bool = False):
+    """Applies `rule` for each gradient in `grads`; returns (w, state) in float64.
+
+    ``round_to``: optional function applied to the weight and to every state
+    array after each step, e.g. rounding to a 16-bit storage dtype, to model an
+    implementation that stores its state in that dtype (the arithmetic itself
+    stays float64).
+
+    ``return_scale``: also return a dict of per-element error scales, for "w"
+    and each state key: max_t |x_t| + sum_t |x_t - x_{t-1}|, the largest value
+    the trajectory held plus its total variation. Each step of a
+    floating-point implementation rounds quantities of about these magnitudes,
+    so its accumulated error is a small multiple of eps times this scale.
+    """
+    fn = RULES[rule]
+    w = _f64(w)
+    state = init_state(rule, w, **hyperparameters) if state is None else {
+        k: _f64(v) for k, v in state.items()}
+    current = dict(state, w=w)
+    peak = {k: np.abs(v) for k, v in current.items()}
+    variation = {k: np.zeros_like(v) for k, v in current.items()}
+    for i, g in enumerate(grads):
+        w, state = fn(w, g, state, step=first_step + i, **hyperparameters)
+        if round_to is not None:
+            w = round_to(w)
+            state = {k: round_to(v) for k, v in state.items()}
+        new = dict(state, w=w)
+        for k, v in new.items():
+            variation[k] += np.abs(v - current[k])
+            peak[k] = np.maximum(peak[k], np.abs(v))
+        current = new
+    if return_scale:
+        return w, state, {k: peak[k] + variation[k] for k in peak}
+    return w, state

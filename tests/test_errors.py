@@ -1,0 +1,425 @@
+"""Errors: shape and dtype mismatches, bad hyperparameters, bad arguments."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasopt
+from kerasopt import _kernels, op_library
+
+from conftest import np_dtype, require_kernel_library
+
+OPTIMIZERS = [
+    pytest.param(lambda: kerasopt.Adam(learning_rate=0.1), id="adam"),
+    pytest.param(lambda: kerasopt.Adam(learning_rate=0.1, amsgrad=True), id="amsgrad"),
+    pytest.param(lambda: kerasopt.SGD(learning_rate=0.1), id="sgd"),
+    pytest.param(lambda: kerasopt.SGD(learning_rate=0.1, momentum=0.9, nesterov=True), id="nesterov"),
+]
+
+
+def squeeze(message: str) -> str:
+    return re.sub(r"\s+", "", message)
+
+
+def dense_layer():
+    layer = keras.layers.Dense(4, name="my_dense")
+    layer.build((None, 3))  # kernel: (3, 4)
+    return layer
+
+
+def assert_names_variable_and_shapes(message, var_shape, grad_shape):
+    text = squeeze(message)
+    tail = message[-300:]  # graph errors start with a long traceback
+    assert "my_dense/kernel" in message, f"variable not named in: ...{tail}"
+    assert squeeze(str(list(var_shape))) in text, f"{var_shape} not in: ...{tail}"
+    assert squeeze(str(list(grad_shape))) in text, f"{grad_shape} not in: ...{tail}"
+
+
+# --- through opt.apply_gradients ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
+def test_gradient_shape_mismatch_eager(make, impl):
+    layer = dense_layer()
+    before = layer.kernel.numpy()
+    opt = make()
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        opt.apply_gradients([(tf.ones((4, 3)), layer.kernel)])
+    assert_names_variable_and_shapes(str(info.value.message), (3, 4), (4, 3))
+    np.testing.assert_array_equal(layer.kernel.numpy(), before)
+    for v in opt.variables:
+        if v.path.endswith(("_momentum", "_velocity", "_velocity_hat")):
+            assert not np.any(v.numpy()), v.path
+    assert int(opt.iterations.numpy()) == 0
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
+def test_gradient_shape_mismatch_in_tf_function(make, impl):
+    layer = dense_layer()
+    before = layer.kernel.numpy()
+    opt = make()
+
+    @tf.function
+    def step(gradient):
+        opt.apply_gradients([(gradient, layer.kernel)])
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        step(tf.ones((4, 3)))
+    assert_names_variable_and_shapes(str(info.value.message), (3, 4), (4, 3))
+    np.testing.assert_array_equal(layer.kernel.numpy(), before)
+
+
+@pytest.mark.parametrize("grad_shape", [(4, 3), (1, 4)])
+@pytest.mark.parametrize("make", [OPTIMIZERS[0], OPTIMIZERS[3]])
+def test_gradient_shape_mismatch_known_only_at_run_time(make, grad_shape, impl):
+    """With unknown static shapes the mismatch is found when the step runs; it
+    must still be an InvalidArgumentError naming the variable and both shapes,
+    with nothing written, on both paths. A broadcastable gradient ((1, 4) for a
+    (3, 4) weight) is a mismatch too: the kernel path rejects it, so the
+    fallback must not silently broadcast it."""
+    layer = dense_layer()
+    before = layer.kernel.numpy()
+    opt = make()
+    opt.build([layer.kernel])
+    # (iterations is left out: in a graph, Keras's increment does not wait
+    # for the update, so it may run even though the update failed)
+    slots = [v for v in opt.variables if "iteration" not in v.path]
+    slots_before = [v.numpy() for v in slots]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    def step(gradient):
+        opt.apply_gradients([(gradient, layer.kernel)])
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        step(tf.ones(grad_shape))
+    assert_names_variable_and_shapes(str(info.value.message), (3, 4), grad_shape)
+    np.testing.assert_array_equal(layer.kernel.numpy(), before)
+    for v, b in zip(slots, slots_before, strict=True):
+        np.testing.assert_array_equal(v.numpy(), b, err_msg=v.path)
+
+
+def test_matching_shapes_still_work_after_an_error(impl):
+    layer = dense_layer()
+    opt = kerasopt.Adam(learning_rate=0.1)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        opt.apply_gradients([(tf.ones((4, 3)), layer.kernel)])
+    before = layer.kernel.numpy()
+    opt.apply_gradients([(tf.ones((3, 4)), layer.kernel)])
+    np.testing.assert_allclose(layer.kernel.numpy(), before - 0.1, rtol=1e-5, atol=1e-6)
+
+
+# --- the raw ops ------------------------------------------------------------------------------
+
+
+def raw_ops():
+    return require_kernel_library().ops
+
+
+def adam_args(**overrides):
+    args = dict(lr=tf.constant(0.1, tf.float64), beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                step=tf.constant(1, tf.int64))
+    args.update(overrides)
+    return args
+
+
+def variables(*specs):
+    """tf.Variables of ones (the weight) / zeros (slots): specs are (shape, dtype)."""
+    out = []
+    for i, (shape, dtype) in enumerate(specs):
+        init = np.ones if i == 0 else np.zeros
+        out.append(tf.Variable(init(shape, dtype), name=f"raw{i}"))
+    return out
+
+
+def snapshot(vs):
+    return [v.numpy().copy() for v in vs]
+
+
+def assert_unchanged(vs, before):
+    for v, b in zip(vs, before, strict=True):
+        np.testing.assert_array_equal(v.numpy(), b, err_msg=v.name)
+
+
+@pytest.mark.parametrize("bad", ["slot0", "slot1", "slot2", "grad"])
+def test_raw_adam_shape_mismatch_writes_nothing(bad):
+    ops = raw_ops()
+    shapes = {"var": (3, 4), "slot0": (3, 4), "slot1": (3, 4), "slot2": (3, 4), "grad": (3, 4)}
+    shapes[bad] = (4, 3)
+    vs = variables(*[(shapes[k], np.float32) for k in ("var", "slot0", "slot1", "slot2")])
+    before = snapshot(vs)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+                                grad=tf.ones(shapes[bad] if bad == "grad" else (3, 4)),
+                                amsgrad=True, **adam_args())
+    text = squeeze(info.value.message)
+    assert "[3,4]" in text and "[4,3]" in text, info.value.message
+    assert "raw0" in info.value.message
+    assert_unchanged(vs, before)
+
+
+def test_raw_sgd_shape_mismatch_writes_nothing():
+    ops = raw_ops()
+    vs = variables(((5,), np.float64), ((6,), np.float64))
+    before = snapshot(vs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
+        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle],
+                               grad=tf.ones((5,), tf.float64), lr=tf.constant(0.1, tf.float64),
+                               momentum=0.9)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
+        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[], grad=tf.ones((1,), tf.float64),
+                               lr=tf.constant(0.1, tf.float64), momentum=0.0)
+    assert_unchanged(vs, before)
+
+
+def test_raw_op_dtype_mismatch():
+    ops = raw_ops()
+    # gradient float64, variables float32
+    vs = variables(((4,), np.float32), ((4,), np.float32), ((4,), np.float32))
+    before = snapshot(vs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
+        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+                                grad=tf.ones((4,), tf.float64), **adam_args())
+    assert_unchanged(vs, before)
+    # one slot of another dtype
+    vs = variables(((4,), np.float32), ((4,), np.float32), ((4,), np.float16))
+    before = snapshot(vs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
+        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+                                grad=tf.ones((4,), tf.float32), **adam_args())
+    assert_unchanged(vs, before)
+    # SGD: weight float16, gradient and slot bfloat16
+    vs = variables(((4,), np.float16), ((4,), np_dtype("bfloat16")))
+    before = snapshot(vs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
+        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle],
+                               grad=tf.ones((4,), tf.bfloat16), lr=tf.constant(0.1, tf.float64),
+                               momentum=0.9)
+    assert_unchanged(vs, before)
+
+
+def test_raw_op_wrong_slot_count_and_scalars():
+    ops = raw_ops()
+    vs = variables(((4,), np.float32), ((4,), np.float32), ((4,), np.float32), ((4,), np.float32))
+    before = snapshot(vs)
+    grad = tf.ones((4,))
+    # Adam needs 2 slots, AMSGrad 3
+    with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
+        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[vs[1].handle], grad=grad, **adam_args())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
+        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
+                                amsgrad=True, **adam_args())
+    # SGD with momentum needs its slot; at most one slot
+    with pytest.raises(tf.errors.InvalidArgumentError, match="momentum"):
+        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[], grad=grad,
+                               lr=tf.constant(0.1, tf.float64), momentum=0.9)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
+        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
+                               lr=tf.constant(0.1, tf.float64), momentum=0.9)
+    # hyperparameters must be scalars
+    with pytest.raises(tf.errors.InvalidArgumentError, match="scalar"):
+        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
+                                **adam_args(lr=tf.constant([0.1, 0.2], tf.float64)))
+    assert_unchanged(vs, before)
+
+
+def test_raw_op_runs_when_valid():
+    """The error tests above are not vacuous: the same call with consistent
+    arguments works (and matches one Adam step by hand)."""
+    ops = raw_ops()
+    vs = variables(((4,), np.float32), ((4,), np.float32), ((4,), np.float32))
+    ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+                            grad=tf.fill((4,), 2.0), **adam_args())
+    np.testing.assert_allclose(vs[1].numpy(), 0.2, rtol=1e-6)
+    np.testing.assert_allclose(vs[2].numpy(), 0.004, rtol=1e-5)
+    np.testing.assert_allclose(vs[0].numpy(), 0.9, rtol=1e-5)
+
+
+# --- hyperparameters ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(learning_rate=-0.1), dict(learning_rate=-1e-9),
+    dict(beta_1=-0.1), dict(beta_1=1.0), dict(beta_1=1.5), dict(beta_1=math.nan),
+    dict(beta_2=-0.5), dict(beta_2=1.0), dict(beta_2=2.0), dict(beta_2=math.nan),
+    dict(epsilon=-1e-7), dict(epsilon=math.nan),
+], ids=repr)
+def test_adam_rejects_bad_hyperparameters(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        kerasopt.Adam(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(learning_rate=-0.01), dict(momentum=-0.1), dict(momentum=1.1), dict(momentum=math.nan),
+    dict(momentum=5.0),
+], ids=repr)
+def test_sgd_rejects_bad_hyperparameters(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        kerasopt.SGD(**kwargs)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: kerasopt.Adam(learning_rate=0.0, beta_1=0.0, beta_2=0.0, epsilon=0.0),
+    lambda: kerasopt.Adam(beta_1=0.999999, beta_2=0.999999),
+    lambda: kerasopt.SGD(learning_rate=0.0, momentum=0.0),
+    lambda: kerasopt.SGD(momentum=1.0, nesterov=True),
+])
+def test_boundary_hyperparameters_are_accepted(make):
+    make()
+
+
+def test_keras_argument_errors_are_kept():
+    with pytest.raises(ValueError):
+        kerasopt.Adam(clipnorm=1.0, clipvalue=1.0)
+    with pytest.raises(ValueError):
+        kerasopt.SGD(gradient_accumulation_steps=1)
+    with pytest.raises(ValueError):
+        kerasopt.Adam(not_an_argument=1)
+
+
+# --- implementation switch --------------------------------------------------------------
+
+
+def test_set_implementation_rejects_unknown_names():
+    before = kerasopt.get_implementation()
+    with pytest.raises(ValueError, match="bogus"):
+        kerasopt.set_implementation("bogus")
+    with pytest.raises(ValueError, match="bogus"):
+        with kerasopt.implementation("bogus"):
+            pass
+    assert kerasopt.get_implementation() == before
+
+
+def test_bad_environment_value_is_an_error(monkeypatch):
+    monkeypatch.setenv(op_library.ENV_IMPLEMENTATION, "fastest")
+    kerasopt.set_implementation(None)
+    with pytest.raises(ValueError, match="fastest"):
+        kerasopt.get_implementation()
+    monkeypatch.setenv(op_library.ENV_IMPLEMENTATION, " TF ")
+    assert kerasopt.get_implementation() == "tf"
+
+
+# --- the pybind module --------------------------------------------------------------------
+
+
+def adam_kwargs(**overrides):
+    kw = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=1)
+    kw.update(overrides)
+    return kw
+
+
+def arrays(n, dtype=np.float32, count=4):
+    return [np.ones(n, dtype) if i == 0 else np.zeros(n, dtype) for i in range(count)]
+
+
+@pytest.mark.parametrize("which", [1, 2, 3, 4])
+def test_pybind_adam_rejects_shape_mismatch(which):
+    a = arrays(6, count=5)
+    a[which] = np.zeros(7 if which != 1 else 5, np.float32)
+    before = [x.copy() for x in a]
+    with pytest.raises(ValueError, match="shape"):
+        _kernels.adam(*a, amsgrad=True, **adam_kwargs())
+    for x, b in zip(a, before):
+        np.testing.assert_array_equal(x, b)
+
+
+def test_pybind_rejects_same_size_other_shape():
+    w = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        _kernels.sgd(w, np.ones((3, 2), np.float32), learning_rate=0.1)
+    with pytest.raises(ValueError, match="shape"):
+        _kernels.sgd(w, np.ones(6, np.float32), learning_rate=0.1)
+    with pytest.raises(ValueError, match="shape"):
+        _kernels.sgd(w, np.ones((2, 3), np.float32), np.zeros((6, 1), np.float32),
+                     learning_rate=0.1, momentum=0.9)
+    np.testing.assert_array_equal(w, 1.0)
+
+
+@pytest.mark.parametrize("other", ["float16", "bfloat16", "float64"])
+def test_pybind_rejects_dtype_mismatch(other):
+    w, m, v = arrays(5, np.float32, 3)
+    with pytest.raises(TypeError, match="dtype"):
+        _kernels.adam(w, np.ones(5, np_dtype(other)), m, v, **adam_kwargs())
+    with pytest.raises(TypeError, match="dtype"):
+        _kernels.adam(w, np.ones(5, np.float32), m.astype(np_dtype(other)), v, **adam_kwargs())
+    with pytest.raises(TypeError, match="dtype"):
+        _kernels.sgd(w, np.ones(5, np.float32), np.zeros(5, np_dtype(other)),
+                     learning_rate=0.1, momentum=0.9)
+    np.testing.assert_array_equal(w, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.complex64, np.bool_, np.float128])
+def test_pybind_rejects_unsupported_dtypes(dtype):
+    with pytest.raises(TypeError, match="dtype"):
+        _kernels.sgd(np.ones(3, dtype), np.ones(3, dtype), learning_rate=0.1)
+
+
+def test_pybind_rejects_non_native_byte_order():
+    """A big-endian float32 array is not float32 to the C++ code: it must be
+    refused (or handled), not read as garbage."""
+    w = np.ones(4, dtype=">f4")
+    g = np.ones(4, dtype=">f4")
+    try:
+        _kernels.sgd(w, g, learning_rate=0.5)
+    except (TypeError, ValueError):
+        np.testing.assert_array_equal(w, 1.0)
+        return
+    np.testing.assert_array_equal(w, 0.5)
+
+
+def test_pybind_rejects_non_contiguous_and_read_only():
+    w = np.ones(8, np.float32)[::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        _kernels.sgd(w, np.ones(4, np.float32), learning_rate=0.1)
+    with pytest.raises(ValueError, match="contiguous"):
+        _kernels.sgd(np.ones(4, np.float32), np.ones(8, np.float32)[::2], learning_rate=0.1)
+    w = np.ones((3, 4), np.float32).T  # Fortran order
+    with pytest.raises(ValueError, match="contiguous"):
+        _kernels.sgd(w, np.ones((4, 3), np.float32), learning_rate=0.1)
+    w = np.ones(4, np.float32)
+    w.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _kernels.sgd(w, np.ones(4, np.float32), learning_rate=0.1)
+    m = np.zeros(4, np.float32)
+    m.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _kernels.sgd(np.ones(4, np.float32), np.ones(4, np.float32), m,
+                     learning_rate=0.1, momentum=0.9)
+    # a read-only gradient is fine: it is only read
+    g = np.ones(4, np.float32)
+    g.flags.writeable = False
+    w = np.ones(4, np.float32)
+    _kernels.sgd(w, g, learning_rate=0.5)
+    np.testing.assert_array_equal(w, 0.5)
+
+
+def test_pybind_missing_slots():
+    w, m, v = arrays(3, np.float32, 3)
+    with pytest.raises(ValueError, match="velocity_hat"):
+        _kernels.adam(w, np.ones(3, np.float32), m, v, amsgrad=True, **adam_kwargs())
+    with pytest.raises(ValueError, match="momentum"):
+        _kernels.sgd(w, np.ones(3, np.float32), learning_rate=0.1, momentum=0.9)
+    np.testing.assert_array_equal(w, 1.0)
+
+
+def test_pybind_rejects_non_arrays():
+    with pytest.raises(TypeError):
+        _kernels.sgd([1.0, 2.0], np.ones(2), learning_rate=0.1)
+
+
+def test_pybind_adam_rejects_step_below_one():
+    """Adam's bias correction divides by 1 - beta_1^t, which is 0 at t = 0:
+    step=0 must be refused rather than writing NaN into the weights."""
+    w, m, v = arrays(3, np.float32, 3)
+    try:
+        _kernels.adam(w, np.ones(3, np.float32), m, v, **adam_kwargs(step=0))
+    except ValueError:
+        pass
+    assert np.all(np.isfinite(w)) and np.all(np.isfinite(m)) and np.all(np.isfinite(v)), w
