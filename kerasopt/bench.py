@@ -175,6 +175,63 @@ def _raw_sgd(variables):
     return apply
 
 
+RMSPROP = dict(learning_rate=1e-3, rho=0.9, momentum=0.0, epsilon=1e-7)
+ADAGRAD = dict(learning_rate=1e-3, initial_accumulator_value=0.1, epsilon=1e-7)
+ADADELTA = dict(learning_rate=1e-3, rho=0.95, epsilon=1e-7)
+
+
+def _raw_rmsprop(variables):
+    import tensorflow as tf
+
+    # TF's op always takes a momentum slot; with momentum 0 it is written but unused.
+    mss = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    moms = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    hp = {k: tf.constant(x, tf.float32) for k, x in RMSPROP.items()}
+
+    def apply(gradients):
+        for var, ms, mom, g in zip(variables, mss, moms, gradients):
+            tf.raw_ops.ResourceApplyRMSProp(
+                var=var.handle, ms=ms.handle, mom=mom.handle, lr=hp["learning_rate"],
+                rho=hp["rho"], momentum=hp["momentum"], epsilon=hp["epsilon"], grad=g,
+            )
+
+    return apply
+
+
+def _raw_adagrad(variables):
+    import tensorflow as tf
+
+    accums = [tf.Variable(tf.fill(tf.shape(v), ADAGRAD["initial_accumulator_value"])) for v in variables]
+    lr = tf.constant(ADAGRAD["learning_rate"], tf.float32)
+    epsilon = tf.constant(ADAGRAD["epsilon"], tf.float32)
+
+    def apply(gradients):
+        # TF's form puts epsilon outside the root: w -= lr * g / (sqrt(acc) + eps).
+        for var, accum, g in zip(variables, accums, gradients):
+            tf.raw_ops.ResourceApplyAdagradV2(
+                var=var.handle, accum=accum.handle, lr=lr, epsilon=epsilon, grad=g,
+            )
+
+    return apply
+
+
+def _raw_adadelta(variables):
+    import tensorflow as tf
+
+    accums = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    updates = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    hp = {k: tf.constant(x, tf.float32) for k, x in ADADELTA.items()}
+
+    def apply(gradients):
+        for var, accum, update, g in zip(variables, accums, updates, gradients):
+            tf.raw_ops.ResourceApplyAdadelta(
+                var=var.handle, accum=accum.handle, accum_update=update.handle,
+                lr=hp["learning_rate"], rho=hp["rho"], epsilon=hp["epsilon"], grad=g,
+            )
+
+    return apply
+
+
 def _keras(name, **hp):
     def make():
         import keras
@@ -203,6 +260,25 @@ ALGORITHMS = {
         name="SGD (momentum 0.9)", bytes_per_param=16, traffic="read w, g, m; write w, m",
         raw_op="ResourceApplyKerasMomentum",
         keras=_keras("SGD", **SGD), kerasopt=_kerasopt("SGD", **SGD), raw=_raw_sgd,
+    ),
+    "rmsprop": Algorithm(
+        name="RMSprop", bytes_per_param=20, traffic="read w, g, v; write w, v",
+        raw_op="ResourceApplyRMSProp",
+        keras=_keras("RMSprop", **RMSPROP), kerasopt=_kerasopt("RMSprop", **RMSPROP),
+        raw=_raw_rmsprop,
+    ),
+    "adagrad": Algorithm(
+        name="Adagrad", bytes_per_param=20, traffic="read w, g, acc; write w, acc",
+        raw_op="ResourceApplyAdagradV2",
+        keras=_keras("Adagrad", **ADAGRAD), kerasopt=_kerasopt("Adagrad", **ADAGRAD),
+        raw=_raw_adagrad,
+    ),
+    "adadelta": Algorithm(
+        name="Adadelta", bytes_per_param=28,
+        traffic="read w, g, Eg2, Edx2; write w, Eg2, Edx2",
+        raw_op="ResourceApplyAdadelta",
+        keras=_keras("Adadelta", **ADADELTA), kerasopt=_kerasopt("Adadelta", **ADADELTA),
+        raw=_raw_adadelta,
     ),
 }
 

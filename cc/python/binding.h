@@ -109,6 +109,9 @@ void Run(py::array& var, py::array& grad,
 // One Bind<Algo>(m) per algorithm; kernels_module.cc calls them all.
 void BindAdam(py::module_& m);
 void BindSgd(py::module_& m);
+void BindRmsprop(py::module_& m);
+void BindAdagrad(py::module_& m);
+void BindAdadelta(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

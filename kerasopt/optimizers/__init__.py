@@ -1,9 +1,12 @@
 """kerasopt's optimizers, each a ``keras.optimizers.Optimizer``."""
 
+from kerasopt.optimizers.adadelta import Adadelta
+from kerasopt.optimizers.adagrad import Adagrad
 from kerasopt.optimizers.adam import Adam
+from kerasopt.optimizers.rmsprop import RMSprop
 from kerasopt.optimizers.sgd import SGD
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
-ALL = (Adam, SGD)
+ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta)
 
-__all__ = ["ALL", "Adam", "SGD"]
+__all__ = ["ALL", "Adadelta", "Adagrad", "Adam", "RMSprop", "SGD"]

@@ -1,0 +1,51 @@
+// KerasoptApplyAdadelta: Adadelta on a resource variable, in one pass.
+// The math lives in cc/kernels/adadelta.h; this file binds the op's inputs to it.
+#include "cc/kernels/adadelta.h"
+#include "cc/tf/dense_apply_op.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace kerasopt {
+namespace tf {
+
+REGISTER_OP("KerasoptApplyAdadelta")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // accumulated_grad, accumulated_delta_var
+    .Input("grad: T")
+    .Input("lr: double")
+    .Input("rho: double")
+    .Input("epsilon: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Adadelta update of `var` and its slots by `grad`; see cc/kernels/adadelta.h.");
+
+struct AdadeltaAlgo {
+  template <typename C>
+  using Rule = AdadeltaRule<C>;
+
+  explicit AdadeltaAlgo(OpKernelConstruction*) {}
+  absl::Status CheckNumSlots(int num_slots) const {
+    if (num_slots == 2) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KerasoptApplyAdadelta needs 2 slots (accumulated_grad, "
+        "accumulated_delta_var), got ", num_slots));
+  }
+  bool SlotPresent(int slot, int num_slots) const { return slot < num_slots; }
+
+  template <typename C>
+  absl::Status MakeRule(OpKernelContext* ctx, int num_slots,
+                        Rule<C>* rule) const {
+    double lr, rho, epsilon;
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "lr", &lr));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "rho", &rho));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
+    *rule = Rule<C>::Make(lr, rho, epsilon);
+    return absl::OkStatus();
+  }
+};
+
+KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdadelta", AdadeltaAlgo)
+
+}  // namespace tf
+}  // namespace kerasopt
