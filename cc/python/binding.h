@@ -105,6 +105,10 @@ void Run(py::array& var, py::array& grad,
 // One Bind<Algo>(m) per algorithm; kernels_module.cc calls them all.
 void BindAdam(py::module_& m);
 void BindSgd(py::module_& m);
+void BindAdamw(py::module_& m);
+void BindAdamax(py::module_& m);
+void BindNadam(py::module_& m);
+void BindLion(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

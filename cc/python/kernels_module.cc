@@ -10,4 +10,8 @@ PYBIND11_MODULE(_kernels, m) {
   m.doc() = "kerasopt's C++ update rules on NumPy arrays (in place).";
   kerasopt::python::BindAdam(m);
   kerasopt::python::BindSgd(m);
+  kerasopt::python::BindAdamw(m);
+  kerasopt::python::BindAdamax(m);
+  kerasopt::python::BindNadam(m);
+  kerasopt::python::BindLion(m);
 }
