@@ -35,11 +35,10 @@ struct LionRule {
     return r;
   }
 
+  // Branch-free (selects), so the driver's loop still vectorizes.
   KERASOPT_HOST_DEVICE static C Sign(C x) {
-    if (x > C(0)) return C(1);
-    if (x < C(0)) return C(-1);
-    if (x == C(0)) return C(0);  // -0 too, as tf.sign
-    return x;                    // NaN stays NaN
+    const C s = (x > C(0) ? C(1) : C(0)) - (x < C(0) ? C(1) : C(0));  // -0 -> 0, as tf.sign
+    return x != x ? x : s;                                            // NaN stays NaN
   }
 
   KERASOPT_HOST_DEVICE void operator()(C& w, C& m, C g) const {
