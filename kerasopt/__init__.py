@@ -8,7 +8,6 @@ no kernel serves (see :mod:`kerasopt.op_library`).
 """
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation
-from kerasopt.optimizers import SGD, Adadelta, Adagrad, Adam, RMSprop
 
 __version__ = "0.1.0"
 
@@ -16,6 +15,10 @@ __all__ = [
     "Adadelta",
     "Adagrad",
     "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "Nadam",
     "RMSprop",
     "SGD",
     "get_implementation",

@@ -126,11 +126,15 @@ class Algorithm:
     raw_op: str
     keras: Callable
     kerasopt: Callable
-    raw: Callable
+    raw: Callable | None  # None: TensorFlow has no matching op (the column shows n/a)
 
 
 ADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 SGD = dict(learning_rate=1e-2, momentum=0.9)
+ADAMW = dict(learning_rate=1e-3, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+ADAMAX = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+NADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+LION = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99)
 
 
 def _raw_adam(variables):
@@ -232,6 +236,27 @@ def _raw_adadelta(variables):
     return apply
 
 
+def _raw_adamax(variables):
+    import tensorflow as tf
+
+    ms = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    us = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    iterations = tf.Variable(0, dtype=tf.int64)
+    hp = {k: tf.constant(x, tf.float32) for k, x in ADAMAX.items()}
+
+    def apply(gradients):
+        beta1_power = tf.pow(hp["beta_1"], tf.cast(iterations + 1, tf.float32))
+        for var, m, u, g in zip(variables, ms, us, gradients):
+            tf.raw_ops.ResourceApplyAdaMax(
+                var=var.handle, m=m.handle, v=u.handle, beta1_power=beta1_power,
+                lr=hp["learning_rate"], beta1=hp["beta_1"], beta2=hp["beta_2"],
+                epsilon=hp["epsilon"], grad=g,
+            )
+        iterations.assign_add(1)
+
+    return apply
+
+
 def _keras(name, **hp):
     def make():
         import keras
@@ -279,6 +304,26 @@ ALGORITHMS = {
         raw_op="ResourceApplyAdadelta",
         keras=_keras("Adadelta", **ADADELTA), kerasopt=_kerasopt("Adadelta", **ADADELTA),
         raw=_raw_adadelta,
+    ),
+    "adamw": Algorithm(
+        name="AdamW", bytes_per_param=28, traffic="read w, g, m, v; write w, m, v",
+        raw_op="n/a (TF has no AdamW op)",
+        keras=_keras("AdamW", **ADAMW), kerasopt=_kerasopt("AdamW", **ADAMW), raw=None,
+    ),
+    "adamax": Algorithm(
+        name="Adamax", bytes_per_param=28, traffic="read w, g, m, u; write w, m, u",
+        raw_op="ResourceApplyAdaMax",
+        keras=_keras("Adamax", **ADAMAX), kerasopt=_kerasopt("Adamax", **ADAMAX), raw=_raw_adamax,
+    ),
+    "nadam": Algorithm(
+        name="Nadam", bytes_per_param=28, traffic="read w, g, m, v; write w, m, v",
+        raw_op="n/a (TF has no Nadam op)",
+        keras=_keras("Nadam", **NADAM), kerasopt=_kerasopt("Nadam", **NADAM), raw=None,
+    ),
+    "lion": Algorithm(
+        name="Lion", bytes_per_param=16, traffic="read w, g, m; write w, m",
+        raw_op="n/a (TF has no Lion op)",
+        keras=_keras("Lion", **LION), kerasopt=_kerasopt("Lion", **LION), raw=None,
     ),
 }
 
@@ -394,6 +439,8 @@ class _Runner:
             return tf.raw_ops.ResourceGather(resource=last.handle, indices=0, dtype=last.dtype)
 
         if column.kind == "raw":
+            if algorithm.raw is None:
+                raise RuntimeError(f"no TensorFlow op: {algorithm.raw_op}")
             apply = algorithm.raw(tf_vars)
 
             def step():

@@ -112,6 +112,10 @@ void BindSgd(py::module_& m);
 void BindRmsprop(py::module_& m);
 void BindAdagrad(py::module_& m);
 void BindAdadelta(py::module_& m);
+void BindAdamw(py::module_& m);
+void BindAdamax(py::module_& m);
+void BindNadam(py::module_& m);
+void BindLion(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

@@ -13,4 +13,8 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindRmsprop(m);
   kerasopt::python::BindAdagrad(m);
   kerasopt::python::BindAdadelta(m);
+  kerasopt::python::BindAdamw(m);
+  kerasopt::python::BindAdamax(m);
+  kerasopt::python::BindNadam(m);
+  kerasopt::python::BindLion(m);
 }

@@ -3,10 +3,14 @@
 from kerasopt.optimizers.adadelta import Adadelta
 from kerasopt.optimizers.adagrad import Adagrad
 from kerasopt.optimizers.adam import Adam
+from kerasopt.optimizers.adamax import Adamax
+from kerasopt.optimizers.adamw import AdamW
+from kerasopt.optimizers.lion import Lion
+from kerasopt.optimizers.nadam import Nadam
 from kerasopt.optimizers.rmsprop import RMSprop
 from kerasopt.optimizers.sgd import SGD
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
-ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta)
+ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion)
 
-__all__ = ["ALL", "Adadelta", "Adagrad", "Adam", "RMSprop", "SGD"]
+__all__ = ["ALL", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Nadam", "RMSprop", "SGD"]

@@ -1,0 +1,55 @@
+// KerasoptApplyAdamax: Adamax on a resource variable, in one pass.
+// The math lives in cc/kernels/adamax.h; this file binds the op's inputs to it.
+#include "cc/kernels/adamax.h"
+#include "cc/tf/dense_apply_op.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace kerasopt {
+namespace tf {
+
+REGISTER_OP("KerasoptApplyAdamax")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // momentum, norm
+    .Input("grad: T")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Adamax update of `var` and its slots by `grad`; see cc/kernels/adamax.h.");
+
+struct AdamaxAlgo {
+  template <typename C>
+  using Rule = AdamaxRule<C>;
+
+  explicit AdamaxAlgo(OpKernelConstruction*) {}
+  absl::Status CheckNumSlots(int num_slots) const {
+    if (num_slots == 2) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KerasoptApplyAdamax needs 2 slots (momentum, norm), got ", num_slots));
+  }
+  bool SlotPresent(int slot, int num_slots) const { return slot < num_slots; }
+
+  template <typename C>
+  absl::Status MakeRule(OpKernelContext* ctx, int num_slots,
+                        Rule<C>* rule) const {
+    double lr, beta_1, beta_2, epsilon;
+    int64_t step;
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "lr", &lr));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_1", &beta_1));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
+    *rule = Rule<C>::Make(lr, beta_1, beta_2, epsilon, step);
+    return absl::OkStatus();
+  }
+};
+
+KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamax", AdamaxAlgo)
+
+}  // namespace tf
+}  // namespace kerasopt

@@ -1,0 +1,68 @@
+// KerasoptApplyAdamw: AdamW (Adam with decoupled weight decay) on a resource
+// variable, decay and update in one pass. The math lives in cc/kernels/adamw.h.
+#include "cc/kernels/adamw.h"
+#include "cc/tf/dense_apply_op.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace kerasopt {
+namespace tf {
+
+REGISTER_OP("KerasoptApplyAdamw")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // momentum, velocity[, velocity_hat]
+    .Input("grad: T")
+    .Input("lr: double")
+    .Input("weight_decay: double")  // 0 for variables excluded from weight decay
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("num_slots: int >= 0")
+    .Attr("amsgrad: bool = false")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("AdamW update (decay, then Adam) of `var` and its slots by `grad`; "
+         "see cc/kernels/adamw.h.");
+
+struct AdamwAlgo {
+  template <typename C>
+  using Rule = AdamwRule<C>;
+
+  explicit AdamwAlgo(OpKernelConstruction* ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("amsgrad", &amsgrad));
+  }
+  absl::Status CheckNumSlots(int num_slots) const {
+    const int want = amsgrad ? 3 : 2;
+    if (num_slots == want) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KerasoptApplyAdamw needs ", want, " slots (momentum, velocity",
+        amsgrad ? ", velocity_hat" : "", "), got ", num_slots));
+  }
+  bool SlotPresent(int slot, int num_slots) const { return slot < num_slots; }
+
+  template <typename C>
+  absl::Status MakeRule(OpKernelContext* ctx, int num_slots,
+                        Rule<C>* rule) const {
+    double lr, weight_decay, beta_1, beta_2, epsilon;
+    int64_t step;
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "lr", &lr));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "weight_decay", &weight_decay));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_1", &beta_1));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
+    const Tensor* grad;
+    TF_RETURN_IF_ERROR(ctx->input("grad", &grad));
+    *rule = Rule<C>::Make(lr, weight_decay, beta_1, beta_2, epsilon, step,
+                          amsgrad, grad->NumElements());
+    return absl::OkStatus();
+  }
+
+  bool amsgrad = false;
+};
+
+KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamw", AdamwAlgo)
+
+}  // namespace tf
+}  // namespace kerasopt
