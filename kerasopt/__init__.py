@@ -8,12 +8,13 @@ no kernel serves (see :mod:`kerasopt.op_library`).
 """
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation
-from kerasopt.optimizers import SGD, Adam
+from kerasopt.optimizers import SGD, Adam, Ftrl
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adam",
+    "Ftrl",
     "SGD",
     "get_implementation",
     "implementation",

@@ -105,6 +105,7 @@ void Run(py::array& var, py::array& grad,
 // One Bind<Algo>(m) per algorithm; kernels_module.cc calls them all.
 void BindAdam(py::module_& m);
 void BindSgd(py::module_& m);
+void BindFtrl(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

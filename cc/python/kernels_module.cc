@@ -10,4 +10,5 @@ PYBIND11_MODULE(_kernels, m) {
   m.doc() = "kerasopt's C++ update rules on NumPy arrays (in place).";
   kerasopt::python::BindAdam(m);
   kerasopt::python::BindSgd(m);
+  kerasopt::python::BindFtrl(m);
 }
