@@ -17,6 +17,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "Ftrl",
     "Lion",
     "Nadam",
     "RMSprop",

@@ -257,6 +257,32 @@ def _raw_adamax(variables):
     return apply
 
 
+FTRL = dict(learning_rate=1e-2, learning_rate_power=-0.5, initial_accumulator_value=0.1,
+            l1_regularization_strength=1e-3, l2_regularization_strength=1e-3,
+            l2_shrinkage_regularization_strength=0.0, beta=0.0)
+
+
+def _raw_ftrl(variables):
+    import tensorflow as tf
+
+    accums = [tf.Variable(tf.fill(tf.shape(v), FTRL["initial_accumulator_value"])) for v in variables]
+    linears = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    hp = {k: tf.constant(x, tf.float32) for k, x in FTRL.items()}
+
+    def apply(gradients):
+        # Keras's form (beta = 0): TensorFlow's ApplyFtrlV2.
+        for var, accum, linear, g in zip(variables, accums, linears, gradients):
+            tf.raw_ops.ResourceApplyFtrlV2(
+                var=var.handle, accum=accum.handle, linear=linear.handle, grad=g,
+                lr=hp["learning_rate"], l1=hp["l1_regularization_strength"],
+                l2=hp["l2_regularization_strength"],
+                l2_shrinkage=hp["l2_shrinkage_regularization_strength"],
+                lr_power=hp["learning_rate_power"],
+            )
+
+    return apply
+
+
 def _keras(name, **hp):
     def make():
         import keras
@@ -324,6 +350,11 @@ ALGORITHMS = {
         name="Lion", bytes_per_param=16, traffic="read w, g, m; write w, m",
         raw_op="n/a (TF has no Lion op)",
         keras=_keras("Lion", **LION), kerasopt=_kerasopt("Lion", **LION), raw=None,
+    ),
+    "ftrl": Algorithm(
+        name="Ftrl", bytes_per_param=28, traffic="read w, g, n, z; write w, n, z",
+        raw_op="ResourceApplyFtrlV2",
+        keras=_keras("Ftrl", **FTRL), kerasopt=_kerasopt("Ftrl", **FTRL), raw=_raw_ftrl,
     ),
 }
 

@@ -280,3 +280,26 @@ def lion(w, g, m, *, lr, beta_1, beta_2):
     w = w - lr * np.sign(c)
     m = beta_2 * m + (1 - beta_2) * g
     return w, m
+
+
+# --- FTRL ------------------------------------------------------------------
+
+
+def ftrl(w, n, z, g, *, learning_rate, learning_rate_power, l1, l2, l2_shrinkage, beta):
+    """FTRL-Proximal, McMahan et al. (KDD 2013), Algorithm 1, per coordinate.
+
+    Paper: sigma = (sqrt(n + g^2) - sqrt(n)) / alpha; z += g - sigma w;
+    n += g^2; w = 0 if |z| <= l1 else -(z - sgn(z) l1) / ((beta + sqrt(n)) / alpha + l2).
+    Keras's formulation, followed here: power p = -learning_rate_power instead
+    of 1/2, beta enters as beta / alpha (= 2 * beta / (2 alpha)), l2 is doubled,
+    and the gradient gets the shrinkage term 2 * l2_shrinkage * w.
+    """
+    w, n, z, g = (np.asarray(a, np.float64) for a in (w, n, z, g))
+    alpha, p = float(learning_rate), -float(learning_rate_power)
+    g_shrunk = g + 2.0 * l2_shrinkage * w
+    n_new = n + g * g
+    sigma = (n_new ** p - n ** p) / alpha
+    z_new = z + g_shrunk - sigma * w
+    denominator = n_new ** p / alpha + beta / alpha + 2.0 * l2
+    w_new = np.where(np.abs(z_new) <= l1, 0.0, -(z_new - np.sign(z_new) * l1) / denominator)
+    return w_new, n_new, z_new

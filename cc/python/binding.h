@@ -116,6 +116,7 @@ void BindAdamw(py::module_& m);
 void BindAdamax(py::module_& m);
 void BindNadam(py::module_& m);
 void BindLion(py::module_& m);
+void BindFtrl(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

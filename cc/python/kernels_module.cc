@@ -17,4 +17,5 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindAdamax(m);
   kerasopt::python::BindNadam(m);
   kerasopt::python::BindLion(m);
+  kerasopt::python::BindFtrl(m);
 }

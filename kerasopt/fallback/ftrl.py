@@ -1,0 +1,42 @@
+"""FTRL-Proximal as composed TF ops: the same math as cc/kernels/ftrl.h."""
+
+import tensorflow as tf
+
+from kerasopt.fallback import compute_dtype, read, write
+
+
+def _power(x, learning_rate_power, c):
+    """x ** -learning_rate_power, correctly rounded as in the C++ rule."""
+    if learning_rate_power == -0.5:
+        return tf.sqrt(x)
+    if learning_rate_power == 0.0:
+        return tf.ones_like(x)
+    if c == tf.float64:
+        return tf.pow(x, tf.constant(-learning_rate_power, c))
+    # float compute: the power in double, rounded once (as the C++ does).
+    wide = tf.pow(tf.cast(x, tf.float64), tf.cast(tf.constant(-learning_rate_power, c), tf.float64))
+    return tf.cast(wide, c)
+
+
+def apply_ftrl(variable, gradient, accumulator, linear, *, learning_rate,
+               learning_rate_power, l1, l2, l2_shrinkage, beta):
+    """One FTRL-Proximal step on tf.Variables."""
+    c = compute_dtype(variable.dtype)
+    lr = tf.cast(learning_rate, c)
+    l2_reg = tf.constant(l2, c) + tf.constant(beta, c) / (tf.constant(2.0, c) * lr)
+    two_l2_reg = tf.constant(2.0, c) * l2_reg
+    l1_c = tf.constant(l1, c)
+
+    g = read(gradient, c)
+    w = read(variable, c)
+    n = read(accumulator, c)
+    z = read(linear, c)
+    g_shrunk = g + tf.constant(2.0 * l2_shrinkage, c) * w
+    n_new = n + g * g
+    p_new = _power(n_new, learning_rate_power, c)
+    z = z + (g_shrunk - ((p_new - _power(n, learning_rate_power, c)) / lr) * w)
+    quadratic = p_new / lr + two_l2_reg
+    clipped = tf.maximum(tf.minimum(z, l1_c), -l1_c)
+    write(linear, z)
+    write(variable, (clipped - z) / quadratic)
+    write(accumulator, n_new)
