@@ -8,6 +8,18 @@ no kernel serves (see :mod:`kerasopt.op_library`).
 """
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation
+from kerasopt.optimizers import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Ftrl,
+    Lion,
+    Nadam,
+    RMSprop,
+)
 
 __version__ = "0.1.0"
 
