@@ -6,8 +6,12 @@ from kerasopt.fallback import compute_dtype, read, write
 
 
 def apply_adam(variable, gradient, momentum, velocity, velocity_hat=None, *,
-               learning_rate, beta_1, beta_2, epsilon, step, amsgrad):
-    """One Adam step on tf.Variables; `step` is iterations + 1."""
+               learning_rate, beta_1, beta_2, epsilon, step, amsgrad, weight=None):
+    """One Adam step on tf.Variables; `step` is iterations + 1.
+
+    `weight`, if given, is the value (in the compute dtype) to step from instead
+    of the variable's: AdamW passes its decayed weight.
+    """
     c = compute_dtype(variable.dtype)
     t = tf.cast(step, c)
     beta_1_power = tf.pow(tf.constant(beta_1, c), t)
@@ -24,5 +28,5 @@ def apply_adam(variable, gradient, momentum, velocity, velocity_hat=None, *,
     if amsgrad:
         v = tf.maximum(read(velocity_hat, c), v)
         write(velocity_hat, v)
-    w = read(variable, c)
+    w = read(variable, c) if weight is None else weight
     write(variable, w - (m * alpha) / (tf.sqrt(v) + tf.constant(epsilon, c)))
