@@ -60,12 +60,12 @@ struct FtrlRule {
   }
 
   KERASOPT_HOST_DEVICE C Pow(C x) const {
-    switch (power_kind) {
-      case Power::kSqrt: return std::sqrt(x);
-      case Power::kOne: return C(1);
-      default:
-        return static_cast<C>(std::pow(static_cast<double>(x), static_cast<double>(power)));
+    // Plain ifs on loop-invariant flags (not a switch): the compiler unswitches
+    // the loop, so the sqrt and constant cases vectorize without the pow call.
+    if (power_kind == Power::kGeneral) {
+      return static_cast<C>(std::pow(static_cast<double>(x), static_cast<double>(power)));
     }
+    return power_kind == Power::kSqrt ? std::sqrt(x) : C(1);
   }
 
   KERASOPT_HOST_DEVICE void operator()(C& w, C& n, C& z, C g) const {

@@ -34,7 +34,7 @@ def check_shapes(variable, gradient, slots) -> None:
     """Raises InvalidArgumentError, naming the variable, when shapes disagree.
 
     (The op checks again at run time; this catches it while tracing, with the
-    Keras name of the variable.)
+    variable's name.)
     """
     want = tf.TensorShape(variable.shape)
     others = [("its gradient", gradient)] + [
@@ -122,7 +122,8 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         variable = tf_variable(variable)
-        # Sparse kernels are a separate op; until then, densify like Keras does.
+        # Sparse kernels are a separate op; until then, densify (repeated rows
+        # of an IndexedSlices gradient are summed, unlike Keras's row updates).
         gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
         slots = [tf_variable(s) for s in self.slots_for(variable)]
         check_shapes(variable, gradient, slots)
