@@ -29,6 +29,8 @@ import inspect
 
 import keras
 import ml_dtypes
+import zlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -104,12 +106,13 @@ def _state(optimizer, variables):
     return out
 
 
-def _tolerance_check(actual, ref, before, dtype, what):
+def _tolerance_check(actual, ref, before, dtype, what, extra_scale=0.0):
     np_dtype = NP_DTYPES[dtype]
     info = ml_dtypes.finfo(np_dtype)
     c = 1.0 if dtype in ("float16", "bfloat16") else 8.0
     actual = actual.astype(np.float64)
-    bound = c * float(info.eps) * (np.abs(before) + np.abs(ref)) + float(info.smallest_subnormal)
+    scale = np.abs(before) + np.abs(ref) + extra_scale
+    bound = c * float(info.eps) * scale + float(info.smallest_subnormal)
     err = np.abs(actual - ref)
     bad = ~(err <= bound)
     assert not bad.any(), (
@@ -130,7 +133,8 @@ def _bit_equal(a, b, what):
 @pytest.mark.parametrize("name,hp", CONFIGS, ids=CONFIG_IDS)
 def test_rule_matches_reference_step_by_step(name, hp, dtype):
     steps = 8
-    rng = np.random.default_rng(abs(hash((name, dtype, str(sorted(hp.items()))))) % 2**32)
+    # A stable seed per case (hash() of a str changes with PYTHONHASHSEED).
+    rng = np.random.default_rng(zlib.crc32(repr((name, dtype, sorted(hp.items()))).encode()))
     np_dtype = NP_DTYPES[dtype]
     init = [np.asarray(rng.standard_normal(s)).astype(np_dtype) for s in SHAPES]
     kernel_vars = [keras.Variable(x, dtype=dtype, name=f"w{i}") for i, x in enumerate(init)]
@@ -168,7 +172,13 @@ def test_rule_matches_reference_step_by_step(name, hp, dtype):
             # kernel vs the float64 reference from the same state
             f64 = lambda x: x.astype(np.float64)  # noqa: E731
             w_ref, slots_ref = reference_step(name, hp, f64(w0), f64(g), [f64(s) for s in slots0])
-            _tolerance_check(w1, w_ref, f64(w0), dtype, f"weight, {where}")
+            # With momentum, the step m = momentum*m + lr*g/sqrt(v + eps) can be a
+            # small difference of terms as large as the old momentum: rounding
+            # errors scale with those terms, not with the result.
+            extra = 0.0
+            if name == "RMSprop" and hp["momentum"] > 0:
+                extra = np.abs(f64(slots0[1])) + np.abs(slots_ref[1])
+            _tolerance_check(w1, w_ref, f64(w0), dtype, f"weight, {where}", extra)
             assert len(slots_ref) == len(slots1)
             for k, (s1, sr, s0) in enumerate(zip(slots1, slots_ref, slots0)):
                 _tolerance_check(s1, sr, f64(s0), dtype, f"slot {k}, {where}")
