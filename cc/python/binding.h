@@ -118,6 +118,7 @@ void BindAdamax(py::module_& m);
 void BindNadam(py::module_& m);
 void BindLion(py::module_& m);
 void BindFtrl(py::module_& m);
+void BindLamb(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt
