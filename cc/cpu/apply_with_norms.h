@@ -5,11 +5,16 @@
 //                         rule.NormTerms(w, slots..., t) the K terms whose
 //                                                        squares are summed
 //   between the passes:   step = rule.Finish(sums)      sums[k] = sum t_k^2
-//   pass 2, per element:  rule.Apply(w, slots..., step) updates the weight
+//   pass 2, per element:  rule.Apply(w, t[S], step)    updates the weight
+//                                                        (S = Rule::kStepTerm)
 //
-// Pass 1 writes the slots and reads them back as stored (rounded to the
-// storage type), so pass 2, which reads them from memory, sees the very
-// values pass 1 computed its norm terms from: both passes agree to the bit.
+// Pass 2 needs the term t[S] (LAMB's r) exactly as pass 1 summed it. When the
+// storage type is the compute type (float, double), pass 2 recomputes it from
+// the slots pass 1 stored, which are the very values it was computed from, so
+// no memory beyond the weights and slots is used. For 16-bit storage the
+// slots are rounded when stored, so pass 1 keeps t[S] in a compute-type
+// buffer of n elements for pass 2: every step is then float32 arithmetic
+// rounded once, as in the other kerasopt rules.
 //
 // Determinism, for any number of threads: the variable is cut into fixed
 // blocks of kBlock elements counted from element 0, whatever the thread split
@@ -71,10 +76,10 @@ inline void TermsBlock(const Rule& rule, int64_t len, const C* w,
   }
 }
 
-template <typename Rule, typename C, typename Step, std::size_t... I>
-inline void ApplyBlock(const Rule& rule, int64_t len, C* w, C (*slots)[kBlock],
-                       const Step& step, std::index_sequence<I...>) {
-  for (int64_t j = 0; j < len; ++j) rule.Apply(w[j], slots[I][j]..., step);
+template <typename Rule, typename C, typename Step>
+inline void ApplyBlock(const Rule& rule, int64_t len, C* w, const C* term,
+                       const Step& step) {
+  for (int64_t j = 0; j < len; ++j) rule.Apply(w[j], term[j], step);
 }
 
 }  // namespace internal
@@ -91,7 +96,11 @@ void ApplyWithNorms(const Rule& rule, int64_t n, T* var,
   int num_present = 0;
   for (T* s : slots) num_present += s != nullptr;
 
+  constexpr bool kRecompute = std::is_same_v<T, C>;
+  static_assert(0 <= Rule::kStepTerm && Rule::kStepTerm < kNorms, "kStepTerm");
   const int64_t num_blocks = (n + kBlock - 1) / kBlock;
+  // 16-bit storage: pass 1's t[kStepTerm], for pass 2.
+  std::vector<C> carried(kRecompute ? 0 : static_cast<size_t>(n));
   // partials[b * kNorms + k]: block b's sum of squares of norm term k.
   std::vector<double> partials(static_cast<size_t>(num_blocks * kNorms));
 
@@ -111,11 +120,10 @@ void ApplyWithNorms(const Rule& rule, int64_t n, T* var,
       internal::WidenSlots(slots, start, len, &s[0][0]);
       internal::UpdateBlock(rule, len, w, s, g, Slots());
       internal::NarrowSlots(&s[0][0], start, len, slots);
-      if constexpr (!std::is_same_v<T, C>) {
-        // Continue from the slots as stored, as pass 2 will read them.
-        internal::WidenSlots(slots, start, len, &s[0][0]);
-      }
       internal::TermsBlock(rule, len, w, s, t, Slots());
+      if constexpr (!kRecompute) {
+        std::copy(t[Rule::kStepTerm], t[Rule::kStepTerm] + len, carried.data() + start);
+      }
       for (int k = 0; k < kNorms; ++k) {
         partials[b * kNorms + k] = internal::BlockSumOfSquares(t[k], len, scratch);
       }
@@ -129,17 +137,25 @@ void ApplyWithNorms(const Rule& rule, int64_t n, T* var,
   }
   const auto step = rule.Finish(sums);
 
-  // Pass 2: read w, slots; write w.
-  const int64_t cost2 = kBlock * DenseCostPerElement(2 + num_present);
+  // Pass 2: read w and the slots (or the carried term); write w.
+  const int64_t cost2 = kBlock * DenseCostPerElement(2 + (kRecompute ? num_present : 2));
   parallel_for(num_blocks, cost2, [&](int64_t first, int64_t last) {
     alignas(64) C w[kBlock];
     alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
+    alignas(64) C t[Rule::kNumNorms][kBlock];
     for (int64_t b = first; b < last; ++b) {
       const int64_t start = b * kBlock;
       const int64_t len = std::min(kBlock, n - start);
       internal::Widen(var + start, len, w);
-      internal::WidenSlots(slots, start, len, &s[0][0]);
-      internal::ApplyBlock(rule, len, w, s, step, Slots());
+      const C* term;
+      if constexpr (kRecompute) {
+        internal::WidenSlots(slots, start, len, &s[0][0]);
+        internal::TermsBlock(rule, len, w, s, t, Slots());
+        term = t[Rule::kStepTerm];
+      } else {
+        term = carried.data() + start;
+      }
+      internal::ApplyBlock(rule, len, w, term, step);
       internal::Narrow(w, len, var + start);
     }
   });

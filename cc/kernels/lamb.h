@@ -23,7 +23,8 @@
 // to a few ulps of the ratio, not bit for bit.
 //
 // The rule is split for the two-pass driver: Update (moments), NormTerms
-// (w and r, whose squares are summed), Finish (norms -> ratio * lr), Apply.
+// (w and r, whose squares are summed), Finish (norms -> ratio * lr), Apply
+// (w -= (ratio * lr) * r).
 #pragma once
 
 #include <array>
@@ -36,6 +37,7 @@ template <typename C>
 struct LambRule {
   static constexpr int kNumSlots = 2;  // momentum, velocity
   static constexpr int kNumNorms = 2;  // ||w||, ||r||
+  static constexpr int kStepTerm = 1;  // Apply takes r
 
   C one_minus_b1;  // 1 - beta_1
   C one_minus_b2;  // 1 - beta_2
@@ -79,9 +81,7 @@ struct LambRule {
     return ratio * lr;
   }
 
-  KERASOPT_HOST_DEVICE void Apply(C& w, C m, C v, C scale) const {
-    w -= scale * Direction(m, v);
-  }
+  KERASOPT_HOST_DEVICE void Apply(C& w, C r, C scale) const { w -= scale * r; }
 };
 
 }  // namespace kerasopt
