@@ -135,6 +135,7 @@ ADAMW = dict(learning_rate=1e-3, weight_decay=0.004, beta_1=0.9, beta_2=0.999, e
 ADAMAX = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 NADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 LION = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99)
+LAMB = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 
 
 def _raw_adam(variables):
@@ -355,6 +356,13 @@ ALGORITHMS = {
         name="Ftrl", bytes_per_param=28, traffic="read w, g, n, z; write w, n, z",
         raw_op="ResourceApplyFtrlV2",
         keras=_keras("Ftrl", **FTRL), kerasopt=_kerasopt("Ftrl", **FTRL), raw=_raw_ftrl,
+    ),
+    "lamb": Algorithm(
+        # Two passes: 1 reads w, g, m, v and writes m, v; 2 reads w, m, v and writes w.
+        name="Lamb", bytes_per_param=40,
+        traffic="read w, g, m, v; write m, v; then read w, m, v; write w",
+        raw_op="n/a (TF has no Lamb op)",
+        keras=_keras("Lamb", **LAMB), kerasopt=_kerasopt("Lamb", **LAMB), raw=None,
     ),
 }
 

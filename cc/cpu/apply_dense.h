@@ -28,6 +28,46 @@ constexpr int64_t kBlock = 512;
 
 namespace internal {
 
+// Rows of a block's slot buffer: at least one, so it is never zero-sized.
+template <int N>
+constexpr int kRows = N > 0 ? N : 1;
+
+// Block staging, shared by the drivers in this directory: widen `len` elements
+// of storage into a compute-type buffer, and narrow them back.
+template <typename T, typename C>
+inline void Widen(const T* src, int64_t len, C* dst) {
+  for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<C>(src[j]);
+}
+template <typename T, typename C>
+inline void Narrow(const C* src, int64_t len, T* dst) {
+  for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<T>(src[j]);
+}
+
+// Slot buffers are rows of kBlock elements: row k starts at s + k * kBlock.
+// Widens elements [start, start + len) of each present slot into its row; an
+// absent slot (nullptr) gets zeros.
+template <typename T, typename C, std::size_t N>
+inline void WidenSlots(const std::array<T*, N>& slots, int64_t start, int64_t len,
+                       C* s) {
+  for (std::size_t k = 0; k < N; ++k) {
+    C* row = s + k * kBlock;
+    if (slots[k] != nullptr) {
+      Widen(slots[k] + start, len, row);
+    } else {
+      std::fill(row, row + len, C(0));
+    }
+  }
+}
+
+// Narrows each row back into its slot; absent slots are never written.
+template <typename T, typename C, std::size_t N>
+inline void NarrowSlots(const C* s, int64_t start, int64_t len,
+                        const std::array<T*, N>& slots) {
+  for (std::size_t k = 0; k < N; ++k) {
+    if (slots[k] != nullptr) Narrow(s + k * kBlock, len, slots[k] + start);
+  }
+}
+
 template <typename Rule, typename C, std::size_t... I>
 inline void RunBlock(const Rule& rule, int64_t len, C* w,
                      C (*slots)[kBlock], const C* g,
@@ -55,30 +95,29 @@ void ApplyDense(const Rule& rule, int64_t n, T* var,
   parallel_for(n, cost, [&](int64_t begin, int64_t end) {
     alignas(64) C w[kBlock];
     alignas(64) C g[kBlock];
-    // At least one row so the array is never zero-sized.
-    alignas(64) C s[kSlots > 0 ? kSlots : 1][kBlock];
+    alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
     for (int64_t start = begin; start < end; start += kBlock) {
       const int64_t len = std::min(kBlock, end - start);
-      for (int64_t j = 0; j < len; ++j) w[j] = static_cast<C>(var[start + j]);
-      for (int64_t j = 0; j < len; ++j) g[j] = static_cast<C>(grad[start + j]);
-      for (int k = 0; k < kSlots; ++k) {
-        if (slots[k] != nullptr) {
-          const T* src = slots[k] + start;
-          for (int64_t j = 0; j < len; ++j) s[k][j] = static_cast<C>(src[j]);
-        } else {
-          std::fill(s[k], s[k] + len, C(0));
-        }
-      }
+      internal::Widen(var + start, len, w);
+      internal::Widen(grad + start, len, g);
+      internal::WidenSlots(slots, start, len, &s[0][0]);
       internal::RunBlock(rule, len, w, s, g, std::make_index_sequence<kSlots>());
-      for (int64_t j = 0; j < len; ++j) var[start + j] = static_cast<T>(w[j]);
-      for (int k = 0; k < kSlots; ++k) {
-        if (slots[k] == nullptr) continue;
-        T* dst = slots[k] + start;
-        for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<T>(s[k][j]);
-      }
+      internal::Narrow(w, len, var + start);
+      internal::NarrowSlots(&s[0][0], start, len, slots);
     }
   });
 }
+
+// The driver policy of ApplyDense, for code that is generic over drivers
+// (cc/tf/dense_apply_op.h, cc/python/binding.h).
+struct Dense {
+  template <typename Rule, typename T, typename ParallelFor>
+  static void Apply(const Rule& rule, int64_t n, T* var,
+                    const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
+                    ParallelFor&& parallel_for) {
+    ApplyDense(rule, n, var, slots, grad, std::forward<ParallelFor>(parallel_for));
+  }
+};
 
 }  // namespace cpu
 }  // namespace kerasopt

@@ -1,5 +1,5 @@
 // What every NumPy binding of an update rule shares: dtype dispatch, argument
-// checks, and running the rule with the CPU driver (single-threaded, GIL
+// checks, and running the rule with a CPU driver (single-threaded, GIL
 // released). One `Bind<Algo>(module)` per algorithm lives in <algo>_binding.cc.
 #pragma once
 
@@ -71,10 +71,11 @@ inline Dtype CheckArrays(const std::vector<std::pair<std::string, py::array*>>& 
 
 inline py::array* OrNull(std::optional<py::array>& a) { return a ? &*a : nullptr; }
 
-// Runs Rule<ComputeType<T>> over the arrays in place. `slots` holds one entry
-// per rule slot, nullptr where absent; `make(C{})` builds the rule for compute
-// type C.
-template <template <typename> class Rule, typename Make>
+// Runs Rule<ComputeType<T>> over the arrays in place with the CPU driver
+// `Driver` (cpu::Dense, or cpu::WithNorms from apply_with_norms.h). `slots`
+// holds one entry per rule slot, nullptr where absent; `make(C{})` builds the
+// rule for compute type C.
+template <template <typename> class Rule, typename Driver = cpu::Dense, typename Make>
 void Run(py::array& var, py::array& grad,
          const std::array<py::array*, Rule<float>::kNumSlots>& slots, Make make) {
   std::vector<std::pair<std::string, py::array*>> arrays = {{"var", &var}, {"grad", &grad}};
@@ -94,7 +95,7 @@ void Run(py::array& var, py::array& grad,
     const T* g = static_cast<const T*>(grad.data());
     const int64_t n = var.size();
     py::gil_scoped_release release;
-    cpu::ApplyDense(rule, n, w, ptrs, g, [](int64_t size, int64_t, auto&& fn) {
+    Driver::Apply(rule, n, w, ptrs, g, [](int64_t size, int64_t, auto&& fn) {
       if (size > 0) fn(0, size);
     });
   };
@@ -117,6 +118,7 @@ void BindAdamax(py::module_& m);
 void BindNadam(py::module_& m);
 void BindLion(py::module_& m);
 void BindFtrl(py::module_& m);
+void BindLamb(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

@@ -18,4 +18,5 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindNadam(m);
   kerasopt::python::BindLion(m);
   kerasopt::python::BindFtrl(m);
+  kerasopt::python::BindLamb(m);
 }

@@ -11,6 +11,9 @@
 //   absl::Status MakeRule(OpKernelContext*, int num_slots, Rule<C>*) const;
 //   bool SlotPresent(int slot, int num_slots) const;       // which rule slot each
 //                                                          // passed resource fills
+// The third template argument picks the CPU driver the rule runs with:
+// cpu::Dense (apply_dense.h, one pass, the default) or cpu::WithNorms
+// (apply_with_norms.h, two passes with per-variable norms; see lamb_op.cc).
 #pragma once
 
 #define EIGEN_USE_THREADS
@@ -56,7 +59,7 @@ inline std::string VariableName(OpKernelContext* ctx, int input) {
   return ::tensorflow::HandleFromInput(ctx, input).name();
 }
 
-template <typename T, typename Algo>
+template <typename T, typename Algo, typename Driver = cpu::Dense>
 class DenseApplyOp : public OpKernel {
  public:
   using C = ComputeType<T>;
@@ -117,11 +120,11 @@ class DenseApplyOp : public OpKernel {
                      : nullptr;
     }
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    cpu::ApplyDense(rule, var.NumElements(), tensors[0].template flat<T>().data(),
-                    slots, grad.template flat<T>().data(),
-                    [pool](int64_t n, int64_t cost, auto&& fn) {
-                      pool->ParallelFor(n, cost, fn);
-                    });
+    Driver::Apply(rule, var.NumElements(), tensors[0].template flat<T>().data(),
+                  slots, grad.template flat<T>().data(),
+                  [pool](int64_t n, int64_t cost, auto&& fn) {
+                    pool->ParallelFor(n, cost, fn);
+                  });
   }
 
  private:
@@ -146,13 +149,16 @@ class DenseApplyOp : public OpKernel {
 }  // namespace tf
 }  // namespace kerasopt
 
-// Registers the CPU kernels of a dense apply op for every float dtype.
-#define KERASOPT_REGISTER_DENSE_CPU(OP_NAME, ALGO)                        \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, Eigen::half)               \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, ::tensorflow::bfloat16)    \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, float)                     \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, double)
-#define KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, T)                   \
-  REGISTER_KERNEL_BUILDER(                                                \
-      Name(OP_NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      ::kerasopt::tf::DenseApplyOp<T, ALGO>);
+// Registers the CPU kernels of a dense apply op for every float dtype
+// (_WITH_DRIVER: run by a driver other than cpu::Dense).
+#define KERASOPT_REGISTER_DENSE_CPU(OP_NAME, ALGO) \
+  KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER(OP_NAME, ALGO, ::kerasopt::cpu::Dense)
+#define KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER(OP_NAME, ALGO, DRIVER)             \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, Eigen::half)               \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, ::tensorflow::bfloat16)    \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, float)                     \
+  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, double)
+#define KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, T)                      \
+  REGISTER_KERNEL_BUILDER(                                                          \
+      Name(OP_NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),        \
+      ::kerasopt::tf::DenseApplyOp<T, ALGO, DRIVER>);
