@@ -1,5 +1,5 @@
-"""Ftrl and Lamb: kernel, fallback and NumPy binding against the float64
-references (tests/references.py), against Keras, and as Keras optimizers.
+"""Ftrl: kernel, fallback and NumPy binding against the float64 reference
+(tests/references.py), against Keras, and as a Keras optimizer.
 
 Tolerances against the reference. Every path is compared one step at a time:
 the reference takes the path's own state before the step (widened to float64)
@@ -7,8 +7,7 @@ and the two results are compared, so errors do not accumulate over steps and
 the bound can be tight. A step computes in float32 (float64 for float64
 variables) and rounds once to the storage type, so the error is about one ulp
 of the storage type (bfloat16 2^-8, float16 2^-11) plus the float32 compute
-error. The rules have cancellations (FTRL: n_new^p - n^p and clip(z) - z;
-LAMB: the update is small against w), so the bound is relative to the size of
+error. The rule has cancellations (n_new^p - n^p and clip(z) - z), so the bound is relative to the size of
 the quantities involved: |got - want| <= k * eps * (|want| + max|array|), with
 k = 4 for 16-bit storage (one rounding plus compute), k = 64 for float32 and
 float64 (a handful of roundings, each amplified at most by those cancellations).
