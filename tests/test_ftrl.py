@@ -24,7 +24,7 @@ import tensorflow as tf
 
 import kerasopt
 from kerasopt import _kernels
-from tests import references
+import references  # tests/ is on sys.path (pytest prepends the test directory)
 
 DTYPES = {
     "float16": (np.float16, 4 * 2.0 ** -11),

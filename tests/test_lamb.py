@@ -38,8 +38,8 @@ import tensorflow as tf
 
 import kerasopt
 from kerasopt import _kernels
-from tests import references
-from tests.conftest import graph_op_types
+import references  # tests/ is on sys.path (pytest prepends the test directory)
+from conftest import graph_op_types
 
 DTYPES = {
     "float16": (np.float16, 4 * 2.0 ** -11),

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 import kerasopt
 from kerasopt import _kernels, op_library
-from tests import references
+import references  # tests/ is on sys.path (pytest prepends the test directory)
 
 # ----------------------------------------------------------------- the table
 
