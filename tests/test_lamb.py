@@ -224,11 +224,12 @@ _THREAD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_same_bits_with_one_or_two_intra_op_threads():
+def test_same_bits_with_one_or_two_intra_op_threads(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    runs = [subprocess.Popen([sys.executable, "-c", _THREAD_SCRIPT, str(n)],
+    # -P: import the installed kerasopt, never a source tree in the working directory.
+    runs = [subprocess.Popen([sys.executable, "-P", "-c", _THREAD_SCRIPT, str(n)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+                             env=env, cwd=tmp_path)
             for n in (1, 2)]
     results = []
     for run in runs:
