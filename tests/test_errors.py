@@ -423,3 +423,29 @@ def test_pybind_adam_rejects_step_below_one():
     except ValueError:
         pass
     assert np.all(np.isfinite(w)) and np.all(np.isfinite(m)) and np.all(np.isfinite(v)), w
+
+
+# Every rule with a bias correction takes step = iterations + 1 and must refuse 0.
+STEP_OPS = {
+    "kerasopt_apply_adam": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    "kerasopt_apply_adamw": (2, dict(lr=0.1, weight_decay=0.01, beta_1=0.9, beta_2=0.999,
+                                     epsilon=1e-7)),
+    "kerasopt_apply_adamax": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    "kerasopt_apply_nadam": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                                     u_product=0.9)),
+    "kerasopt_apply_lamb": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+}
+
+
+@pytest.mark.parametrize("op_name", sorted(STEP_OPS))
+def test_ops_refuse_step_zero_and_write_nothing(op_name):
+    ops = require_kernel_library().ops
+    num_slots, scalars = STEP_OPS[op_name]
+    w = tf.Variable(np.ones(3, np.float32))
+    slots = [tf.Variable(np.zeros(3, np.float32)) for _ in range(num_slots)]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="step counts from 1"):
+        getattr(ops, op_name)(var=w.handle, slots=[s.handle for s in slots],
+                              grad=tf.ones(3), step=tf.constant(0, tf.int64), **scalars)
+    np.testing.assert_array_equal(w.numpy(), np.ones(3, np.float32))
+    for s in slots:
+        np.testing.assert_array_equal(s.numpy(), np.zeros(3, np.float32))

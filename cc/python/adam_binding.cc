@@ -12,10 +12,7 @@ void BindAdam(py::module_& m) {
          std::optional<py::array> velocity_hat, double learning_rate,
          double beta_1, double beta_2, double epsilon, long long step,
          bool amsgrad) {
-        if (step < 1) {
-          throw py::value_error("kerasopt: step counts from 1 (iterations + 1), got " +
-                                std::to_string(step));
-        }
+        CheckStep(step);
         if (amsgrad && !velocity_hat) {
           throw py::value_error("kerasopt: amsgrad=True needs velocity_hat");
         }

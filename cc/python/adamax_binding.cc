@@ -11,6 +11,7 @@ void BindAdamax(py::module_& m) {
       [](py::array var, py::array grad, py::array momentum, py::array norm,
          double learning_rate, double beta_1, double beta_2, double epsilon,
          long long step) {
+        CheckStep(step);
         Run<AdamaxRule>(var, grad, {&momentum, &norm}, [&](auto c) {
           return AdamaxRule<decltype(c)>::Make(learning_rate, beta_1, beta_2,
                                                epsilon, step);

@@ -12,6 +12,7 @@ void BindAdamw(py::module_& m) {
          std::optional<py::array> velocity_hat, double learning_rate,
          double weight_decay, double beta_1, double beta_2, double epsilon,
          long long step, bool amsgrad) {
+        CheckStep(step);
         if (amsgrad && !velocity_hat) {
           throw py::value_error("kerasopt: amsgrad=True needs velocity_hat");
         }

@@ -69,6 +69,14 @@ inline Dtype CheckArrays(const std::vector<std::pair<std::string, py::array*>>& 
   return dtype;
 }
 
+// Step counts from 1 (iterations + 1): bias corrections divide by 1 - beta^step.
+inline void CheckStep(long long step) {
+  if (step < 1) {
+    throw py::value_error("kerasopt: step counts from 1 (iterations + 1), got " +
+                          std::to_string(step));
+  }
+}
+
 inline py::array* OrNull(std::optional<py::array>& a) { return a ? &*a : nullptr; }
 
 // Runs Rule<ComputeType<T>> over the arrays in place with the CPU driver

@@ -13,10 +13,7 @@ void BindLamb(py::module_& m) {
       [](py::array var, py::array grad, py::array momentum, py::array velocity,
          double learning_rate, double beta_1, double beta_2, double epsilon,
          long long step) {
-        if (step < 1) {
-          throw py::value_error("kerasopt: step counts from 1 (iterations + 1), got " +
-                                std::to_string(step));
-        }
+        CheckStep(step);
         Run<LambRule, cpu::WithNorms>(var, grad, {&momentum, &velocity}, [&](auto c) {
           return LambRule<decltype(c)>::Make(learning_rate, beta_1, beta_2, epsilon, step);
         });

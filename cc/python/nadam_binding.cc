@@ -11,6 +11,7 @@ void BindNadam(py::module_& m) {
       [](py::array var, py::array grad, py::array momentum, py::array velocity,
          double learning_rate, double beta_1, double beta_2, double epsilon,
          double u_product, long long step) {
+        CheckStep(step);
         Run<NadamRule>(var, grad, {&momentum, &velocity}, [&](auto c) {
           return NadamRule<decltype(c)>::Make(learning_rate, beta_1, beta_2,
                                               epsilon, u_product, step);

@@ -48,11 +48,7 @@ struct AdamAlgo {
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_1", &beta_1));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
-    TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
-    if (step < 1) {  // bias correction divides by 1 - beta_1^step
-      return absl::InvalidArgumentError(
-          absl::StrCat("KerasoptApplyAdam: step counts from 1, got ", step));
-    }
+    TF_RETURN_IF_ERROR(ReadStep(ctx, &step));
     *rule = Rule<C>::Make(lr, beta_1, beta_2, epsilon, step, amsgrad);
     return absl::OkStatus();
   }

@@ -43,7 +43,7 @@ struct AdamaxAlgo {
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_1", &beta_1));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
-    TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
+    TF_RETURN_IF_ERROR(ReadStep(ctx, &step));
     *rule = Rule<C>::Make(lr, beta_1, beta_2, epsilon, step);
     return absl::OkStatus();
   }

@@ -51,7 +51,7 @@ struct AdamwAlgo {
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_1", &beta_1));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
-    TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
+    TF_RETURN_IF_ERROR(ReadStep(ctx, &step));
     const Tensor* grad;
     TF_RETURN_IF_ERROR(ctx->input("grad", &grad));
     *rule = Rule<C>::Make(lr, weight_decay, beta_1, beta_2, epsilon, step,

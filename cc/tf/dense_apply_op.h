@@ -54,6 +54,17 @@ absl::Status ReadScalar(OpKernelContext* ctx, const char* name, S* out) {
   return absl::OkStatus();
 }
 
+// Reads the op's `step` input (optimizer.iterations + 1). It counts from 1:
+// bias corrections divide by 1 - beta^step, which is 0 at step 0.
+inline absl::Status ReadStep(OpKernelContext* ctx, int64_t* step) {
+  TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", step));
+  if (*step < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: ", ctx->op_kernel().type_string(), ": step counts from 1, got ", *step));
+  }
+  return absl::OkStatus();
+}
+
 // The name users will recognise for the variable at `input`.
 inline std::string VariableName(OpKernelContext* ctx, int input) {
   return ::tensorflow::HandleFromInput(ctx, input).name();

@@ -46,11 +46,7 @@ struct LambAlgo {
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_1", &beta_1));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
-    TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
-    if (step < 1) {  // bias correction divides by 1 - beta_1^step
-      return absl::InvalidArgumentError(
-          absl::StrCat("KerasoptApplyLamb: step counts from 1, got ", step));
-    }
+    TF_RETURN_IF_ERROR(ReadStep(ctx, &step));
     *rule = Rule<C>::Make(lr, beta_1, beta_2, epsilon, step);
     return absl::OkStatus();
   }

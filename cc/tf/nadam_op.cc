@@ -47,7 +47,7 @@ struct NadamAlgo {
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "u_product", &u_product));
-    TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
+    TF_RETURN_IF_ERROR(ReadStep(ctx, &step));
     *rule = Rule<C>::Make(lr, beta_1, beta_2, epsilon, u_product, step);
     return absl::OkStatus();
   }
