@@ -86,7 +86,7 @@ class Nadam(FusedOptimizer):
         self.beta_2 = check_hyperparameter("beta_2", beta_2, 0.0, 1.0)
         self.epsilon = check_hyperparameter("epsilon", epsilon, low=0.0)
 
-    _u_product_now = None  # u_product after this step's advance, during a step
+    _u_product_now = None  # (u_product, as float64) after this step's advance, during a step
 
     def build(self, var_list):
         if self.built:
@@ -107,16 +107,19 @@ class Nadam(FusedOptimizer):
         mu_t = 1.0 - 0.5 * tf.pow(tf.constant(0.96, c), t)
         u_product = u_product * tf.constant(self.beta_1, c) * mu_t
         self._u_product.assign(u_product)
-        self._u_product_now = u_product
+        # Shared by every variable of the step (the kernel takes it as float64).
+        self._u_product_now = (u_product, tf.cast(u_product, tf.float64))
         try:
             super()._backend_update_step(grads, trainable_variables, learning_rate)
         finally:
             self._u_product_now = None
 
     def _current_u_product(self):
+        """(u_product, u_product as float64) for this step."""
         if self._u_product_now is not None:
             return self._u_product_now
-        return tf.convert_to_tensor(self._u_product)  # update_step called on its own
+        u_product = tf.convert_to_tensor(self._u_product)  # update_step called on its own
+        return u_product, tf.cast(u_product, tf.float64)
 
     def slots_for(self, variable):
         i = self._get_variable_index(variable)
@@ -132,7 +135,7 @@ class Nadam(FusedOptimizer):
             slots=[s.handle for s in slots],
             grad=gradient,
             lr=learning_rate_f64,
-            u_product=tf.cast(self._current_u_product(), tf.float64),
+            u_product=self._current_u_product()[1],
             step=step,
             **self._hyperparameters(),
         )
@@ -140,7 +143,7 @@ class Nadam(FusedOptimizer):
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         nadam_fallback.apply_nadam(
             variable, gradient, *slots,
-            learning_rate=learning_rate, u_product=self._current_u_product(),
+            learning_rate=learning_rate, u_product=self._current_u_product()[0],
             step=step, **self._hyperparameters(),
         )
 
