@@ -269,6 +269,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, RuntimeError, ImportError) as err:
+    except (ValueError, RuntimeError, ImportError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -108,7 +108,7 @@ def standard_methods(problem: Quadratic) -> list:
 
 @dataclasses.dataclass
 class Run:
-    method: Method
+    method: Method  # with the learning rate as applied (Keras stores it in float32)
     mu: np.ndarray  # curvatures of PH
     points: np.ndarray  # (steps + 1, 2)
     losses: np.ndarray  # (steps + 1,)
@@ -167,10 +167,13 @@ def run_method(problem: Quadratic, method: Method, steps: int = 30, *, implement
         concrete()
         points.append(x.numpy())
     points = np.stack(points)
-    mu, V = method.modes(problem)
+    # Keras keeps the learning rate in a float32 variable: the theory uses the
+    # step that was really taken (1/7 becomes 0.142857149...).
+    applied = dataclasses.replace(method, learning_rate=float(np.asarray(optimizer.learning_rate)))
+    mu, V = applied.modes(problem)
     z = np.linalg.solve(V, points.T).T
-    return Run(method, mu, points, problem.loss(points), 0.5 * mu * z ** 2,
-               method.theory_factors(problem), measured_factors(z), kerasopt_op_types(concrete.graph))
+    return Run(applied, mu, points, problem.loss(points), 0.5 * mu * z ** 2,
+               applied.theory_factors(problem), measured_factors(z), kerasopt_op_types(concrete.graph))
 
 
 def study(problem: Quadratic = Quadratic(), steps: int = 30, methods=None, **kwargs) -> list:
