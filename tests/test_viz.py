@@ -135,6 +135,28 @@ def test_specs_follow_kerasopt_optimizers_all(monkeypatch):
     assert "Brandnew" in [s.label for s in race.default_specs()]
 
 
+def test_every_optimizer_skips_what_cannot_be_built(monkeypatch):
+    import kerasopt.optimizers
+
+    class NeedsInner(kerasopt.SGD):
+        def __init__(self, inner, **kwargs):
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(kerasopt.optimizers, "ALL", kerasopt.optimizers.ALL + (NeedsInner,))
+    every = specs.every_optimizer(learning_rate=0.5)
+    assert [s.cls for s in every] == list(kerasopt.optimizers.ALL[:-1])
+    assert all(float(s.build().learning_rate) == 0.5 for s in every)
+
+
+def test_missing_matplotlib_is_a_clear_error(monkeypatch):
+    from kerasopt.viz import _mpl
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.raises(ImportError, match=r"pip install 'kerasopt\[viz\]'"):
+        _mpl.figure((2, 2))
+
+
 def test_learning_rate_sweep():
     swept = trajectories.learning_rate_sweep("sgd:momentum=0.9", [0.1, 1.0])
     assert [s.label for s in swept] == ["SGD lr=0.1", "SGD lr=1"]

@@ -137,8 +137,7 @@ def cmd_surface(args):
     from kerasopt.viz import specs, trajectories
 
     landscape = _landscape(args)
-    chosen = args.optimizer or [s.with_kwargs(learning_rate=args.learning_rate)
-                                for s in map(specs.OptimizerSpec, specs.available().values())]
+    chosen = args.optimizer or specs.every_optimizer(learning_rate=args.learning_rate)
     runs = trajectories.run_all(landscape, chosen, _start(args, landscape), args.steps,
                                 implementation=args.implementation)
     _draw_trajectories(args, landscape, runs, f"{landscape.name} = {landscape.surface.formula} + noise")

@@ -87,3 +87,18 @@ def effective_config(spec: OptimizerSpec) -> dict:
     config = dict(spec.build().get_config())
     config.pop("name", None)
     return {"class": spec.cls.__name__, **config}
+
+
+def every_optimizer(**kwargs) -> list:
+    """A spec per kerasopt optimizer with ``kwargs`` (e.g. a learning rate),
+    leaving out classes that cannot be built that way (such as wrappers that
+    need another optimizer)."""
+    out = []
+    for cls in available().values():
+        spec = OptimizerSpec(cls, tuple(kwargs.items()))
+        try:
+            spec.build()
+        except ValueError:
+            continue
+        out.append(spec)
+    return out
