@@ -170,10 +170,10 @@ def cmd_quadratic(args):
     return 0
 
 
-def _race(args_steps, seed, optimizer_specs, implementation, json_path=None):
+def _race(steps, seed, optimizer_specs, implementation, json_path=None):
     from kerasopt.viz import race
 
-    config = race.RaceConfig(steps=args_steps, seed=seed)
+    config = race.RaceConfig(steps=steps, seed=seed)
     results = race.run_race(optimizer_specs or None, config, implementation=implementation,
                             progress=lambda line: print(line, flush=True))
     if json_path:
