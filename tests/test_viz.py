@@ -363,8 +363,15 @@ def test_cli_subprocess(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "KerasoptApplyAdam" in done.stdout and "final loss" in done.stdout
     assert (tmp_path / "f0.png").stat().st_size > 0 and (tmp_path / "f0.gif").stat().st_size > 0
-    done = _cli(tmp_path, "sweep", "-o", "nosuch")
-    assert done.returncode == 2 and "unknown optimizer 'nosuch'" in done.stderr
+
+
+def test_cli_bad_arguments(capsys):
+    for argv, message in [(["sweep", "-o", "nosuch"], "unknown optimizer 'nosuch'"),
+                          (["surface", "--surface", "f9"], "choose from f0, f1"),
+                          (["surface", "-o", "adam:learning_rate=-1"], "learning_rate")]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_cli_quadratic_and_race_in_process(tmp_path, capsys):

@@ -46,7 +46,7 @@ def _add_landscape_args(p):
                    help="grid: optimizers feel the noise (central differences); none: only the loss shows it")
     p.add_argument("--png", help="still image to write")
     p.add_argument("--gif", help="animated GIF to write")
-    p.add_argument("--dpi", type=int, default=80)
+    p.add_argument("--dpi", type=int, default=70, help="of the PNG")
     p.add_argument("--frames", type=int, default=60, help="most GIF frames")
 
 
