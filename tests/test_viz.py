@@ -15,7 +15,7 @@ import tensorflow as tf
 import kerasopt
 from kerasopt import _kernels
 from kerasopt.viz import cli, quadratic, race, specs, surfaces, trajectories
-from tests.conftest import require_kernel_library
+from conftest import require_kernel_library
 
 # --- surfaces ------------------------------------------------------------------
 
