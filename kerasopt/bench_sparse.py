@@ -13,8 +13,10 @@ gather, because a plain read of a variable that sparse ops updated copies the
 whole table).
 Each column gets its own table and slots, a few warm-up calls (the first
 traces), then ``--repeats`` timed calls, the columns taking turns so slow
-drifts of a shared machine hit all alike. The median is reported, and each
-ratio is a ratio of medians measured in the same run.
+drifts of a shared machine hit all alike. The median and the best step are
+reported, and each ratio is a ratio of medians (or of bests) measured in the
+same run; on a busy machine the best step is the steadier estimate of what
+the code itself costs.
 
 Comparisons (1M x 32, 4096 rows by default):
 
@@ -116,7 +118,7 @@ def raw_adagrad_step(rows, width, grad, lr=0.01):
 
 
 def measure(columns: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median seconds per call of each column (columns take turns)."""
+    """{column: (median, best) seconds per call}; the columns take turns."""
     for fn in columns.values():
         for _ in range(warmup):
             fn().numpy()
@@ -133,17 +135,21 @@ def measure(columns: dict, repeats: int, warmup: int = 2) -> dict:
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
-def _report(title, medians, baseline, target=None):
-    print(f"\n{title}")
-    for name, seconds in medians.items():
-        ratio = medians[baseline] / seconds
-        print(f"  {name:<42} {seconds * 1e3:9.3f} ms   {ratio:8.1f}x vs {baseline}")
+def _report(title, timings, baseline, target=None):
+    """Median and best step of each column, and their ratios to the baseline's."""
+    print(f"\n{title}{'':<38}   median (x faster than {baseline.split('.')[-1]})"
+          f"     best (x faster)")
+    base_median, base_best = timings[baseline]
+    for name, (median, best) in timings.items():
+        print(f"  {name:<42} {median * 1e3:9.3f} ms ({base_median / median:6.1f}x)"
+              f" {best * 1e3:9.3f} ms ({base_best / best:6.1f}x)")
     if target:
         ours, other = target
-        print(f"  -> {ours} / {other}: {medians[ours] / medians[other]:.2f}")
+        print(f"  -> {ours} / {other}: {timings[ours][0] / timings[other][0]:.2f} (medians), "
+              f"{timings[ours][1] / timings[other][1]:.2f} (best)")
 
 
 def compare(rows, width, batch, repeats, slow_repeats):
@@ -184,19 +190,20 @@ def compare(rows, width, batch, repeats, slow_repeats):
 
 
 def scaling(row_counts, width, batch, repeats):
-    print(f"\nFTRL step time against table size (same {batch}-row gradient)")
+    print(f"\nFTRL step time against table size (same {batch}-row gradient; "
+          "in brackets: relative to the smallest table)")
     first = None
     for rows in row_counts:
         grad = _gradient(rows, width, batch)
-        medians = measure({
+        timings = measure({
             "kerasopt.Ftrl": keras_step(kerasopt.Ftrl(0.01), rows, width, grad, "kernel"),
             "raw op": raw_ftrl_step(rows, width, grad),
         }, repeats)
-        first = first or medians
-        print(f"  {rows:>12,} rows: kerasopt.Ftrl {medians['kerasopt.Ftrl'] * 1e3:7.3f} ms "
-              f"({medians['kerasopt.Ftrl'] / first['kerasopt.Ftrl']:.2f}x the smallest), "
-              f"raw op {medians['raw op'] * 1e3:7.3f} ms "
-              f"({medians['raw op'] / first['raw op']:.2f}x)")
+        first = first or timings
+        cells = [f"{name} {median * 1e3:7.3f} ms median ({median / first[name][0]:.2f}x), "
+                 f"{best * 1e3:7.3f} ms best ({best / first[name][1]:.2f}x)"
+                 for name, (median, best) in timings.items()]
+        print(f"  {rows:>12,} rows: " + "; ".join(cells))
         gc.collect()
 
 
