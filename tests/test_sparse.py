@@ -390,3 +390,23 @@ def test_embedding_fit_updates_only_seen_rows(make, impl, monkeypatch):
     assert_bit_identical(table[seen:], table_before[seen:], "rows never looked up")
     assert not np.array_equal(table[:seen], table_before[:seen])
     assert history.history["loss"][-1] < 0.95 * history.history["loss"][0]
+
+
+def test_fallback_runs_under_xla():
+    """Inside jit_compile the fallback serves (custom ops cannot), with the kernel's numbers."""
+    require_kernel_library()
+    results = []
+    for jit in (False, True):
+        w0, grads = problem("float32")
+        var = keras.Variable(w0)
+        opt = kerasopt.Adam(learning_rate=LR, lazy=True)
+        opt.build([var])
+
+        @tf.function(jit_compile=jit)
+        def step(values, indices):
+            opt.apply([tf.IndexedSlices(values, indices, tf.constant([ROWS, 3]))], [var])
+
+        for values, ix in grads:
+            step(tf.constant(values), tf.constant(ix))
+        results.append(np.asarray(var))
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-7)

@@ -12,6 +12,7 @@ the table (and it all compiles under XLA).
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from kerasopt.fallback import compute_dtype
 
@@ -77,10 +78,15 @@ def apply_rows(apply_dense, variable, gradient, slots, *args, name="", **kwargs)
     """Runs ``apply_dense(variable, gradient, slots, *args, **kwargs)`` (an
     optimizer's ``apply_fallback``) on the rows named by the IndexedSlices
     `gradient`, with duplicate indices summed. Every index is checked before
-    anything is read or written (`name` names the variable in the error).
+    anything is read or written (`name` names the variable in the error),
+    except under XLA.
     """
     c = compute_dtype(variable.dtype)
-    with tf.control_dependencies([check_indices(gradient.indices, tf.shape(variable)[0], name)]):
+    # XLA compiles no Assert or string ops: inside it the indices go unchecked
+    # (XLA clamps out-of-range gathers and drops out-of-range scatters).
+    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    checks = [] if in_xla else [check_indices(gradient.indices, tf.shape(variable)[0], name)]
+    with tf.control_dependencies(checks):
         summed, unique = sum_duplicates(gradient.values, gradient.indices, c)
     shape = gradient.values.shape  # what the kernel sees as its gradient
     rows = Rows(variable, unique, shape)
