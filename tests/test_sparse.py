@@ -410,3 +410,36 @@ def test_fallback_runs_under_xla():
             step(tf.constant(values), tf.constant(ix))
         results.append(np.asarray(var))
     np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-7)
+
+
+def test_bench_sparse_runs(capsys):
+    """python -m kerasopt.bench_sparse on a tiny table: every column runs and is reported."""
+    require_kernel_library()
+    from kerasopt import bench_sparse
+
+    bench_sparse.main(["--rows", "2000", "--width", "4", "--batch", "64", "--repeats", "2",
+                       "--slow-repeats", "1", "--scaling-rows", "1000", "2000"])
+    out = capsys.readouterr().out
+    for column in ("keras.optimizers.Ftrl", "tf.raw_ops.ResourceSparseApplyFtrl",
+                   "tf.raw_ops.ResourceSparseApplyAdagradV2", "kerasopt.Adam(lazy=True)",
+                   "2,000 rows"):
+        assert column in out
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad"])
+def test_matches_keras_sparse_update_without_repeats(name, impl):
+    """Keras's own sparse SGD/Adagrad apply repeats one by one; without repeats
+    kerasopt's row-wise update gives the same float32 numbers."""
+    results = []
+    for cls in (getattr(keras.optimizers, {"sgd": "SGD", "adagrad": "Adagrad"}[name]),
+                CASES[name][0]):
+        w0, grads = problem("float32")
+        var = keras.Variable(w0)
+        opt = cls(learning_rate=LR)
+        opt.build([var])
+        for values, ix in grads:
+            unique = np.unique(ix)
+            opt.apply([tf.IndexedSlices(tf.constant(values[:len(unique)]), tf.constant(unique),
+                                        tf.constant([ROWS, 3]))], [var])
+        results.append(np.asarray(var))
+    assert_bit_identical(results[1], results[0], f"{name} vs Keras")
