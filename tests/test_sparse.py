@@ -443,3 +443,19 @@ def test_matches_keras_sparse_update_without_repeats(name, impl):
                                         tf.constant([ROWS, 3]))], [var])
         results.append(np.asarray(var))
     assert_bit_identical(results[1], results[0], f"{name} vs Keras")
+
+
+def test_ctr_example_runs(monkeypatch, capsys):
+    """examples/ctr_ftrl.py on a small stream: it trains and reports what it promises."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "ctr_ftrl.py"
+    monkeypatch.setattr(sys, "argv", [str(example), "--train", "20000", "--test", "5000",
+                                      "--table", "4096", "--values", "200", "--fields", "8"])
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "held-out AUC" in out and "exactly-zero weights" in out
+    model_auc = float(out.split("held-out AUC:      model ")[1].split(",")[0])
+    assert model_auc > 0.6
