@@ -127,6 +127,7 @@ void BindNadam(py::module_& m);
 void BindLion(py::module_& m);
 void BindFtrl(py::module_& m);
 void BindLamb(py::module_& m);
+void BindMatrixInverseRoot(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt
