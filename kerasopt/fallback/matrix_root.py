@@ -16,7 +16,9 @@ def matrix_inverse_root(matrix, p: int, epsilon):
     lam, v = tf.linalg.eigh(a)
     scale = tf.reduce_max(tf.abs(lam), axis=-1, keepdims=True)
     floor = tf.cast(n, tf.float64) * np.finfo(np.float64).eps * scale
-    root = tf.pow(tf.maximum(lam, floor) + tf.cast(epsilon, tf.float64),
+    # A Python float straight to float64 (tf.cast would round it through float32 first).
+    epsilon = tf.cast(epsilon, tf.float64) if tf.is_tensor(epsilon) else tf.constant(epsilon, tf.float64)
+    root = tf.pow(tf.maximum(lam, floor) + epsilon,
                   tf.constant(-1.0 / p, tf.float64))
     result = tf.matmul(v * root[..., tf.newaxis, :], v, adjoint_b=True)
     return tf.cast(result, matrix.dtype)
