@@ -84,18 +84,16 @@ def test_inverse_root_near_singular_is_finite_and_damped():
         np.testing.assert_allclose(got[0], 1e3 * np.eye(n), rtol=1e-9, err_msg=path)
 
 
-def test_inverse_root_float32_input_needs_float64_math():
-    """A float32 statistics matrix with kappa = 1e6: float64 inside keeps the root accurate."""
-    rng = np.random.default_rng(1)
-    a = random_spd(rng, 1, 64, condition=1e6).astype(np.float32)
-    want = inverse_root(a.astype(np.float64), 2, 1e-9)
+@pytest.mark.parametrize("p", [2, 4])
+def test_inverse_root_of_float32_statistics_is_accurate_to_float32_rounding(p):
+    """kappa = 1e7 float32 statistics: the float64 decomposition inside leaves only the
+    rounding of the float32 result (about 2.5e-8 relative; float32 LAPACK gives 2e-7)."""
+    require_kernel_library()
     from kerasopt import _kernels
 
-    require_kernel_library()
-    assert relative_error(_kernels.matrix_inverse_root(a, 2, 1e-9), want) < 1e-5
-    lam, v = np.linalg.eigh(a)  # the same root in float32 arithmetic, for comparison
-    in_float32 = (v * (np.maximum(lam, 0) + np.float32(1e-9)) ** np.float32(-0.5)) @ v.T
-    assert relative_error(in_float32, want) > 1e-4
+    a = random_spd(np.random.default_rng(1), 1, 64, condition=1e7).astype(np.float32)
+    want = inverse_root(a.astype(np.float64), p, 1e-9)
+    assert relative_error(_kernels.matrix_inverse_root(a, p, 1e-9), want) < 6e-8
 
 
 def test_inverse_root_rejects_bad_input():
