@@ -351,3 +351,14 @@ def test_op_rejects_mismatched_statistics():
             left_preconditioner=stats.handle, right_preconditioner=stats.handle, graft_slots=[],
             grad=tf.ones((10,)), lr=0.1, epsilon=1e-3, beta_1=0.9, beta_2=0.999,
             graft_epsilon=1e-7, step=1, recompute=True, precondition=True, grafting="sgd")
+
+
+def test_jit_compile_runs_the_fallback_and_trains():
+    """XLA cannot run custom ops: the composed-TF fallback (tf.linalg.eigh roots) serves."""
+    x, labels = classification_data()
+    model = mlp()
+    model.compile(optimizer=OPTIMIZERS["shampoo"](), loss="sparse_categorical_crossentropy",
+                  jit_compile=True)
+    initial_loss = model.evaluate(x, labels, verbose=0)
+    model.fit(x, labels, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    assert model.evaluate(x, labels, verbose=0) < 0.3 * initial_loss
