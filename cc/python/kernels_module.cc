@@ -20,4 +20,5 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindFtrl(m);
   kerasopt::python::BindLamb(m);
   kerasopt::python::BindSparse(m);
+  kerasopt::python::BindMatrixInverseRoot(m);
 }
