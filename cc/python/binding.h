@@ -127,6 +127,9 @@ void BindNadam(py::module_& m);
 void BindLion(py::module_& m);
 void BindFtrl(py::module_& m);
 void BindLamb(py::module_& m);
+void BindLars(py::module_& m);
+void BindLookahead(py::module_& m);
+void BindIterateAverage(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

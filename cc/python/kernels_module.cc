@@ -19,4 +19,7 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindLion(m);
   kerasopt::python::BindFtrl(m);
   kerasopt::python::BindLamb(m);
+  kerasopt::python::BindLars(m);
+  kerasopt::python::BindLookahead(m);
+  kerasopt::python::BindIterateAverage(m);
 }
