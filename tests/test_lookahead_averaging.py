@@ -57,7 +57,7 @@ def _ops():
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("alpha", [0.5, 0.3, 1.0, 0.0])
+@pytest.mark.parametrize("alpha", [0.3, 1.0, 0.0])
 def test_lookahead_sync_paths(alpha, shape, dtype):
     np_dtype, eps = DTYPES[dtype]
     rng = np.random.default_rng(zlib.crc32(repr((alpha, shape, dtype)).encode()))
@@ -88,7 +88,7 @@ def test_lookahead_sync_paths(alpha, shape, dtype):
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("count", [0, 1, 6, 1000])
+@pytest.mark.parametrize("count", [0, 6, 1000])
 def test_iterate_average_paths(count, shape, dtype):
     np_dtype, eps = DTYPES[dtype]
     rng = np.random.default_rng(zlib.crc32(repr((count, shape, dtype)).encode()))
@@ -182,12 +182,19 @@ def test_lookahead_matches_the_papers_algorithm(implementation):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13, err_msg=f"step {t}")
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
-@pytest.mark.parametrize("make_inner", [
-    lambda: kerasopt.Adam(0.01), lambda: keras.optimizers.SGD(0.05, momentum=0.9),
-    lambda: kerasopt.Lars(learning_rate=1.0, eta=0.01)], ids=["kerasopt.Adam", "keras.SGD", "kerasopt.Lars"])
-@pytest.mark.parametrize("sync_period", [1, 4])
-def test_lookahead_with_alpha_one_is_its_inner_optimizer(sync_period, make_inner, dtype):
+INNERS = {
+    "kerasopt.Adam": lambda: kerasopt.Adam(0.01),
+    "keras.SGD": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+    "kerasopt.Lars": lambda: kerasopt.Lars(learning_rate=1.0, eta=0.01),
+}
+IDENTITY_CASES = (
+    [(k, "kerasopt.Adam", d) for k in (1, 4) for d in ("float16", "bfloat16", "float32", "float64")]
+    + [(4, "keras.SGD", "float32"), (4, "kerasopt.Lars", "bfloat16")])
+
+
+@pytest.mark.parametrize("sync_period,inner,dtype", IDENTITY_CASES, ids=str)
+def test_lookahead_with_alpha_one_is_its_inner_optimizer(sync_period, inner, dtype):
+    make_inner = INNERS[inner]
     w0, grads = _problem(steps=9)
     wrapped = _run(kerasopt.Lookahead(make_inner(), sync_period=sync_period, slow_step_size=1.0),
                    w0, grads, dtype=dtype)
@@ -342,7 +349,6 @@ def _model(optimizer):
 WRAPPED = {
     "lookahead": lambda: kerasopt.Lookahead(kerasopt.Adam(0.05), sync_period=3,
                                             slow_step_size=0.6),
-    "lookahead_keras_inner": lambda: kerasopt.Lookahead(keras.optimizers.RMSprop(0.02)),
     "polyak": lambda: kerasopt.AveragedOptimizer(kerasopt.SGD(0.05, momentum=0.9),
                                                  start_step=4),
     "swa": lambda: kerasopt.AveragedOptimizer(kerasopt.Adam(0.05), method="swa",
