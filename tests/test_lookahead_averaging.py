@@ -209,7 +209,8 @@ def test_lookahead_state_variables_and_iterations():
     opt = kerasopt.Lookahead(inner, sync_period=2)
     opt.build([var])
     slow = opt.slow_weights_for(var)
-    np.testing.assert_array_equal(slow.numpy(), var.numpy())  # a copy at build
+    w0 = var.numpy().copy()
+    var.assign(w0 + 1.0)  # e.g. weights loaded after build: the first step copies them
     assert [v.name for v in opt.variables[:len(opt._variables)]][-1].endswith("slow")
     assert opt.variables[len(opt._variables):] == inner.variables
     for k in range(1, 5):
@@ -219,6 +220,9 @@ def test_lookahead_state_variables_and_iterations():
             _same_bits(slow.numpy(), var.numpy(), f"synced at step {k}")
         else:
             assert not np.array_equal(slow.numpy(), var.numpy())
+        if k == 1:
+            _same_bits(slow.numpy(), w0 + 1.0, "the weights before the first step")
+        assert int(opt._iterations) == k  # the wrapper's own step counter
     opt.learning_rate = 0.5
     assert float(inner.learning_rate) == 0.5
 
@@ -491,3 +495,20 @@ def test_swap_callback_needs_an_averaged_optimizer():
     with pytest.raises(ValueError, match="AveragedOptimizer"):
         model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y),
                   callbacks=[kerasopt.SwapAveragedWeights()])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: kerasopt.Lookahead(kerasopt.Adam(0.01), sync_period=2),
+    lambda: kerasopt.AveragedOptimizer(kerasopt.SGD(0.01), start_step=2)],
+    ids=["Lookahead", "AveragedOptimizer"])
+def test_xla_compiled_fit_builds_and_runs_the_fallback(make):
+    # Keras builds the optimizer inside the (XLA-compiled) train function here:
+    # every wrapper variable must be liftable (constant initializers).
+    x, y = _data()
+    model = _model(make())
+    model.compile(optimizer=model.optimizer, loss="mse", jit_compile=True)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    opt = model.optimizer
+    assert int(opt.iterations) == 4 and int(opt._iterations) == 4
+    own = opt.variables[2:len(opt._variables)]
+    assert own and all(np.any(v.numpy() != 0) for v in own)

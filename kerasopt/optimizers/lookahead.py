@@ -14,15 +14,6 @@ from kerasopt.optimizers.fused import check_hyperparameter, tf_variable
 from kerasopt.optimizers.wrapper import OptimizerWrapper, check_positive_int
 
 
-def _copy_of(variable):
-    """An initializer giving `variable`'s value when the new variable is created."""
-
-    def initializer(shape, dtype=None):
-        return tf.identity(tf_variable(variable).read_value())
-
-    return initializer
-
-
 @keras.saving.register_keras_serializable(package="kerasopt")
 class Lookahead(OptimizerWrapper):
     """Lookahead (Zhang, Lucas, Hinton & Ba, "Lookahead Optimizer: k steps
@@ -30,8 +21,8 @@ class Lookahead(OptimizerWrapper):
 
     Wraps any Keras optimizer (the "fast" one, e.g. ``kerasopt.Adam()``). The
     model's variables are the fast weights; for each, Lookahead keeps slow
-    weights ``phi`` (an optimizer variable ``slow``, a copy of the variable
-    when the optimizer is built). After every ``sync_period``-th step of the
+    weights ``phi`` (an optimizer variable ``slow``, set to the variable's
+    value at the wrapper's first step, before the inner update). After every ``sync_period``-th step of the
     inner optimizer (``iterations % k == 0``), with ``alpha = slow_step_size``::
 
         phi = phi + alpha * (w - phi)      (computed as alpha*w + (1-alpha)*phi)
@@ -71,12 +62,22 @@ class Lookahead(OptimizerWrapper):
             "slow_step_size", slow_step_size, 0.0, 1.0, high_inclusive=True))
 
     def build_wrapper(self, var_list):
-        self._slow_weights = [
-            self.add_variable_from_reference(variable, name="slow", initializer=_copy_of(variable))
-            for variable in var_list]
+        # Zeros until the first step copies the weights in (see before_inner_step):
+        # an initializer reading the model's variables could not be lifted out of
+        # a train function that creates both (Keras builds lazily, XLA needs it).
+        self._slow_weights = self.add_optimizer_variables(var_list, "slow")
 
     def slow_weights_for(self, variable):
         return self._slow_weights[self._get_variable_index(variable)]
+
+    def before_inner_step(self, variables):
+        def initialize():
+            for variable, slow in zip(self._trainable_variables, self._slow_weights):
+                if slow is not None:
+                    tf_variable(slow).assign(tf_variable(variable).read_value())
+            return tf.constant(True)
+
+        tf.cond(tf.equal(self.wrapper_steps(), 0), initialize, lambda: tf.constant(False))
 
     def after_inner_step(self, variables):
         def sync():

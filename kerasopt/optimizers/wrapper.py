@@ -13,8 +13,10 @@ variables. As ``keras.optimizers.LossScaleOptimizer`` does:
 * the arguments of the base optimizer (clipping, EMA, ...) belong to the inner
   optimizer and are refused here.
 
-Subclasses implement ``build_wrapper`` (create their variables) and
-``after_inner_step(variables)`` (run once per step, after the inner update).
+Subclasses implement ``build_wrapper`` (create their variables),
+``after_inner_step(variables)`` (run once per step, after the inner update)
+and may implement ``before_inner_step(variables)``. The wrapper's own
+``_iterations`` counts its steps (``wrapper_steps()``: 0 before the first one).
 """
 
 from __future__ import annotations
@@ -77,9 +79,16 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         """Creates the wrapper's own optimizer variables for `var_list`."""
         raise NotImplementedError
 
+    def before_inner_step(self, variables):
+        """Runs before each inner step (default: nothing)."""
+
     def after_inner_step(self, variables):
         """Runs after each inner step on the variables it updated."""
         raise NotImplementedError
+
+    def wrapper_steps(self):
+        """Steps this wrapper has taken (int64); its own counter, not the inner one's."""
+        return tf.cast(self._iterations, tf.int64)
 
     # --- Keras optimizer protocol ---------------------------------------------
 
@@ -109,11 +118,13 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
                 self.build(trainable_variables)
         if len(grads) == 0:
             return
+        self.before_inner_step(trainable_variables)
         self.inner_optimizer.apply(grads, trainable_variables)
         # Variables the inner optimizer skipped (no gradient) are left as they are.
         updated = [v for g, v in zip(grads, trainable_variables) if g is not None]
         if updated:
             self.after_inner_step(updated)
+        self._iterations.assign_add(1)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         raise NotImplementedError(f"{type(self).__name__} runs on the TensorFlow backend only")
