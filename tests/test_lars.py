@@ -121,6 +121,24 @@ def test_paths_match_reference_and_each_other(hyper_index, shape, dtype):
             _same_bits(v, results["kernel"][step - 1][1][0], "binding vs kernel momentum")
 
 
+def test_large_variable_kernel_equals_fallback():
+    # 300k elements: the op's thread pool splits both passes; the sums of
+    # squares are still taken in the fallback's fixed order, to the bit.
+    rng = np.random.default_rng(5)
+    w0 = rng.standard_normal(300_001).astype(np.float32)
+    grads = [rng.standard_normal(300_001).astype(np.float32) for _ in range(2)]
+    out = {}
+    for impl in ("kernel", "tf"):
+        var = keras.Variable(w0)
+        opt = kerasopt.Lars(learning_rate=0.5, weight_decay=1e-3, eta=0.01, nesterov=True)
+        with kerasopt.implementation(impl):
+            for g in grads:
+                opt.apply_gradients([(tf.constant(g), var)])
+        out[impl] = (var.numpy(), opt.momentums[0].numpy())
+    for a, b in zip(out["kernel"], out["tf"]):
+        _same_bits(a, b, "kernel vs fallback")
+
+
 # ------------------------------------------------------------------ zero norms
 
 
