@@ -90,8 +90,10 @@ class Lookahead(OptimizerWrapper):
 
     def sync_variable(self, variable):
         """Runs the sync on one model variable and its slow weights."""
-        slow = tf_variable(self.slow_weights_for(variable))
-        fast = tf_variable(variable)
+        slow = self.slow_weights_for(variable)
+        if slow is None:  # overwrite_with_gradient variables get no slot (as in Keras)
+            return
+        slow, fast = tf_variable(slow), tf_variable(variable)
         if op_library.use_kernel(fast):
             op_library.library().ops.kerasopt_lookahead_sync(
                 slow=slow.handle, fast=fast.handle, slow_step_size=self.slow_step_size,
