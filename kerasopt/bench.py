@@ -136,6 +136,7 @@ ADAMAX = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 NADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 LION = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99)
 LAMB = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+LARS = dict(learning_rate=1.0, momentum=0.9, weight_decay=1e-4, eta=1e-3)
 
 
 def _raw_adam(variables):
@@ -293,6 +294,13 @@ def _keras(name, **hp):
     return make
 
 
+def _not_in_keras(name):
+    def make():
+        raise RuntimeError(f"Keras has no {name}")
+
+    return make
+
+
 def _kerasopt(name, **hp):
     def make():
         import kerasopt
@@ -363,6 +371,14 @@ ALGORITHMS = {
         traffic="read w, g, m, v; write m, v; then read w, m, v; write w",
         raw_op="n/a (TF has no Lamb op)",
         keras=_keras("Lamb", **LAMB), kerasopt=_kerasopt("Lamb", **LAMB), raw=None,
+    ),
+    "lars": Algorithm(
+        # Two passes: 1 reads w, g (the norms); 2 reads w, g, v and writes w, v.
+        # Keras has no LARS: its column (the speedup baseline) shows n/a.
+        name="Lars", bytes_per_param=28,
+        traffic="read w, g; then read w, g, v; write w, v",
+        raw_op="n/a (TF has no Lars op)",
+        keras=_not_in_keras("Lars"), kerasopt=_kerasopt("Lars", **LARS), raw=None,
     ),
 }
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.python.framework import kernels as tf_kernels
 
 from kerasopt import op_library
-from kerasopt.optimizers import ALL
+from kerasopt.optimizers import ALL, WRAPPERS
 
 # Op name patterns per path; "{}" is an optimizer's kernel_name ("Adam").
 OP_NAMES = {
@@ -45,6 +45,12 @@ def collect() -> dict:
             "multi_tensor": bool(devices["multi_tensor"]),
             "fallback": True,  # every optimizer has its composed-TF form
         }
+    # Wrappers run an inner optimizer and then their own op (kernel_op).
+    wrappers = {}
+    for wrapper in WRAPPERS:
+        devices = _devices_with_kernel(wrapper.kernel_op) if lib.loaded else set()
+        wrappers[wrapper.__name__] = {"op": wrapper.kernel_op, "cpu": "CPU" in devices,
+                                      "gpu": "GPU" in devices, "fallback": True}
     return {
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
@@ -52,6 +58,7 @@ def collect() -> dict:
         "load_error": lib.error,
         "implementation": op_library.get_implementation(),
         "algorithms": algorithms,
+        "wrappers": wrappers,
     }
 
 
@@ -68,6 +75,15 @@ def print_table(info: dict) -> None:
     for name, paths in info["algorithms"].items():
         table.add_row(name, *("yes" if paths[c] else "-" for c in columns))
     console.print(table)
+    wrappers = Table(title="kerasopt wrappers (around any optimizer)")
+    wrappers.add_column("wrapper")
+    wrappers.add_column("op")
+    for column in ("cpu", "gpu", "fallback"):
+        wrappers.add_column(column, justify="center")
+    for name, paths in info.get("wrappers", {}).items():
+        wrappers.add_row(name, paths["op"],
+                         *("yes" if paths[c] else "-" for c in ("cpu", "gpu", "fallback")))
+    console.print(wrappers)
     console.print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, "
                   f"KERASOPT_IMPL={info['implementation']}")
     if info["op_library"]:

@@ -330,3 +330,63 @@ def lamb(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon, step):
     r_norm = np.sqrt(np.sum(r * r))
     ratio = w_norm / r_norm if w_norm > 0 and r_norm > 0 else 1.0
     return w - learning_rate * ratio * r, m, v
+
+
+# --- LARS ------------------------------------------------------------------
+
+
+def lars(w, v, g, *, learning_rate, momentum, weight_decay, eta, nesterov=False,
+         layer_adaptation=True):
+    """LARS, You, Gitman & Ginsburg (2017, arXiv:1708.03888), Algorithm 1 with
+    the trust coefficient eta of eq. 6, one layer.
+
+    lambda = eta ||w|| / (||g|| + beta ||w||) (1 when a norm is 0, or when the
+    layer is excluded from adaptation); v = m v + gamma lambda (g + beta w);
+    w = w - v (Nesterov: w - (m v + gamma lambda (g + beta w))). No momentum:
+    w = w - gamma lambda (g + beta w), v unchanged. Returns (w, v).
+    """
+    w, v, g = (np.asarray(a, np.float64) for a in (w, v, g))
+    w_norm = np.sqrt(np.sum(w * w))
+    g_norm = np.sqrt(np.sum(g * g))
+    if layer_adaptation and w_norm > 0 and g_norm > 0:
+        local = eta * w_norm / (g_norm + weight_decay * w_norm)
+    else:
+        local = 1.0
+    step = learning_rate * local * (g + weight_decay * w)
+    if momentum == 0:
+        return w - step, v
+    v = momentum * v + step
+    return (w - (momentum * v + step) if nesterov else w - v), v
+
+
+# --- Lookahead and iterate averaging ----------------------------------------
+
+
+def lookahead_sync(slow, fast, *, slow_step_size):
+    """Lookahead, Zhang et al. (NeurIPS 2019, arXiv:1907.08610), Algorithm 1:
+    phi = phi + alpha (theta - phi); theta = phi. Returns (slow, fast)."""
+    slow, fast = np.asarray(slow, np.float64), np.asarray(fast, np.float64)
+    slow = slow + slow_step_size * (fast - slow)
+    return slow, slow.copy()
+
+
+def lookahead(inner_step, w0, grads, *, sync_period, slow_step_size):
+    """Lookahead around `inner_step(w, g, t) -> w` (the inner optimizer, with its
+    own state in the closure) over `grads`: the fast weights after each step."""
+    fast = np.asarray(w0, np.float64)
+    slow = fast.copy()
+    out = []
+    for t, g in enumerate(grads, start=1):
+        fast = inner_step(fast, g, t)
+        if t % sync_period == 0:
+            slow, fast = lookahead_sync(slow, fast, slow_step_size=slow_step_size)
+        out.append(fast.copy())
+    return out
+
+
+def iterate_average(iterates, *, start_step, average_period):
+    """Polyak-Ruppert / SWA: the mean of iterates[t - 1] for t = start_step,
+    start_step + average_period, ... (steps count from 1); None when none."""
+    chosen = [np.asarray(w, np.float64) for t, w in enumerate(iterates, start=1)
+              if t >= start_step and (t - start_step) % average_period == 0]
+    return np.mean(chosen, axis=0) if chosen else None

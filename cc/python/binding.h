@@ -129,6 +129,9 @@ void BindFtrl(py::module_& m);
 void BindLamb(py::module_& m);
 void BindSparse(py::module_& m);  // sparse_binding.cc: the sparse driver
 void BindMatrixInverseRoot(py::module_& m);
+void BindLars(py::module_& m);
+void BindLookahead(py::module_& m);
+void BindIterateAverage(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

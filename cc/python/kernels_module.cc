@@ -21,4 +21,7 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindLamb(m);
   kerasopt::python::BindSparse(m);
   kerasopt::python::BindMatrixInverseRoot(m);
+  kerasopt::python::BindLars(m);
+  kerasopt::python::BindLookahead(m);
+  kerasopt::python::BindIterateAverage(m);
 }

@@ -5,17 +5,26 @@ from kerasopt.optimizers.adagrad import Adagrad
 from kerasopt.optimizers.adam import Adam
 from kerasopt.optimizers.adamax import Adamax
 from kerasopt.optimizers.adamw import AdamW
+from kerasopt.optimizers.averaging import AveragedOptimizer, SwapAveragedWeights
 from kerasopt.optimizers.ftrl import Ftrl
 from kerasopt.optimizers.full_matrix_adagrad import FullMatrixAdagrad
 from kerasopt.optimizers.lamb import Lamb
+from kerasopt.optimizers.lars import Lars
 from kerasopt.optimizers.lion import Lion
+from kerasopt.optimizers.lookahead import Lookahead
 from kerasopt.optimizers.nadam import Nadam
 from kerasopt.optimizers.rmsprop import RMSprop
 from kerasopt.optimizers.sgd import SGD
 from kerasopt.optimizers.shampoo import Shampoo
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
-ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb,
+ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb, Lars,
        FullMatrixAdagrad, Shampoo)
 
-__all__ = ["ALL", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "FullMatrixAdagrad", "Lamb", "Lion", "Nadam", "RMSprop", "SGD", "Shampoo"]
+# Optimizers that wrap another one (they take an inner optimizer, so they are
+# not in ALL); `info` lists them with their fused op (class attribute kernel_op).
+WRAPPERS = (Lookahead, AveragedOptimizer)
+
+__all__ = ["ALL", "WRAPPERS", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "AveragedOptimizer",
+           "Ftrl", "FullMatrixAdagrad", "Lamb", "Lars", "Lion", "Lookahead", "Nadam", "RMSprop",
+           "SGD", "Shampoo", "SwapAveragedWeights"]
