@@ -10,6 +10,7 @@ no kernel serves (see :mod:`kerasopt.op_library`).
 from kerasopt.op_library import get_implementation, implementation, set_implementation
 from kerasopt.optimizers import (
     SGD,
+    AdaBelief,
     Adadelta,
     Adagrad,
     Adam,
@@ -19,12 +20,16 @@ from kerasopt.optimizers import (
     Lamb,
     Lion,
     Nadam,
+    NovoGrad,
+    RAdam,
     RMSprop,
+    Yogi,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaBelief",
     "Adadelta",
     "Adagrad",
     "Adam",
@@ -34,8 +39,11 @@ __all__ = [
     "Lamb",
     "Lion",
     "Nadam",
+    "NovoGrad",
+    "RAdam",
     "RMSprop",
     "SGD",
+    "Yogi",
     "get_implementation",
     "implementation",
     "set_implementation",

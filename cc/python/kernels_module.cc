@@ -19,4 +19,8 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindLion(m);
   kerasopt::python::BindFtrl(m);
   kerasopt::python::BindLamb(m);
+  kerasopt::python::BindAdaBelief(m);
+  kerasopt::python::BindRAdam(m);
+  kerasopt::python::BindYogi(m);
+  kerasopt::python::BindNovoGrad(m);
 }

@@ -1,5 +1,6 @@
 """kerasopt's optimizers, each a ``keras.optimizers.Optimizer``."""
 
+from kerasopt.optimizers.adabelief import AdaBelief
 from kerasopt.optimizers.adadelta import Adadelta
 from kerasopt.optimizers.adagrad import Adagrad
 from kerasopt.optimizers.adam import Adam
@@ -9,10 +10,14 @@ from kerasopt.optimizers.ftrl import Ftrl
 from kerasopt.optimizers.lamb import Lamb
 from kerasopt.optimizers.lion import Lion
 from kerasopt.optimizers.nadam import Nadam
+from kerasopt.optimizers.novograd import NovoGrad
+from kerasopt.optimizers.radam import RAdam
 from kerasopt.optimizers.rmsprop import RMSprop
 from kerasopt.optimizers.sgd import SGD
+from kerasopt.optimizers.yogi import Yogi
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
-ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb)
+ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb,
+       AdaBelief, RAdam, Yogi, NovoGrad)
 
-__all__ = ["ALL", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb", "Lion", "Nadam", "RMSprop", "SGD"]
+__all__ = ["ALL", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb", "Lion", "Nadam", "NovoGrad", "RAdam", "RMSprop", "SGD", "Yogi"]

@@ -96,6 +96,11 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     # KerasoptSparseApplyAdam, KerasoptMultiApplyAdam when they exist.
     kernel_name: str = ""
 
+    # How many of slots_for's trailing slots hold one value per variable
+    # (shape ()), like NovoGrad's layer-wise second moment; the others have
+    # the variable's shape.
+    per_variable_slots: int = 0
+
     def slots_for(self, variable) -> list:
         """The slot variables of `variable`, in the op's order (only those in use)."""
         raise NotImplementedError
@@ -126,7 +131,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         # of an IndexedSlices gradient are summed, unlike Keras's row updates).
         gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
         slots = [tf_variable(s) for s in self.slots_for(variable)]
-        check_shapes(variable, gradient, slots)
+        check_shapes(variable, gradient, slots[:len(slots) - self.per_variable_slots])
         shared = self._step_inputs
         if shared is None or shared[0] is not learning_rate:  # called on its own
             shared = (learning_rate, tf.cast(self.iterations, tf.int64) + 1, None)
