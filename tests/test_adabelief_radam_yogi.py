@@ -43,7 +43,7 @@ CASES = {
     "AdaBelief-amsgrad": (kerasopt.AdaBelief,
                           dict(learning_rate=0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-8,
                                amsgrad=True)),
-    # beta_2 = 0.99: rho_t > 4 from t = 6 on, so 10 steps cover both branches.
+    # beta_2 = 0.99: rho_t > 4 from t = 5 on, so 10 steps cover both branches.
     "RAdam": (kerasopt.RAdam, dict(learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-6)),
     "Yogi": (kerasopt.Yogi, dict(learning_rate=0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-3,
                                  initial_accumulator_value=1e-6)),
@@ -76,7 +76,12 @@ def assert_close(got, want, scale, dtype, what, allowed=None):
 
 
 def reference_step(name, hp, state, g, t):
-    """(want, scales, allowed) for one step from `state` = [w, m, second] (float64)."""
+    """(want, scales, allowed) for one step from `state` = [w, m, second] (float64).
+
+    The weight moves by coef * m; its scale is coef * (the momentum's scale),
+    which covers a momentum that cancels, plus |step| times the relative
+    error scale of the denominator.
+    """
     w, m, second = state
     b1, b2, lr = hp["beta_1"], hp["beta_2"], hp["learning_rate"]
     m_scale = b1 * np.abs(m) + (1 - b1) * np.abs(g)
@@ -86,12 +91,17 @@ def reference_step(name, hp, state, g, t):
                              epsilon=hp["epsilon"], step=t, amsgrad=hp.get("amsgrad", False))
         s_scale = (b2 * np.abs(second) + (1 - b2) * (np.abs(g) + np.abs(want[1])) ** 2
                    + hp["epsilon"])
-        w_scale = np.abs(want[0] - w) * (1 + s_scale / want[2])
+        coef = lr / (1 - b1 ** t) / (np.sqrt(want[2] / (1 - b2 ** t)) + hp["epsilon"])
+        w_scale = coef * m_scale + np.abs(want[0] - w) * s_scale / want[2]
         return want, [w_scale, m_scale, s_scale], allowed
     if name == "RAdam":
         want = ref.radam(w, g, m, second, learning_rate=lr, beta_1=b1, beta_2=b2,
                          epsilon=hp["epsilon"], step=t)
-        return want, [np.abs(want[0] - w), m_scale, np.abs(want[2])], allowed
+        r = ref.radam_rectification(b2, t)
+        coef = lr / (1 - b1 ** t)
+        if r is not None:
+            coef = coef * r * np.sqrt(1 - b2 ** t) / (np.sqrt(want[2]) + hp["epsilon"])
+        return want, [coef * m_scale + np.abs(want[0] - w), m_scale, np.abs(want[2])], allowed
     if name == "Yogi":
         kw = dict(learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=hp["epsilon"])
         want = ref.yogi(w, g, m, second, **kw)
@@ -103,7 +113,8 @@ def reference_step(name, hp, state, g, t):
         w_alt = w - lr * want[1] / (np.sqrt(v_alt) + hp["epsilon"])
         allowed = [np.where(near, 2 * np.abs(w_alt - want[0]), 0.0), None,
                    np.where(near, 2.5 * (1 - b2) * g2, 0.0)]
-        w_scale = np.abs(want[0] - w) * (1 + v_scale / want[2])
+        coef = lr / (np.sqrt(want[2]) + hp["epsilon"])
+        w_scale = coef * m_scale + np.abs(want[0] - w) * v_scale / want[2]
         return want, [w_scale, m_scale, v_scale], allowed
     raise AssertionError(name)
 
@@ -287,7 +298,7 @@ def test_radam_early_steps_with_beta_1_zero_are_sgd_bit_for_bit(implementation):
     that is plain SGD, w -= lr g: the same bits as kerasopt.SGD."""
     b2 = 0.999
     early = [t for t in range(1, 20) if ref.radam_rectification(b2, t) is None]
-    assert early == [1, 2, 3, 4, 5]
+    assert early == [1, 2, 3, 4]
     rng = np.random.default_rng(1)
     w0 = rng.standard_normal((40, 13)).astype(np.float32)
     grads = [rng.standard_normal((40, 13)).astype(np.float32) for _ in early]
@@ -303,8 +314,8 @@ def test_radam_early_steps_with_beta_1_zero_are_sgd_bit_for_bit(implementation):
 
 
 def test_radam_bias_corrected_momentum_then_rectified_adam():
-    """Constant gradient: m_hat = g exactly, so the first five steps (rho_t <= 4)
-    each move w by lr g; from step 6 the step is r_t times Adam's step from the
+    """Constant gradient: m_hat = g exactly, so the first four steps (rho_t <= 4)
+    each move w by lr g; from step 5 the step is r_t times Adam's step from the
     same state (RAdam's epsilon sits where Keras's Adam puts it)."""
     lr, b1, b2, e = 0.01, 0.9, 0.999, 1e-7
     g = np.array([2.0, -0.25, 1e-4])
@@ -313,7 +324,7 @@ def test_radam_bias_corrected_momentum_then_rectified_adam():
         before = (w.copy(), m.copy(), v.copy())
         _kernels.radam(w, g, m, v, learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=e, step=t)
         r = ref.radam_rectification(b2, t)
-        if t <= 5:
+        if t <= 4:
             assert r is None
             np.testing.assert_allclose(w - before[0], -lr * g, rtol=1e-12)
         else:

@@ -81,7 +81,7 @@ void ApplyLayerwise(const Rule& rule, int64_t n, T* var,
   parallel_for(n, cost, [&](int64_t begin, int64_t end) {
     alignas(64) C w[kBlock];
     alignas(64) C g[kBlock];
-    alignas(64) C s[internal::kRows<kElement>][kBlock];
+    alignas(64) C s[internal::kRows<Rule::kNumSlots - Rule::kNumLayerSlots>][kBlock];
     for (int64_t start = begin; start < end; start += kBlock) {
       const int64_t len = std::min(kBlock, end - start);
       internal::Widen(var + start, len, w);

@@ -31,7 +31,7 @@ class RAdam(FusedOptimizer):
             w = w - learning_rate * m / (1 - beta_1^t)
 
     The threshold is the paper's (``rho_t > 4``; PyTorch uses 5, TensorFlow
-    Addons 5 by default). With ``beta_2 = 0.999`` the first five steps are
+    Addons 5 by default). With ``beta_2 = 0.999`` the first four steps are
     momentum SGD. The paper's adaptive term ``sqrt((1 - beta_2^t) / v)`` has
     no epsilon; here ``epsilon`` is added to ``sqrt(v)`` as in Keras's Adam,
     so a rectified step is ``r_t`` times Adam's step from the same ``m`` and
