@@ -29,7 +29,7 @@ import tensorflow as tf
 import kerasopt
 from kerasopt import _kernels
 import references as ref  # tests/ is on sys.path
-from conftest import SHAPES, graph_op_types, regression_data
+from conftest import SHAPES, assert_bit_identical, graph_op_types, regression_data
 from problems import minimize, quadratic, rosenbrock
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
@@ -206,9 +206,7 @@ def test_kernel_and_fallback_match_reference_and_each_other(name, dtype):
     for t in range(1, STEPS + 1):
         for i, shape in enumerate(SHAPES):
             for a, b in zip(kernel[t][i], fallback[t][i]):
-                np.testing.assert_array_equal(
-                    np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8),
-                    err_msg=f"kernel != fallback, {shape}, step {t}")
+                assert_bit_identical(a, b, f"kernel vs fallback, {shape}, step {t}")
             check_step(name, ref_hp, dtype, kernel[t - 1][i], kernel[t][i], grads[t - 1][i], t,
                        f"kernel {shape}")
     # The NumPy binding runs the same C++: the same bits as the kernel.
@@ -217,7 +215,7 @@ def test_kernel_and_fallback_match_reference_and_each_other(name, dtype):
     for t in range(1, STEPS + 1):
         binding_step(name, ref_hp, arrays, grads[t - 1][i], t)
         for a, b in zip(arrays, kernel[t][i]):
-            np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+            assert_bit_identical(a, b, f"binding vs kernel, step {t}")
 
 
 @pytest.mark.parametrize("name", ["AdaBelief", "RAdam", "Yogi"])
@@ -354,32 +352,43 @@ def test_yogi_second_moment_is_additive_while_below_g_squared():
 # ------------------------------------------------------------ convergence
 
 
+# Learning rates per problem (Rosenbrock, quadratic), chosen once with the
+# float64 references; RAdam's first four steps are plain momentum SGD, so its
+# rate must suit the raw gradients (curvature 1000: lr < 2e-3).
 CONVERGENCE = {
-    "AdaBelief": lambda: kerasopt.AdaBelief(learning_rate=0.02),
-    "RAdam": lambda: kerasopt.RAdam(learning_rate=0.02),
-    "Yogi": lambda: kerasopt.Yogi(learning_rate=0.02),
+    "AdaBelief": (kerasopt.AdaBelief, 0.002, 0.002),
+    "RAdam": (kerasopt.RAdam, 0.002, 0.002),
+    "Yogi": (kerasopt.Yogi, 0.005, 0.005),
 }
 
 
 @pytest.mark.parametrize("name", list(CONVERGENCE))
 def test_converges_on_rosenbrock_and_an_ill_conditioned_quadratic(name, impl):
-    value, point = minimize(CONVERGENCE[name](), rosenbrock, [-1.5, 2.0], 3000)
-    assert value < 1e-3 and np.allclose(point, [1.0, 1.0], atol=0.1), (value, point)
+    cls, lr_rosenbrock, lr_quadratic = CONVERGENCE[name]
+    value, point = minimize(cls(learning_rate=lr_rosenbrock), rosenbrock, [0.0, 0.0], 3000)
+    assert value < 1e-5 and np.allclose(point, [1.0, 1.0], atol=0.01), (value, point)
     start = np.ones(10, np.float32)
-    value, _ = minimize(CONVERGENCE[name](), quadratic, start, 1500)
-    assert value < 1e-6 * float(quadratic(tf.constant(start))), value
+    value, _ = minimize(cls(learning_rate=lr_quadratic), quadratic, start, 3000)
+    assert value < 1e-5 * float(quadratic(tf.constant(start))), value
 
 
 # ------------------------------------------------------------ Keras
 
 
-@pytest.mark.parametrize("name", list(CONVERGENCE))
+FIT = {
+    "AdaBelief": lambda: kerasopt.AdaBelief(learning_rate=0.01),
+    "RAdam": lambda: kerasopt.RAdam(learning_rate=0.01),
+    "Yogi": lambda: kerasopt.Yogi(learning_rate=0.01),
+}
+
+
+@pytest.mark.parametrize("name", list(FIT))
 def test_fit_regression_loss_goes_down(name, impl):
     x, y = regression_data()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
                               keras.layers.Dense(1)])
-    model.compile(optimizer=CONVERGENCE[name](), loss="mse")
+    model.compile(optimizer=FIT[name](), loss="mse")
     initial = float(model.evaluate(x, y, verbose=0))
     model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0)
     final = float(model.evaluate(x, y, verbose=0))

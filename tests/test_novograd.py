@@ -21,7 +21,7 @@ import tensorflow as tf
 import kerasopt
 from kerasopt import _kernels
 import references as ref  # tests/ is on sys.path
-from conftest import SHAPES, graph_op_types, regression_data, require_kernel_library
+from conftest import SHAPES, assert_bit_identical, graph_op_types, regression_data, require_kernel_library
 from problems import minimize, quadratic, rosenbrock
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
@@ -147,9 +147,7 @@ def test_kernel_and_fallback_match_reference_and_each_other(hyper, dtype):
         for i, shape in enumerate(SHAPES):
             assert kernel[t][i][2].shape == ()
             for a, b in zip(kernel[t][i], fallback[t][i]):
-                np.testing.assert_array_equal(
-                    np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8),
-                    err_msg=f"kernel != fallback, {shape}, step {t}")
+                assert_bit_identical(a, b, f"kernel vs fallback, {shape}, step {t}")
             check_step(ref_hp, dtype, kernel[t - 1][i], kernel[t][i], grads[t - 1][i], t,
                        f"kernel {shape}")
     i = SHAPES.index((1025,))
@@ -157,7 +155,7 @@ def test_kernel_and_fallback_match_reference_and_each_other(hyper, dtype):
     for t in range(1, STEPS + 1):
         binding_step(ref_hp, arrays, grads[t - 1][i], t)
         for a, b in zip(arrays, kernel[t][i]):
-            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+            assert_bit_identical(a, b, f"binding vs kernel, step {t}")
 
 
 def test_one_fused_op_per_variable_with_the_norm_inside():
@@ -196,31 +194,47 @@ def test_op_rejects_a_velocity_slot_that_is_not_a_scalar():
 
 
 _THREADS = """
-import hashlib, sys, os
+import hashlib, json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[1]))
+tf.config.threading.set_inter_op_parallelism_threads(1)
 import numpy as np, keras, kerasopt
-rng = np.random.default_rng(0)
-var = keras.Variable(rng.standard_normal(300_001).astype("float32"))
-opt = kerasopt.NovoGrad(learning_rate=0.01)
-for _ in range(3):
-    opt.apply_gradients([(tf.constant(rng.standard_normal(300_001).astype("float32")), var)])
-print(hashlib.sha256(var.numpy().tobytes() + opt.variables[-1].numpy().tobytes()).hexdigest())
+out = {}
+for impl in ("kernel", "tf"):
+    rng = np.random.default_rng(0)
+    var = keras.Variable(rng.standard_normal(300_001).astype("float32"))
+    opt = kerasopt.NovoGrad(learning_rate=0.01)
+    with kerasopt.implementation(impl):
+        for _ in range(3):
+            g = rng.standard_normal(300_001).astype("float32")
+            opt.apply_gradients([(tf.constant(g), var)])
+    out[impl] = hashlib.sha256(
+        var.numpy().tobytes() + opt.variables[-1].numpy().tobytes()).hexdigest()
+print(json.dumps(out))
 """
 
 
-def test_same_bits_with_one_or_two_threads(tmp_path):
+def test_same_bits_with_one_or_two_threads_on_both_paths(tmp_path):
+    """||g||^2 over 587 blocks: the same bits with 1 or 2 intra-op threads, and
+    the fallback sums in the kernel's order (the same bits again)."""
+    import json
+    import os
     import subprocess
     import sys
 
-    digests = []
-    for threads in (1, 2):
-        out = subprocess.run([sys.executable, "-P", "-c", _THREADS, str(threads)], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
-        digests.append(out.stdout.strip().splitlines()[-1])
-    assert digests[0] == digests[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # -P: import the installed kerasopt, never a source tree in the working directory.
+    runs = [subprocess.Popen([sys.executable, "-P", "-c", _THREADS, str(n)], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for n in (1, 2)]
+    results = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-2000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert results[0] == results[1]
+    assert results[0]["kernel"] == results[0]["tf"]
 
 
 # ------------------------------------------------------------ identities
@@ -294,12 +308,14 @@ def test_exclude_from_weight_decay_sets_d_to_zero():
 
 
 def test_converges_on_rosenbrock_and_an_ill_conditioned_quadratic(impl):
-    # One variable holding (x, y): NovoGrad normalizes the pair's gradient jointly.
-    value, point = minimize(kerasopt.NovoGrad(learning_rate=0.002), rosenbrock, [-1.5, 2.0], 3000)
-    assert value < 1e-3 and np.allclose(point, [1.0, 1.0], atol=0.1), (value, point)
+    # One variable holding (x, y): NovoGrad normalizes the pair's gradient
+    # jointly, so it cannot undo the quadratic's conditioning per coordinate
+    # (it needs the larger rate there). Rates chosen with the float64 reference.
+    value, point = minimize(kerasopt.NovoGrad(learning_rate=0.001), rosenbrock, [0.0, 0.0], 3000)
+    assert value < 1e-5 and np.allclose(point, [1.0, 1.0], atol=0.01), (value, point)
     start = np.ones(10, np.float32)
-    value, _ = minimize(kerasopt.NovoGrad(learning_rate=1e-4), quadratic, start, 1500)
-    assert value < 1e-6 * float(quadratic(tf.constant(start))), value
+    value, _ = minimize(kerasopt.NovoGrad(learning_rate=0.1), quadratic, start, 3000)
+    assert value < 1e-5 * float(quadratic(tf.constant(start))), value
 
 
 def test_fit_regression_loss_goes_down(impl):
