@@ -158,7 +158,7 @@ def test_binding_matches_reference_step_by_step(name, dtype):
         start = arrays[0].astype(np.float64)
         for t in range(1, STEPS + 1):
             # Gradient scales vary per step, so the second moments go up and down.
-            g = (np.exp(rng.uniform(-2, 1)) * rng.standard_normal(shape)).astype(NP_DTYPE[dtype])
+            g = np.asarray(np.exp(rng.uniform(-2, 1)) * rng.standard_normal(shape)).astype(NP_DTYPE[dtype])
             before = [a.astype(np.float64) for a in arrays]
             binding_step(name, hp, arrays, g, t)
             check_step(name, hp, dtype, before, arrays, g, t, f"binding {shape}")
@@ -245,9 +245,10 @@ def test_one_fused_op_per_variable(name):
 def test_adabelief_on_a_constant_gradient_against_adam():
     """Constant g: m_k = (1 - b1^k) g, so g - m_k = b1^k g and
     s_t = sum_{k<=t} b2^(t-k) ((1 - b2) b1^(2k) g^2 + eps) in closed form: every
-    AdaBelief step is lr g / (sqrt(s_t / (1 - b2^t)) + eps). Adam's m_hat = g,
-    v_hat = g^2 give steps lr g / (|g| + eps_t): AdaBelief's step grows past
-    Adam's as the "belief" in g is confirmed (s_t -> eps / (1 - b2))."""
+    AdaBelief step is lr g / (sqrt(s_t / (1 - b2^t)) + eps). Adam's m_hat = g and
+    v_hat = g^2 give steps of lr sign(g). Since s_hat_t <= b1^2 g^2 (+ eps terms),
+    AdaBelief's step is over 1 / b1 times Adam's from the first step, and grows
+    as the "belief" in g is confirmed (g - m_t -> 0)."""
     lr, b1, b2, e = 1e-3, 0.9, 0.999, 1e-16
     g = np.array([3.0, -0.5, 1e-3, 0.0])
     w = np.zeros(4)
@@ -258,7 +259,7 @@ def test_adabelief_on_a_constant_gradient_against_adam():
         before, before_adam = w.copy(), w_adam.copy()
         _kernels.adabelief(w, g, m, s, learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=e, step=t)
         _kernels.adam(w_adam, g, m_adam, v_adam, learning_rate=lr, beta_1=b1, beta_2=b2,
-                      epsilon=0.0, step=t)
+                      epsilon=1e-30, step=t)
         k = np.arange(1, t + 1)
         s_closed = np.sum(b2 ** (t - k)[:, None] * ((1 - b2) * b1 ** (2 * k)[:, None] * g ** 2 + e),
                           axis=0)
@@ -266,10 +267,11 @@ def test_adabelief_on_a_constant_gradient_against_adam():
         want = -lr * g / (np.sqrt(s_closed / (1 - b2 ** t)) + e)
         np.testing.assert_allclose(w - before, want, rtol=1e-12, atol=0)
         np.testing.assert_allclose(w_adam - before_adam, -lr * np.sign(g), rtol=1e-12, atol=0)
-        ratios.append(np.abs(w - before)[:3] / (lr * np.abs(g[:3])))
-    assert np.all(ratios[0] < 1.0)  # step 1: s_hat = b1^2 g^2 ... Adam's step is larger...
-    assert np.all(ratios[-1] > 5.0)  # ... by step 60 AdaBelief's is over 5x Adam's
-    assert np.all(np.diff(np.array(ratios), axis=0) > 0)  # and it grows every step
+        ratios.append((w - before)[:3] / (w_adam - before_adam)[:3])
+    ratios = np.array(ratios)
+    assert np.all(ratios > 0.9999 / b1)             # ~1 / b1 times Adam's at step 1
+    assert np.all(np.diff(ratios, axis=0) > 0)       # and growing every step
+    assert np.all(ratios[-1] > 3.5), ratios[-1]      # 3.7x Adam's by step 60
 
 
 def test_adabelief_with_beta_1_zero_is_sgd_with_a_fixed_rate():
@@ -377,13 +379,14 @@ def test_converges_on_rosenbrock_and_an_ill_conditioned_quadratic(name, impl):
 
 FIT = {
     "AdaBelief": lambda: kerasopt.AdaBelief(learning_rate=0.01),
-    "RAdam": lambda: kerasopt.RAdam(learning_rate=0.01),
+    # beta_2 = 0.99: a shorter warm-up (r_t grows faster) for 48 steps of training.
+    "RAdam": lambda: kerasopt.RAdam(learning_rate=0.03, beta_2=0.99),
     "Yogi": lambda: kerasopt.Yogi(learning_rate=0.01),
 }
 
 
 @pytest.mark.parametrize("name", list(FIT))
-def test_fit_regression_loss_goes_down(name, impl):
+def test_fit_regression_loss_goes_down(name):
     x, y = regression_data()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
@@ -424,7 +427,7 @@ def test_config_and_model_save_round_trip(name, tmp_path):
     assert int(loaded.optimizer.iterations.numpy()) == 8
     before = [v.numpy() for v in model.optimizer.variables]
     after = [v.numpy() for v in loaded.optimizer.variables]
-    assert len(before) == len(after) == 1 + 2 * 4
+    assert len(before) == len(after) == 2 + 2 * 4  # iterations, learning rate, 2 slots x 4
     for a, b in zip(after, before):
         np.testing.assert_array_equal(a, b)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)

@@ -10,7 +10,11 @@
 // sqrt(s_hat), as in the paper's Algorithm 2 (and the authors' code).
 //
 // The per-step scalars lr / (1 - beta_1^t) and 1 / (1 - beta_2^t) are taken
-// in double and rounded once to the compute type.
+// in double and rounded once to the compute type. s is formed as
+// beta_2 s + (1 - beta_2) ((g - m)^2 + eps / (1 - beta_2)), the same value
+// algebraically, with eps / (1 - beta_2) rounded once: a sum of three terms
+// would be regrouped by TensorFlow's graph optimizer in the fallback
+// (differently for scalars and tensors), this form has no such freedom.
 #pragma once
 
 #include "cc/kernels/common.h"
@@ -26,6 +30,7 @@ struct AdaBeliefRule {
   C beta_1, one_minus_b1;
   C beta_2, one_minus_b2;
   C epsilon;
+  C epsilon_in_s;  // eps / (1 - beta_2)
   bool amsgrad;
 
   static AdaBeliefRule Make(double lr, double beta_1, double beta_2, double epsilon,
@@ -39,6 +44,7 @@ struct AdaBeliefRule {
     r.beta_2 = static_cast<C>(beta_2);
     r.one_minus_b2 = static_cast<C>(1.0 - beta_2);
     r.epsilon = static_cast<C>(epsilon);
+    r.epsilon_in_s = static_cast<C>(epsilon / (1.0 - beta_2));
     r.amsgrad = amsgrad;
     return r;
   }
@@ -46,7 +52,7 @@ struct AdaBeliefRule {
   KERASOPT_HOST_DEVICE void operator()(C& w, C& m, C& s, C g) const {
     m = beta_1 * m + one_minus_b1 * g;
     const C d = g - m;
-    C s_new = (beta_2 * s + one_minus_b2 * (d * d)) + epsilon;
+    C s_new = beta_2 * s + one_minus_b2 * (d * d + epsilon_in_s);
     if (amsgrad) s_new = s_new > s ? s_new : s;
     s = s_new;
     w -= step_size * (m / (std::sqrt(s * inv_b2_correction) + epsilon));

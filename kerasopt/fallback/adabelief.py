@@ -20,7 +20,11 @@ def apply_adabelief(variable, gradient, momentum, belief, *, learning_rate, beta
     m = tf.constant(beta_1, c) * read(momentum, c) + tf.constant(1.0 - beta_1, c) * g
     d = g - m
     s_old = read(belief, c)
-    s = (tf.constant(beta_2, c) * s_old + tf.constant(1.0 - beta_2, c) * (d * d)) + eps
+    # The form of cc/kernels/adabelief.h, chosen so that TensorFlow's graph
+    # optimizer cannot regroup it: no sum of three terms, and tf.square
+    # rather than d * d (it reassociates c * (d * d)).
+    s = (tf.constant(beta_2, c) * s_old
+         + tf.constant(1.0 - beta_2, c) * (tf.square(d) + tf.constant(epsilon / (1.0 - beta_2), c)))
     if amsgrad:
         s = tf.where(s > s_old, s, s_old)
     write(momentum, m)

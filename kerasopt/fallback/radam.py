@@ -35,7 +35,8 @@ def apply_radam(variable, gradient, momentum, velocity, *, learning_rate, beta_1
 
     g = read(gradient, c)
     m = tf.constant(beta_1, c) * read(momentum, c) + tf.constant(1.0 - beta_1, c) * g
-    v = tf.constant(beta_2, c) * read(velocity, c) + tf.constant(1.0 - beta_2, c) * (g * g)
+    # tf.square, not g * g: Grappler would reassociate c * (g * g) (see adabelief.py).
+    v = tf.constant(beta_2, c) * read(velocity, c) + tf.constant(1.0 - beta_2, c) * tf.square(g)
     write(momentum, m)
     write(velocity, v)
     w = read(variable, c)

@@ -13,7 +13,7 @@ def apply_yogi(variable, gradient, momentum, velocity, *, learning_rate, beta_1,
 
     g = read(gradient, c)
     m = tf.constant(beta_1, c) * read(momentum, c) + tf.constant(1.0 - beta_1, c) * g
-    g2 = g * g
+    g2 = tf.square(g)  # not g * g: Grappler reassociates products with constants
     v = read(velocity, c)
     v = v - (tf.constant(1.0 - beta_2, c) * tf.sign(v - g2)) * g2
     write(momentum, m)
