@@ -11,6 +11,7 @@ from kerasopt.op_library import get_implementation, implementation, set_implemen
 from kerasopt.optimizers import (
     SGD,
     SwapAveragedWeights,
+    AdaBelief,
     Adadelta,
     Adagrad,
     Adam,
@@ -24,13 +25,17 @@ from kerasopt.optimizers import (
     Lion,
     Lookahead,
     Nadam,
+    NovoGrad,
+    RAdam,
     RMSprop,
     Shampoo,
+    Yogi,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaBelief",
     "Adadelta",
     "Adagrad",
     "Adam",
@@ -44,10 +49,13 @@ __all__ = [
     "Lion",
     "Lookahead",
     "Nadam",
+    "NovoGrad",
+    "RAdam",
     "RMSprop",
     "SGD",
     "Shampoo",
     "SwapAveragedWeights",
+    "Yogi",
     "get_implementation",
     "implementation",
     "set_implementation",

@@ -137,6 +137,10 @@ NADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 LION = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99)
 LAMB = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 LARS = dict(learning_rate=1.0, momentum=0.9, weight_decay=1e-4, eta=1e-3)
+ADABELIEF = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-16)
+RADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+YOGI = dict(learning_rate=1e-2, beta_1=0.9, beta_2=0.999, epsilon=1e-3)
+NOVOGRAD = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 
 
 def _raw_adam(variables):
@@ -379,6 +383,32 @@ ALGORITHMS = {
         traffic="read w, g; then read w, g, v; write w, v",
         raw_op="n/a (TF has no Lars op)",
         keras=_not_in_keras("Lars"), kerasopt=_kerasopt("Lars", **LARS), raw=None,
+    # Keras has none of the four below: its column runs Adam (the nearest
+    # rule, the same traffic) as the baseline; TensorFlow has no op for them.
+    "adabelief": Algorithm(
+        name="AdaBelief (Keras column: Adam)", bytes_per_param=28,
+        traffic="read w, g, m, s; write w, m, s",
+        raw_op="n/a (TF has no AdaBelief op)",
+        keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("AdaBelief", **ADABELIEF), raw=None,
+    ),
+    "radam": Algorithm(
+        name="RAdam (Keras column: Adam)", bytes_per_param=28,
+        traffic="read w, g, m, v; write w, m, v",
+        raw_op="n/a (TF has no RAdam op)",
+        keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("RAdam", **RADAM), raw=None,
+    ),
+    "yogi": Algorithm(
+        name="Yogi (Keras column: Adam)", bytes_per_param=28,
+        traffic="read w, g, m, v; write w, m, v",
+        raw_op="n/a (TF has no Yogi op)",
+        keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("Yogi", **YOGI), raw=None,
+    ),
+    "novograd": Algorithm(
+        # Pass 1 reads g (for ||g||); pass 2 reads w, g, m and writes w, m.
+        name="NovoGrad (Keras column: Adam)", bytes_per_param=24,
+        traffic="read g; then read w, g, m; write w, m",
+        raw_op="n/a (TF has no NovoGrad op)",
+        keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("NovoGrad", **NOVOGRAD), raw=None,
     ),
 }
 

@@ -390,3 +390,84 @@ def iterate_average(iterates, *, start_step, average_period):
     chosen = [np.asarray(w, np.float64) for t, w in enumerate(iterates, start=1)
               if t >= start_step and (t - start_step) % average_period == 0]
     return np.mean(chosen, axis=0) if chosen else None
+# --- AdaBelief, RAdam, Yogi, NovoGrad ----------------------------------------
+
+
+def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgrad=False):
+    """AdaBelief, Zhuang et al. (NeurIPS 2020, arXiv:2010.07468), Algorithm 2.
+
+    m_t = beta_1 m + (1 - beta_1) g; s_t = beta_2 s + (1 - beta_2)(g - m_t)^2 + eps;
+    AMSGrad: s_t = max(s_t, s_{t-1}); m_hat = m_t / (1 - beta_1^t);
+    s_hat = s_t / (1 - beta_2^t); w = w - alpha m_hat / (sqrt(s_hat) + eps).
+    Returns (w, m, s).
+    w, g, m, s = (np.asarray(a, np.float64) for a in (w, g, m, s))
+    m_new = beta_1 * m + (1.0 - beta_1) * g
+    s_new = beta_2 * s + (1.0 - beta_2) * (g - m_new) ** 2 + epsilon
+    if amsgrad:
+        s_new = np.maximum(s_new, s)
+    m_hat = m_new / (1.0 - beta_1 ** step)
+    s_hat = s_new / (1.0 - beta_2 ** step)
+    return w - learning_rate * m_hat / (np.sqrt(s_hat) + epsilon), m_new, s_new
+
+
+def radam_rho(beta_2, step):
+    """(rho_inf, rho_t) of RAdam (Liu et al., Algorithm 2)."""
+    rho_inf = 2.0 / (1.0 - beta_2) - 1.0
+    return rho_inf, rho_inf - 2.0 * step * beta_2 ** step / (1.0 - beta_2 ** step)
+
+
+def radam_rectification(beta_2, step):
+    """r_t where rho_t > 4 (the paper's condition), else None."""
+    rho_inf, rho_t = radam_rho(beta_2, step)
+    if not rho_t > 4.0:
+        return None
+    return np.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                   / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+
+
+def radam(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, step):
+    """RAdam, Liu et al. (ICLR 2020, arXiv:1908.03265), Algorithm 2.
+
+    v = beta_2 v + (1 - beta_2) g^2; m = beta_1 m + (1 - beta_1) g;
+    m_hat = m / (1 - beta_1^t); if rho_t > 4: l_t = sqrt((1 - beta_2^t) / v),
+    w = w - alpha r_t m_hat l_t; else w = w - alpha m_hat.
+    The paper's l_t has no epsilon; kerasopt (like Keras's Adam) adds it to
+    sqrt(v): l_t = sqrt(1 - beta_2^t) / (sqrt(v) + eps).
+    Returns (w, m, v).
+    w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
+    m = beta_1 * m + (1.0 - beta_1) * g
+    v = beta_2 * v + (1.0 - beta_2) * g * g
+    m_hat = m / (1.0 - beta_1 ** step)
+    r = radam_rectification(beta_2, step)
+    if r is None:
+        return w - learning_rate * m_hat, m, v
+    adaptive = np.sqrt(1.0 - beta_2 ** step) / (np.sqrt(v) + epsilon)
+    return w - learning_rate * r * m_hat * adaptive, m, v
+
+
+def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon):
+    """Yogi, Zaheer et al. (NeurIPS 2018), Algorithm 2 (no bias correction).
+
+    m = beta_1 m + (1 - beta_1) g; v = v - (1 - beta_2) sign(v - g^2) g^2;
+    w = w - eta m / (sqrt(v) + eps). Returns (w, m, v).
+    w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
+    m = beta_1 * m + (1.0 - beta_1) * g
+    v = v - (1.0 - beta_2) * np.sign(v - g * g) * g * g
+    return w - learning_rate * m / (np.sqrt(v) + epsilon), m, v
+
+
+def novograd(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, weight_decay, step,
+             grad_averaging=False):
+    """NovoGrad, Ginsburg et al. (arXiv:1905.11286), Algorithm 1, one layer.
+
+    v_1 = ||g_1||^2, then v_t = beta_2 v + (1 - beta_2) ||g_t||^2 (a scalar);
+    m_t = beta_1 m + (g_t / (sqrt(v_t) + eps) + d w); w = w - lambda m_t.
+    grad_averaging (NVIDIA's implementations): the bracket times (1 - beta_1).
+    The paper's first step m_1 = g_1 / sqrt(v_1) + d w is this with m_0 = 0.
+    Returns (w, m, v).
+    w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
+    norm_sq = float(np.sum(g * g))
+    v = norm_sq if step == 1 else beta_2 * float(v) + (1.0 - beta_2) * norm_sq
+    u = g / (np.sqrt(v) + epsilon) + weight_decay * w
+    m = beta_1 * m + ((1.0 - beta_1) if grad_averaging else 1.0) * u
+    return w - learning_rate * m, m, np.float64(v)

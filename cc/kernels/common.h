@@ -32,4 +32,15 @@ struct ComputeTypeFor<double> {
 template <typename T>
 using ComputeType = typename ComputeTypeFor<T>::type;
 
+// How many of a rule's slots (the trailing ones) hold one value per variable
+// (shape ()) rather than one per element: Rule::kNumLayerSlots, 0 if absent.
+template <typename Rule, typename = void>
+struct LayerSlotsOf {
+  static constexpr int value = 0;
+};
+template <typename Rule>
+struct LayerSlotsOf<Rule, std::void_t<decltype(Rule::kNumLayerSlots)>> {
+  static constexpr int value = Rule::kNumLayerSlots;
+};
+
 }  // namespace kerasopt

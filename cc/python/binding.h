@@ -69,6 +69,20 @@ inline Dtype CheckArrays(const std::vector<std::pair<std::string, py::array*>>& 
   return dtype;
 }
 
+// A per-variable slot: a writeable 0-d array of var's dtype.
+inline void CheckLayerSlot(const std::string& name, py::array& a, Dtype dtype) {
+  if (DtypeOf(a) != dtype) {
+    throw py::type_error("kerasopt: '" + name + "' has dtype " +
+                         std::string(py::str(a.dtype())) + ", unlike 'var'");
+  }
+  if (a.ndim() != 0) {
+    throw py::value_error("kerasopt: '" + name +
+                          "' holds one value per variable and must have shape (), got " +
+                          ShapeOf(a));
+  }
+  if (!a.writeable()) throw py::value_error("kerasopt: '" + name + "' must be writeable");
+}
+
 // Step counts from 1 (iterations + 1): bias corrections divide by 1 - beta^step.
 inline void CheckStep(long long step) {
   if (step < 1) {
@@ -86,11 +100,17 @@ inline py::array* OrNull(std::optional<py::array>& a) { return a ? &*a : nullptr
 template <template <typename> class Rule, typename Driver = cpu::Dense, typename Make>
 void Run(py::array& var, py::array& grad,
          const std::array<py::array*, Rule<float>::kNumSlots>& slots, Make make) {
+  // The rule's trailing layer slots hold one value per variable (shape ()).
+  constexpr size_t kFirstLayerSlot =
+      Rule<float>::kNumSlots - LayerSlotsOf<Rule<float>>::value;
   std::vector<std::pair<std::string, py::array*>> arrays = {{"var", &var}, {"grad", &grad}};
-  for (size_t k = 0; k < slots.size(); ++k) {
+  for (size_t k = 0; k < kFirstLayerSlot; ++k) {
     if (slots[k] != nullptr) arrays.push_back({"slot " + std::to_string(k), slots[k]});
   }
   const Dtype dtype = CheckArrays(arrays);
+  for (size_t k = kFirstLayerSlot; k < slots.size(); ++k) {
+    if (slots[k] != nullptr) CheckLayerSlot("slot " + std::to_string(k), *slots[k], dtype);
+  }
   auto run = [&](auto tag) {
     using T = decltype(tag);
     using C = ComputeType<T>;
@@ -132,6 +152,10 @@ void BindMatrixInverseRoot(py::module_& m);
 void BindLars(py::module_& m);
 void BindLookahead(py::module_& m);
 void BindIterateAverage(py::module_& m);
+void BindAdaBelief(py::module_& m);
+void BindRAdam(py::module_& m);
+void BindYogi(py::module_& m);
+void BindNovoGrad(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

@@ -24,4 +24,8 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindLars(m);
   kerasopt::python::BindLookahead(m);
   kerasopt::python::BindIterateAverage(m);
+  kerasopt::python::BindAdaBelief(m);
+  kerasopt::python::BindRAdam(m);
+  kerasopt::python::BindYogi(m);
+  kerasopt::python::BindNovoGrad(m);
 }

@@ -12,8 +12,11 @@
 //   bool SlotPresent(int slot, int num_slots) const;       // which rule slot each
 //                                                          // passed resource fills
 // The third template argument picks the CPU driver the rule runs with:
-// cpu::Dense (apply_dense.h, one pass, the default) or cpu::WithNorms
-// (apply_with_norms.h, two passes with per-variable norms; see lamb_op.cc).
+// cpu::Dense (apply_dense.h, one pass, the default), cpu::WithNorms
+// (apply_with_norms.h, two passes with per-variable norms; see lamb_op.cc) or
+// cpu::Layerwise (apply_layerwise.h, per-variable scalar slots driven by
+// ||g||; see novograd_op.cc). A rule's trailing Rule::kNumLayerSlots slots
+// (0 if it declares none) must have shape (), the others the variable's.
 #pragma once
 
 #define EIGEN_USE_THREADS
@@ -111,13 +114,21 @@ class DenseApplyOp : public OpKernel {
                     "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
                     var.shape().DebugString(), " but its gradient has shape ",
                     grad.shape().DebugString())));
-    for (int i = 1; i < grad_input; ++i) {
-      OP_REQUIRES(ctx, tensors[i].shape() == var.shape(),
+    // Slots have the variable's shape, except the rule's trailing layer slots
+    // (one value per variable, shape ()).
+    for (int i = 1, k = 0; i < grad_input; ++i, ++k) {
+      while (!algo_.SlotPresent(k, num_slots_)) ++k;
+      const bool per_variable = k >= kNumSlots - LayerSlotsOf<Rule>::value;
+      const ::tensorflow::TensorShape want =
+          per_variable ? ::tensorflow::TensorShape({}) : var.shape();
+      OP_REQUIRES(ctx, tensors[i].shape() == want,
                   absl::InvalidArgumentError(absl::StrCat(
                       "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
                       var.shape().DebugString(), " but its slot '",
                       VariableName(ctx, i), "' has shape ",
-                      tensors[i].shape().DebugString())));
+                      tensors[i].shape().DebugString(),
+                      per_variable ? " (this slot holds one value per variable: shape [])"
+                                   : "")));
     }
 
     Rule rule;

@@ -1,5 +1,6 @@
 """kerasopt's optimizers, each a ``keras.optimizers.Optimizer``."""
 
+from kerasopt.optimizers.adabelief import AdaBelief
 from kerasopt.optimizers.adadelta import Adadelta
 from kerasopt.optimizers.adagrad import Adagrad
 from kerasopt.optimizers.adam import Adam
@@ -13,18 +14,21 @@ from kerasopt.optimizers.lars import Lars
 from kerasopt.optimizers.lion import Lion
 from kerasopt.optimizers.lookahead import Lookahead
 from kerasopt.optimizers.nadam import Nadam
+from kerasopt.optimizers.novograd import NovoGrad
+from kerasopt.optimizers.radam import RAdam
 from kerasopt.optimizers.rmsprop import RMSprop
 from kerasopt.optimizers.sgd import SGD
 from kerasopt.optimizers.shampoo import Shampoo
+from kerasopt.optimizers.yogi import Yogi
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
-ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb, Lars,
-       FullMatrixAdagrad, Shampoo)
+ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb,
+       AdaBelief, RAdam, Yogi, NovoGrad, Lars, FullMatrixAdagrad, Shampoo)
 
 # Optimizers that wrap another one (they take an inner optimizer, so they are
 # not in ALL); `info` lists them with their fused op (class attribute kernel_op).
 WRAPPERS = (Lookahead, AveragedOptimizer)
 
-__all__ = ["ALL", "WRAPPERS", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "AveragedOptimizer",
-           "Ftrl", "FullMatrixAdagrad", "Lamb", "Lars", "Lion", "Lookahead", "Nadam", "RMSprop",
-           "SGD", "Shampoo", "SwapAveragedWeights"]
+__all__ = ["ALL", "WRAPPERS", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax",
+           "AveragedOptimizer", "Ftrl", "FullMatrixAdagrad", "Lamb", "Lars", "Lion", "Lookahead",
+           "Nadam", "NovoGrad", "RAdam", "RMSprop", "SGD", "Shampoo", "SwapAveragedWeights", "Yogi"]

@@ -103,6 +103,11 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     # KerasoptSparseApplyAdam, KerasoptMultiApplyAdam when they exist.
     kernel_name: str = ""
 
+    # How many of slots_for's trailing slots hold one value per variable
+    # (shape ()), like NovoGrad's layer-wise second moment; the others have
+    # the variable's shape.
+    per_variable_slots: int = 0
+
     # Whether `lazy=True` is accepted: the rule is per element, so running it
     # over the touched rows only is well defined (not for per-variable norms).
     supports_lazy: bool = False
@@ -190,7 +195,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         # indices summed) and every row is updated.
         gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
         slots = [tf_variable(s) for s in self.slots_for(variable)]
-        check_shapes(variable, gradient, slots)
+        check_shapes(variable, gradient, slots[:len(slots) - self.per_variable_slots])
         step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
         with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
             if op_library.use_kernel(variable):

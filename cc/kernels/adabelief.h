@@ -1,0 +1,62 @@
+// AdaBelief (Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the
+// Belief in Observed Gradients", NeurIPS 2020, arXiv:2010.07468, Algorithm 2).
+//
+// Per step t = iterations + 1, with hyperparameters lr, beta_1, beta_2, eps:
+//   m  = beta_1 m + (1 - beta_1) g
+//   s  = beta_2 s + (1 - beta_2) (g - m)^2 + eps     (eps inside s, as the paper)
+//   s  = max(s, s_previous)                          (amsgrad only, as the paper)
+//   w -= (lr / (1 - beta_1^t)) * m / (sqrt(s / (1 - beta_2^t)) + eps)
+// i.e. w -= lr * m_hat / (sqrt(s_hat) + eps): eps both inside s and added to
+// sqrt(s_hat), as in the paper's Algorithm 2 (and the authors' code).
+//
+// The per-step scalars lr / (1 - beta_1^t) and 1 / (1 - beta_2^t) are taken
+// in double and rounded once to the compute type. s is formed as
+// beta_2 s + (1 - beta_2) ((g - m)^2 + eps / (1 - beta_2)), the same value
+// algebraically, with eps / (1 - beta_2) rounded once: a sum of three terms
+// would be regrouped by TensorFlow's graph optimizer in the fallback
+// (differently for scalars and tensors), this form has no such freedom.
+#pragma once
+
+#include "cc/kernels/common.h"
+
+namespace kerasopt {
+
+template <typename C>
+struct AdaBeliefRule {
+  static constexpr int kNumSlots = 2;  // momentum, belief (s)
+
+  C step_size;      // lr / (1 - beta_1^t)
+  C inv_b2_correction;  // 1 / (1 - beta_2^t)
+  C beta_1, one_minus_b1;
+  C beta_2, one_minus_b2;
+  C epsilon;
+  C epsilon_in_s;  // eps / (1 - beta_2)
+  bool amsgrad;
+
+  static AdaBeliefRule Make(double lr, double beta_1, double beta_2, double epsilon,
+                            long long step, bool amsgrad) {
+    const double t = static_cast<double>(step);
+    AdaBeliefRule r;
+    r.step_size = static_cast<C>(lr / (1.0 - std::pow(beta_1, t)));
+    r.inv_b2_correction = static_cast<C>(1.0 / (1.0 - std::pow(beta_2, t)));
+    r.beta_1 = static_cast<C>(beta_1);
+    r.one_minus_b1 = static_cast<C>(1.0 - beta_1);
+    r.beta_2 = static_cast<C>(beta_2);
+    r.one_minus_b2 = static_cast<C>(1.0 - beta_2);
+    r.epsilon = static_cast<C>(epsilon);
+    r.epsilon_in_s = static_cast<C>(epsilon / (1.0 - beta_2));
+    r.amsgrad = amsgrad;
+    return r;
+  }
+
+  KERASOPT_HOST_DEVICE void operator()(C& w, C& m, C& s, C g) const {
+    m = beta_1 * m + one_minus_b1 * g;
+    const C d = g - m;
+    C s_new = beta_2 * s + one_minus_b2 * (d * d + epsilon_in_s);
+    if (amsgrad) s_new = s_new > s ? s_new : s;
+    s = s_new;
+    w -= step_size * (m / (std::sqrt(s * inv_b2_correction) + epsilon));
+  }
+};
+
+}  // namespace kerasopt

@@ -1,0 +1,73 @@
+// NovoGrad (Ginsburg et al., "Stochastic Gradient Methods with Layer-wise
+// Adaptive Moments for Training of Deep Networks", arXiv:1905.11286,
+// Algorithm 1), one variable being one "layer".
+//
+// Per step t = iterations + 1, with hyperparameters lr, beta_1, beta_2, eps,
+// weight decay d, and ||g|| the norm of the whole gradient of the variable:
+//   v  = ||g||^2                                  if t == 1
+//   v  = beta_2 v + (1 - beta_2) ||g||^2          otherwise     (v: one scalar)
+//   u  = g / (sqrt(v) + eps) + d w
+//   m  = beta_1 m + u        ((1 - beta_1) u with grad_averaging)
+//   w -= lr m
+// The paper's first step sets m_1 = g_1 / sqrt(v_1) + d w; with m starting at
+// 0 the rule above gives that (plus eps). grad_averaging is the (1 - beta_1)
+// factor of NVIDIA's implementations (Apex, OpenSeq2Seq, TF Addons).
+//
+// The rule is split for the two-pass driver (cc/cpu/apply_layerwise.h): the
+// driver sums g^2 over the variable (in double, in a fixed order); Finish
+// turns the sum into the new v (kept in the layer slot) and the denominator
+// sqrt(v) + eps; operator() updates each weight and its momentum.
+#pragma once
+
+#include <array>
+
+#include "cc/kernels/common.h"
+
+namespace kerasopt {
+
+template <typename C>
+struct NovoGradRule {
+  static constexpr int kNumSlots = 2;       // momentum (per element), velocity (per variable)
+  static constexpr int kNumLayerSlots = 1;  // the trailing slot(s) hold one value per variable
+
+  struct Layer {
+    C denominator;  // sqrt(v) + eps
+  };
+
+  C lr;
+  C beta_1, one_minus_b2, beta_2;
+  C grad_scale;  // 1, or 1 - beta_1 with grad_averaging
+  C epsilon;
+  C weight_decay;
+  bool first_step;
+
+  static NovoGradRule Make(double lr, double beta_1, double beta_2, double epsilon,
+                           double weight_decay, long long step, bool grad_averaging) {
+    NovoGradRule r;
+    r.lr = static_cast<C>(lr);
+    r.beta_1 = static_cast<C>(beta_1);
+    r.beta_2 = static_cast<C>(beta_2);
+    r.one_minus_b2 = static_cast<C>(1.0 - beta_2);
+    r.grad_scale = static_cast<C>(grad_averaging ? 1.0 - beta_1 : 1.0);
+    r.epsilon = static_cast<C>(epsilon);
+    r.weight_decay = static_cast<C>(weight_decay);
+    r.first_step = step == 1;
+    return r;
+  }
+
+  // grad_sq_sum = sum of g^2 over the variable (double); layer[0] = v, updated.
+  Layer Finish(double grad_sq_sum, std::array<C, kNumLayerSlots>& layer) const {
+    const C norm_sq = static_cast<C>(grad_sq_sum);
+    C& v = layer[0];
+    v = first_step ? norm_sq : beta_2 * v + one_minus_b2 * norm_sq;
+    return Layer{std::sqrt(v) + epsilon};
+  }
+
+  KERASOPT_HOST_DEVICE void operator()(C& w, C& m, C g, const Layer& layer) const {
+    const C u = g / layer.denominator + weight_decay * w;
+    m = beta_1 * m + grad_scale * u;
+    w -= lr * m;
+  }
+};
+
+}  // namespace kerasopt

@@ -1,0 +1,29 @@
+"""NovoGrad as composed TF ops: the same math as cc/kernels/novograd.h, with
+||g||^2 summed exactly as cc/cpu/apply_layerwise.h sums it."""
+
+import tensorflow as tf
+
+from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback.lamb import sum_of_squares
+
+
+def apply_novograd(variable, gradient, momentum, velocity, *, learning_rate, beta_1, beta_2,
+                   epsilon, weight_decay, step, grad_averaging):
+    """One NovoGrad step on tf.Variables; `velocity` has shape (); `step` is iterations + 1."""
+    c = compute_dtype(variable.dtype)
+    lr = tf.cast(tf.cast(learning_rate, tf.float64), c)  # the op takes lr as a double
+
+    g = read(gradient, c)
+    norm_sq = tf.cast(sum_of_squares(g), c)
+    v_old = read(velocity, c)
+    v = tf.where(tf.equal(step, 1), norm_sq,
+                 tf.constant(beta_2, c) * v_old + tf.constant(1.0 - beta_2, c) * norm_sq)
+    write(velocity, v)
+    denominator = tf.sqrt(v) + tf.constant(epsilon, c)
+
+    w = read(variable, c)
+    u = g / denominator + tf.constant(weight_decay, c) * w
+    grad_scale = tf.constant(1.0 - beta_1 if grad_averaging else 1.0, c)
+    m = tf.constant(beta_1, c) * read(momentum, c) + grad_scale * u
+    write(momentum, m)
+    write(variable, w - lr * m)
