@@ -70,6 +70,45 @@ inline std::string VariableName(OpKernelContext* ctx, int input) {
   return ::tensorflow::HandleFromInput(ctx, input).name();
 }
 
+// Fails unless the variable at `input` holds dtype T.
+template <typename T>
+absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
+  ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
+  TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
+      ctx, ::tensorflow::HandleFromInput(ctx, input), &v));
+  const auto want = ::tensorflow::DataTypeToEnum<T>::value;
+  if (v->tensor()->dtype() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
+        ::tensorflow::DataTypeString(v->tensor()->dtype()),
+        " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
+  }
+  return absl::OkStatus();
+}
+
+// Fails unless the gradient and every slot (tensors[1..]) have the shape of
+// the variable (tensors[0]).
+inline absl::Status CheckDenseShapes(OpKernelContext* ctx, const std::vector<Tensor>& tensors,
+                                     const Tensor& grad) {
+  const Tensor& var = tensors[0];
+  if (var.shape() != grad.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
+        var.shape().DebugString(), " but its gradient has shape ",
+        grad.shape().DebugString()));
+  }
+  for (size_t i = 1; i < tensors.size(); ++i) {
+    if (tensors[i].shape() != var.shape()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
+          var.shape().DebugString(), " but its slot '",
+          VariableName(ctx, static_cast<int>(i)), "' has shape ",
+          tensors[i].shape().DebugString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 template <typename T, typename Algo, typename Driver = cpu::Dense>
 class DenseApplyOp : public OpKernel {
  public:
@@ -95,7 +134,7 @@ class DenseApplyOp : public OpKernel {
     // tensors[0] is the weight, tensors[1..] the slots, in input order.
     std::vector<Tensor> tensors(grad_input);
     for (int i = 0; i < grad_input; ++i) {
-      OP_REQUIRES_OK(ctx, CheckVariableDtype(ctx, i));
+      OP_REQUIRES_OK(ctx, CheckVariableDtype<T>(ctx, i));
       OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
                               ctx, i, /*lock_held=*/true, /*sparse=*/false,
                               &tensors[i]));
@@ -105,20 +144,8 @@ class DenseApplyOp : public OpKernel {
                       "' is not initialized")));
     }
     const Tensor& grad = ctx->input(grad_input);
+    OP_REQUIRES_OK(ctx, CheckDenseShapes(ctx, tensors, grad));
     const Tensor& var = tensors[0];
-    OP_REQUIRES(ctx, var.shape() == grad.shape(),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
-                    var.shape().DebugString(), " but its gradient has shape ",
-                    grad.shape().DebugString())));
-    for (int i = 1; i < grad_input; ++i) {
-      OP_REQUIRES(ctx, tensors[i].shape() == var.shape(),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
-                      var.shape().DebugString(), " but its slot '",
-                      VariableName(ctx, i), "' has shape ",
-                      tensors[i].shape().DebugString())));
-    }
 
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
@@ -139,20 +166,6 @@ class DenseApplyOp : public OpKernel {
   }
 
  private:
-  absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
-    ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
-    TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
-        ctx, ::tensorflow::HandleFromInput(ctx, input), &v));
-    const auto want = ::tensorflow::DataTypeToEnum<T>::value;
-    if (v->tensor()->dtype() != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
-          ::tensorflow::DataTypeString(v->tensor()->dtype()),
-          " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
-    }
-    return absl::OkStatus();
-  }
-
   Algo algo_;
   int num_slots_ = 0;
 };
