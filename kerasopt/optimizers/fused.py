@@ -132,7 +132,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
             shared = (learning_rate, tf.cast(self.iterations, tf.int64) + 1, None)
         _, step, learning_rate_f64 = shared
         with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
-            if op_library.use_kernel(variable):
+            if op_library.use_kernel(variable, f"KerasoptApply{self.kernel_name}"):
                 if learning_rate_f64 is None:
                     learning_rate_f64 = tf.cast(learning_rate, tf.float64)
                 ops = op_library.library().ops
