@@ -40,26 +40,26 @@ struct alignas(sizeof(Bits) * N) Pack {
 
 // --- per-element rules -------------------------------------------------------
 
-template <typename Spec, typename S, int kVec>
-__global__ void __launch_bounds__(kThreads) DenseKernel(const DenseArgs args) {
+// Runs `rule` over elements [begin, end) of one variable (begin a multiple of
+// kVec, every pointer 16-byte aligned when kVec > 1): thread `first` of
+// `stride` threads takes packs first, first + stride, ...
+template <typename S, int kVec, typename Rule>
+__device__ __forceinline__ void ApplyRange(const Rule& rule, void* var_ptr,
+                                           void* const* slot_ptrs, const void* grad_ptr,
+                                           int64_t begin, int64_t end, int64_t first,
+                                           int64_t stride) {
   using C = typename S::C;
   using Bits = typename S::Bits;
-  using Rule = typename Spec::template Rule<C>;
   constexpr int K = Rule::kNumSlots;
   using P = Pack<Bits, kVec>;
-
-  Rule rule;
-  if (!BlockRule<Spec, C>(args.inputs, args.n, &rule)) return;
-
-  Bits* var = static_cast<Bits*>(args.var);
-  const Bits* grad = static_cast<const Bits*>(args.grad);
+  Bits* var = static_cast<Bits*>(var_ptr) + begin;
+  const Bits* grad = static_cast<const Bits*>(grad_ptr) + begin;
   Bits* slots[K];
-  for (int k = 0; k < K; ++k) slots[k] = static_cast<Bits*>(args.slots[k]);
-
-  const int64_t n = args.n;
+  for (int k = 0; k < K; ++k) {
+    slots[k] = slot_ptrs[k] != nullptr ? static_cast<Bits*>(slot_ptrs[k]) + begin : nullptr;
+  }
+  const int64_t n = end - begin;
   const int64_t num_packs = n / kVec;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (int64_t p = first; p < num_packs; p += stride) {
     P w = reinterpret_cast<const P*>(var)[p];
     const P g = reinterpret_cast<const P*>(grad)[p];
@@ -93,6 +93,16 @@ __global__ void __launch_bounds__(kThreads) DenseKernel(const DenseArgs args) {
       if (slots[k] != nullptr) slots[k][i] = S::Store(sc[k]);
     }
   }
+}
+
+template <typename Spec, typename S, int kVec>
+__global__ void __launch_bounds__(kThreads) DenseKernel(const DenseArgs args) {
+  using Rule = typename Spec::template Rule<typename S::C>;
+  Rule rule;
+  if (!BlockRule<Spec, typename S::C>(args.inputs, args.n, &rule)) return;
+  ApplyRange<S, kVec>(rule, args.var, args.slots, args.grad, 0, args.n,
+                      static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x,
+                      static_cast<int64_t>(gridDim.x) * blockDim.x);
 }
 
 template <typename Spec, typename S>

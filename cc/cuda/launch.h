@@ -51,6 +51,76 @@ struct DenseArgs {
 template <typename Spec>
 const char* LaunchDense(DType dtype, const DenseArgs& args);
 
+// --- multi-tensor updates (for the KerasoptMultiApply<Algo> ops) --------------
+//
+// One variable of a multi-tensor update (device pointers; slots as in
+// DenseArgs). All variables share the dtype, the rule's inputs and the stream.
+struct TensorPointers {
+  int64_t n;
+  void* var;
+  void* slots[kMaxSlots];
+  const void* grad;
+};
+
+struct MultiArgs {
+  void* stream;
+  int num_tensors;
+  const TensorPointers* tensors;  // host array of num_tensors entries
+  RuleInputs inputs;              // num_slots: slots per variable
+};
+
+// Runs Spec's per-element rule over every variable in a few launches: the
+// variables are cut into chunks of kMultiChunk elements, and each launch takes
+// up to kMultiBatchChunks chunks of up to kMultiBatchTensors variables, its
+// pointer table passed by value (no host-to-device copy). Same results as
+// LaunchDense per variable. (Rules with norms need a per-variable reduction;
+// they are not covered yet: static_assert.)
+template <typename Spec>
+const char* LaunchMultiDense(DType dtype, const MultiArgs& args);
+
+constexpr int64_t kMultiChunk = 1 << 16;
+constexpr int kMultiBatchTensors = 32;
+constexpr int kMultiBatchChunks = 256;
+
+// --- sparse row updates (for the KerasoptSparseApply<Algo> ops) ---------------
+//
+// `var` and its slots are [num_rows, row_size]; the gradient is `grad`
+// [num_indices, row_size] with `indices` [num_indices] (int32 or int64), as in
+// tf.IndexedSlices. Duplicate indices are summed first, in position order, in
+// the compute type (as the CPU's cc/cpu/apply_sparse.h does): the positions are
+// sorted by (row, position) on the device, and one warp per distinct row sums
+// its gradient rows and runs the rule, so rows never race and the result does
+// not depend on the launch. An index outside [0, num_rows) stops the update
+// before anything is written; the op reports it with FetchBadIndexPosition
+// (a device-to-host read, the one sync of the sparse path).
+struct SparseArgs {
+  void* stream;
+  int64_t num_rows;
+  int64_t row_size;
+  void* var;
+  void* slots[kMaxSlots];
+  const void* grad;
+  const void* indices;
+  bool indices_are_int64;
+  int64_t num_indices;
+  void* scratch;  // SparseScratchBytes(num_indices, num_rows) bytes of device memory
+  RuleInputs inputs;
+};
+
+// Scratch for the sort and the index check (CUB's temporary storage included).
+int64_t SparseScratchBytes(int64_t num_indices, int64_t num_rows);
+
+// Sorts the positions by row and checks the indices (algorithm-independent;
+// LaunchSparse calls it first).
+const char* PrepareSparse(const SparseArgs& args);
+
+template <typename Spec>
+const char* LaunchSparse(DType dtype, const SparseArgs& args);
+
+// After LaunchSparse: waits for `stream` and sets *position to the first
+// position of an out-of-range index, or -1 when every index was in range.
+const char* FetchBadIndexPosition(const SparseArgs& args, int64_t* position);
+
 // Device-to-device copy on `stream` (a variable's copy-on-write).
 const char* CopyDeviceToDevice(void* stream, void* dst, const void* src, size_t bytes);
 
