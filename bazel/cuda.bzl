@@ -139,10 +139,14 @@ def _cuda_library_impl(ctx):
         "KERASOPT_WITH_CUDA=1",
         'KERASOPT_CUDA_VERSION="%s"' % toolkit.version,
     ]))
-    return [cc_common.merge_cc_infos(cc_infos = [
-        CcInfo(compilation_context = compilation, linking_context = linking_context),
-        CcInfo(compilation_context = defines),
-    ])]
+    return [
+        cc_common.merge_cc_infos(cc_infos = [
+            CcInfo(compilation_context = compilation, linking_context = linking_context),
+            CcInfo(compilation_context = defines),
+        ]),
+        # `bazel build //cc:cuda_kernels` compiles the objects on their own.
+        DefaultInfo(files = depset(objects)),
+    ]
 
 cuda_library = rule(
     implementation = _cuda_library_impl,

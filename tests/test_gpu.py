@@ -86,6 +86,25 @@ def test_gpu_variables_use_the_gpu_kernel_when_it_is_registered(implementation):
                                                     "KerasoptApplyAdam") is None
 
 
+def test_cuda_sources_include_no_tensorflow_headers():
+    # nvcc may be newer than the CUDA TensorFlow's headers were written for:
+    # cc/cuda/launch.h is the only boundary between the two.
+    import pathlib
+    import re
+
+    cuda_dir = pathlib.Path(__file__).resolve().parent.parent / "cc" / "cuda"
+    if not cuda_dir.is_dir():
+        pytest.skip("no source tree next to the tests")
+    sources = sorted(p for p in cuda_dir.iterdir() if p.suffix in (".cc", ".h", ".cuh"))
+    assert any(p.name.endswith(".cu.cc") for p in sources)
+    for path in sources:
+        for include in re.findall(r'#include [<"]([^>"]+)[>"]', path.read_text()):
+            assert not include.startswith(("tensorflow/", "xla/", "tsl/", "Eigen/", "unsupported/")), (
+                path.name, include)
+            if include.startswith("cc/"):
+                assert include.startswith(("cc/kernels/", "cc/cuda/")), (path.name, include)
+
+
 # --- GPU kernel against the CPU kernel --------------------------------------------------
 
 # Optimizers with their variants (the attrs and slot layouts the kernels take).
