@@ -137,7 +137,7 @@ def _cuda_library_impl(ctx):
     # the nvcc version (cc/tf/cuda_marker.cc).
     defines = cc_common.create_compilation_context(defines = depset([
         "KERASOPT_WITH_CUDA=1",
-        'KERASOPT_CUDA_VERSION="%s"' % toolkit.version,
+        "KERASOPT_CUDA_VERSION=%s" % toolkit.version,
     ]))
     return [
         cc_common.merge_cc_infos(cc_infos = [
