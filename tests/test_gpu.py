@@ -45,13 +45,19 @@ def require_gpu_kernels():
 # --- registration and device choice (no GPU needed) --------------------------------
 
 
+# Optimizers with no GPU kernel on purpose (the fallback serves them on GPUs).
+# Every other optimizer must have one (DEVELOPERS.md, "Adding an algorithm").
+CPU_ONLY: frozenset[str] = frozenset()
+
+
 def test_gpu_kernels_registered_exactly_when_built_with_cuda():
     require_kernel_library()
     built = cuda_built() is not None
     for optimizer in ALL:
         op_name = f"KerasoptApply{optimizer.kernel_name}"
         assert op_library._has_kernel(op_name, "CPU"), op_name
-        assert op_library._has_kernel(op_name, "GPU") == built, (op_name, built)
+        want = built and optimizer.__name__ not in CPU_ONLY
+        assert op_library._has_kernel(op_name, "GPU") == want, (op_name, built)
 
 
 class _FakeVariable:
@@ -135,9 +141,9 @@ SHAPES = ((), (7,), (1029,), (3, 5, 7), (40_003,))
 STEPS = 5
 
 
-def test_every_optimizer_is_covered():
+def test_every_optimizer_with_a_gpu_kernel_is_covered():
     covered = {type(make()).__name__ for make in OPTIMIZERS.values()}
-    assert covered == {cls.__name__ for cls in ALL}
+    assert covered == {cls.__name__ for cls in ALL} - CPU_ONLY
 
 
 def _problem(dtype, seed):
