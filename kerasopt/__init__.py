@@ -16,10 +16,12 @@ from kerasopt.optimizers import (
     Adamax,
     AdamW,
     Ftrl,
+    FullMatrixAdagrad,
     Lamb,
     Lion,
     Nadam,
     RMSprop,
+    Shampoo,
 )
 
 __version__ = "0.1.0"
@@ -31,11 +33,13 @@ __all__ = [
     "AdamW",
     "Adamax",
     "Ftrl",
+    "FullMatrixAdagrad",
     "Lamb",
     "Lion",
     "Nadam",
     "RMSprop",
     "SGD",
+    "Shampoo",
     "get_implementation",
     "implementation",
     "set_implementation",

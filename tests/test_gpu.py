@@ -47,7 +47,9 @@ def require_gpu_kernels():
 
 # Optimizers with no GPU kernel on purpose (the fallback serves them on GPUs).
 # Every other optimizer must have one (DEVELOPERS.md, "Adding an algorithm").
-CPU_ONLY: frozenset[str] = frozenset()
+CPU_ONLY: frozenset[str] = frozenset({
+    "FullMatrixAdagrad", "Shampoo",  # matrix roots (Eigen) on the host, their own op
+})
 
 
 def test_gpu_kernels_registered_exactly_when_built_with_cuda():

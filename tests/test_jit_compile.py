@@ -3,8 +3,9 @@
 On a GPU, Keras's default jit_compile="auto" turns XLA on, so this is the path
 GPU users get by default: inside XLA kerasopt uses its composed-TF fallback
 (op_library.kernel_unavailable_reason). Checked here on the CPU, for every
-optimizer not already covered by tests/test_training.py (which compares XLA
-and kernel numbers for Adam and SGD).
+optimizer not already covered elsewhere: tests/test_training.py compares XLA
+and kernel numbers for Adam and SGD, tests/test_second_order.py trains
+FullMatrixAdagrad and Shampoo under XLA.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from conftest import regression_data
 LEARNING_RATES = {"Adadelta": 1.0, "Ftrl": 0.1, "Lion": 0.003, "SGD": 0.01}
 
 
-COVERED_IN_TEST_TRAINING = ("Adam", "SGD")
+COVERED_ELSEWHERE = ("Adam", "SGD", "FullMatrixAdagrad", "Shampoo")
 
 
 @pytest.mark.parametrize("optimizer_class",
-                         [c for c in ALL if c.__name__ not in COVERED_IN_TEST_TRAINING],
+                         [c for c in ALL if c.__name__ not in COVERED_ELSEWHERE],
                          ids=lambda c: c.__name__)
 def test_jit_compiled_fit_trains_with_the_fallback(optimizer_class):
     x, y = regression_data()

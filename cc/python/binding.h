@@ -127,6 +127,8 @@ void BindNadam(py::module_& m);
 void BindLion(py::module_& m);
 void BindFtrl(py::module_& m);
 void BindLamb(py::module_& m);
+void BindSparse(py::module_& m);  // sparse_binding.cc: the sparse driver
+void BindMatrixInverseRoot(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

@@ -19,4 +19,6 @@ PYBIND11_MODULE(_kernels, m) {
   kerasopt::python::BindLion(m);
   kerasopt::python::BindFtrl(m);
   kerasopt::python::BindLamb(m);
+  kerasopt::python::BindSparse(m);
+  kerasopt::python::BindMatrixInverseRoot(m);
 }

@@ -3,6 +3,7 @@
 #include "cc/kernels/adadelta.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -20,6 +21,20 @@ REGISTER_OP("KerasoptApplyAdadelta")
     .Attr("num_slots: int >= 0")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("Adadelta update of `var` and its slots by `grad`; see cc/kernels/adadelta.h.");
+
+REGISTER_OP("KerasoptSparseApplyAdadelta")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // accumulated_grad, accumulated_delta_var
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("rho: double")
+    .Input("epsilon: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyAdadelta: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct AdadeltaAlgo {
   template <typename C>
@@ -47,6 +62,7 @@ struct AdadeltaAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdadelta", AdadeltaAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdadelta", AdadeltaAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdadelta", AdadeltaAlgo, AdadeltaSpec)
 
 }  // namespace tf

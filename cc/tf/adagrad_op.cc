@@ -3,6 +3,7 @@
 #include "cc/kernels/adagrad.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -19,6 +20,19 @@ REGISTER_OP("KerasoptApplyAdagrad")
     .Attr("num_slots: int >= 0")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("Adagrad update of `var` and its accumulator by `grad`; see cc/kernels/adagrad.h.");
+
+REGISTER_OP("KerasoptSparseApplyAdagrad")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // accumulator
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("epsilon: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyAdagrad: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct AdagradAlgo {
   template <typename C>
@@ -44,6 +58,7 @@ struct AdagradAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdagrad", AdagradAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdagrad", AdagradAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdagrad", AdagradAlgo, AdagradSpec)
 
 }  // namespace tf

@@ -3,6 +3,7 @@
 #include "cc/kernels/adam.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -23,6 +24,23 @@ REGISTER_OP("KerasoptApplyAdam")
     .Attr("amsgrad: bool = false")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("Adam update of `var` and its slots by `grad`; see cc/kernels/adam.h.");
+
+REGISTER_OP("KerasoptSparseApplyAdam")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // momentum, velocity[, velocity_hat]
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .Attr("amsgrad: bool = false")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyAdam: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct AdamAlgo {
   template <typename C>
@@ -58,6 +76,7 @@ struct AdamAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdam", AdamAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdam", AdamAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdam", AdamAlgo, AdamSpec)
 
 }  // namespace tf

@@ -3,6 +3,7 @@
 #include "cc/kernels/adamax.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -22,6 +23,22 @@ REGISTER_OP("KerasoptApplyAdamax")
     .Attr("num_slots: int >= 0")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("Adamax update of `var` and its slots by `grad`; see cc/kernels/adamax.h.");
+
+REGISTER_OP("KerasoptSparseApplyAdamax")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // momentum, norm
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyAdamax: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct AdamaxAlgo {
   template <typename C>
@@ -51,6 +68,7 @@ struct AdamaxAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamax", AdamaxAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamax", AdamaxAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamax", AdamaxAlgo, AdamaxSpec)
 
 }  // namespace tf

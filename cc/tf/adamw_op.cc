@@ -3,6 +3,7 @@
 #include "cc/kernels/adamw.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -25,6 +26,24 @@ REGISTER_OP("KerasoptApplyAdamw")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("AdamW update (decay, then Adam) of `var` and its slots by `grad`; "
          "see cc/kernels/adamw.h.");
+
+REGISTER_OP("KerasoptSparseApplyAdamw")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // momentum, velocity[, velocity_hat]
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("weight_decay: double")  // 0 for variables excluded from weight decay
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .Attr("amsgrad: bool = false")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyAdamw: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct AdamwAlgo {
   template <typename C>
@@ -64,6 +83,7 @@ struct AdamwAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamw", AdamwAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamw", AdamwAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamw", AdamwAlgo, AdamwSpec)
 
 }  // namespace tf

@@ -3,6 +3,7 @@
 #include "cc/kernels/ftrl.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -23,6 +24,23 @@ REGISTER_OP("KerasoptApplyFtrl")
     .Attr("num_slots: int >= 0")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("FTRL-Proximal update of `var` and its slots by `grad`; see cc/kernels/ftrl.h.");
+
+REGISTER_OP("KerasoptSparseApplyFtrl")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // accumulator, linear
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("learning_rate_power: double")
+    .Input("l1: double")
+    .Input("l2: double")
+    .Input("l2_shrinkage: double")
+    .Input("beta: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyFtrl: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct FtrlAlgo {
   template <typename C>
@@ -51,6 +69,7 @@ struct FtrlAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyFtrl", FtrlAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyFtrl", FtrlAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyFtrl", FtrlAlgo, FtrlSpec)
 
 }  // namespace tf

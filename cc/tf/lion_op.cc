@@ -3,6 +3,7 @@
 #include "cc/kernels/lion.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -20,6 +21,20 @@ REGISTER_OP("KerasoptApplyLion")
     .Attr("num_slots: int >= 0")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("Lion update of `var` and its momentum by `grad`; see cc/kernels/lion.h.");
+
+REGISTER_OP("KerasoptSparseApplyLion")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // momentum
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyLion: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct LionAlgo {
   template <typename C>
@@ -46,6 +61,7 @@ struct LionAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyLion", LionAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyLion", LionAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyLion", LionAlgo, LionSpec)
 
 }  // namespace tf

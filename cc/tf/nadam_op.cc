@@ -5,6 +5,7 @@
 #include "cc/kernels/nadam.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -25,6 +26,23 @@ REGISTER_OP("KerasoptApplyNadam")
     .Attr("num_slots: int >= 0")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("Nadam update of `var` and its slots by `grad`; see cc/kernels/nadam.h.");
+
+REGISTER_OP("KerasoptSparseApplyNadam")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // momentum, velocity
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("u_product: double")  // prod of mu_1..mu_t, already including this step
+    .Input("step: int64")        // optimizer.iterations + 1
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyNadam: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct NadamAlgo {
   template <typename C>
@@ -55,6 +73,7 @@ struct NadamAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyNadam", NadamAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyNadam", NadamAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyNadam", NadamAlgo, NadamSpec)
 
 }  // namespace tf

@@ -4,6 +4,7 @@
 #include "cc/kernels/rmsprop.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -24,6 +25,23 @@ REGISTER_OP("KerasoptApplyRmsprop")
     .Attr("centered: bool = false")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("RMSprop update of `var` and its slots by `grad`; see cc/kernels/rmsprop.h.");
+
+REGISTER_OP("KerasoptSparseApplyRmsprop")
+    .Input("var: resource")
+    // velocity[, momentum when momentum > 0][, average_gradient when centered]
+    .Input("slots: num_slots * resource")
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("rho: double")
+    .Input("momentum: double")
+    .Input("epsilon: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 1")
+    .Attr("centered: bool = false")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplyRmsprop: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct RmspropAlgo {
   template <typename C>
@@ -72,6 +90,7 @@ struct RmspropAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyRmsprop", RmspropAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyRmsprop", RmspropAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyRmsprop", RmspropAlgo, RmspropSpec)
 
 }  // namespace tf

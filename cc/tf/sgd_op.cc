@@ -3,6 +3,7 @@
 #include "cc/kernels/sgd.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -20,6 +21,20 @@ REGISTER_OP("KerasoptApplySgd")
     .Attr("nesterov: bool = false")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("SGD update of `var` (and its momentum) by `grad`; see cc/kernels/sgd.h.");
+
+REGISTER_OP("KerasoptSparseApplySgd")
+    .Input("var: resource")
+    .Input("slots: num_slots * resource")  // [momentum] when momentum != 0
+    .Input("grad: T")  // values of the IndexedSlices: [num_indices, row...]
+    .Input("indices: Tindices")  // rows of var, [num_indices]
+    .Input("lr: double")
+    .Input("momentum: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .Attr("num_slots: int >= 0")
+    .Attr("nesterov: bool = false")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("Sparse form of KerasoptApplySgd: the rows of `var` and its slots named by `indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h.");
 
 struct SgdAlgo {
   template <typename C>
@@ -53,6 +68,7 @@ struct SgdAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplySgd", SgdAlgo)
+KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplySgd", SgdAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplySgd", SgdAlgo, SgdSpec)
 
 }  // namespace tf

@@ -36,12 +36,18 @@ class Adadelta(FusedOptimizer):
         learning_rate: float, schedule or callable. Defaults to 0.001.
         rho: decay rate of both accumulators, in [0, 1). Defaults to 0.95.
         epsilon: added inside both roots, >= 0. Defaults to 1e-7.
+        lazy: with a sparse (``tf.IndexedSlices``) gradient, e.g. from an
+            ``Embedding``, update only the rows it names, in the variable and
+            its slots (as TensorFlow Addons' LazyAdam). Defaults to
+            False: the gradient is densified and every row is updated, as in
+            Keras. See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Adadelta"
+    supports_lazy = True
 
     def __init__(
         self,

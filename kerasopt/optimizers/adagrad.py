@@ -35,12 +35,17 @@ class Adagrad(FusedOptimizer):
         initial_accumulator_value: starting value of the accumulators, >= 0.
             Defaults to 0.1.
         epsilon: added to the accumulator inside the root, >= 0. Defaults to 1e-7.
+        lazy: accepted for symmetry; it changes nothing here. A sparse
+            (``tf.IndexedSlices``) gradient always updates only the rows it
+            names: with a zero gradient Adagrad leaves a row unchanged, so this
+            is exactly the dense update. See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Adagrad"
+    supports_lazy = True
 
     def __init__(
         self,
@@ -76,6 +81,10 @@ class Adagrad(FusedOptimizer):
         self.initial_accumulator_value = check_hyperparameter(
             "initial_accumulator_value", initial_accumulator_value, low=0.0)
         self.epsilon = check_hyperparameter("epsilon", epsilon, low=0.0)
+
+    def sparse_rows_exact(self):
+        # acc += 0 and w -= lr * 0 / sqrt(acc + eps) leave a row unchanged.
+        return True
 
     def build(self, var_list):
         if self.built:

@@ -31,12 +31,18 @@ class Adamax(FusedOptimizer):
         beta_1: decay of the first-moment estimate, in [0, 1). Defaults to 0.9.
         beta_2: decay of the infinity norm, in [0, 1]. Defaults to 0.999.
         epsilon: added to u, >= 0. Defaults to 1e-7.
+        lazy: with a sparse (``tf.IndexedSlices``) gradient, e.g. from an
+            ``Embedding``, update only the rows it names, in the variable and
+            its slots, with the bias correction of the global step (as TensorFlow Addons' LazyAdam). Defaults to
+            False: the gradient is densified and every row is updated, as in
+            Keras. See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Adamax"
+    supports_lazy = True
 
     def __init__(
         self,

@@ -48,12 +48,20 @@ class AdamW(Adam):
         beta_2: decay of the second-moment estimate, in [0, 1). Defaults to 0.999.
         epsilon: added to sqrt(v), >= 0. Defaults to 1e-7.
         amsgrad: use the running maximum of v (AMSGrad). Defaults to False.
+        lazy: with a sparse (``tf.IndexedSlices``) gradient, e.g. from an
+            ``Embedding``, update only the rows it names, in the variable and
+            its slots, with the bias corrections of the global step (as
+            TensorFlow Addons' LazyAdam); the decoupled weight decay then
+            applies to those rows only. Defaults to False: the gradient is
+            densified and every row is updated, as in Keras. See the README,
+            "Sparse gradients".
         clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
         ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Adamw"
+    supports_lazy = True
 
     def __init__(
         self,

@@ -51,12 +51,19 @@ class Ftrl(FusedOptimizer):
         l2_regularization_strength: >= 0. Defaults to 0.
         l2_shrinkage_regularization_strength: >= 0. Defaults to 0.
         beta: >= 0. Defaults to 0.
+        lazy: with ``l2_shrinkage_regularization_strength > 0``, apply
+            sparse (``tf.IndexedSlices``) gradients to the rows they name only
+            (shrinkage then acts on active rows only, as Keras's docstring and
+            TensorFlow's sparse FTRL describe); by default such gradients are
+            densified. Without shrinkage sparse gradients always update only
+            their rows. See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Ftrl"
+    supports_lazy = True
 
     def __init__(
         self,
@@ -105,6 +112,14 @@ class Ftrl(FusedOptimizer):
             "l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength,
             low=0.0)
         self.beta = check_hyperparameter("beta", beta, low=0.0)
+
+    def sparse_rows_exact(self):
+        # Without shrinkage a zero gradient leaves n and z unchanged, and w is
+        # then the FTRL solution of (z, n) it already was (for rows touched
+        # before or initialised to zero, at a constant learning rate): the
+        # paper's per-coordinate algorithm, and TensorFlow's sparse FTRL ops.
+        # Shrinkage moves z by 2 * l2_shrinkage * w even with a zero gradient.
+        return float(self.l2_shrinkage_regularization_strength) == 0.0
 
     def build(self, var_list):
         if self.built:

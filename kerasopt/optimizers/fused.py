@@ -9,6 +9,12 @@ the composed-TF fallback (see :mod:`kerasopt.op_library` for the choice).
 
 A subclass provides ``build`` (its slots, named as in Keras), ``slots_for``,
 ``apply_kernel`` and ``apply_fallback``.
+
+Sparse gradients (``tf.IndexedSlices``, e.g. from ``keras.layers.Embedding``)
+update only the rows they name when that is exact for the rule
+(``sparse_rows_exact``) or the optimizer was built with ``lazy=True`` (where
+``supports_lazy``); otherwise they are densified and the dense update runs.
+See :mod:`kerasopt.optimizers.sparse_update`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from kerasopt import op_library
+from kerasopt.optimizers import sparse_update
 
 
 def tf_variable(variable):
@@ -96,6 +103,31 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     # KerasoptSparseApplyAdam, KerasoptMultiApplyAdam when they exist.
     kernel_name: str = ""
 
+    # Whether `lazy=True` is accepted: the rule is per element, so running it
+    # over the touched rows only is well defined (not for per-variable norms).
+    supports_lazy: bool = False
+
+    def __init__(self, *args, lazy=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(lazy, bool):
+            raise ValueError(f"`lazy` must be True or False, got {lazy!r}")
+        if lazy and not self.supports_lazy:
+            raise ValueError(
+                f"{type(self).__name__} has no lazy sparse update (`lazy=True`): "
+                "its update is not per element")
+        self.lazy = lazy
+
+    def sparse_rows_exact(self) -> bool:
+        """True when a zero gradient leaves a row (and its slots) unchanged, so
+        updating only the rows an IndexedSlices gradient names is the dense update."""
+        return False
+
+    def get_config(self):
+        config = super().get_config()
+        if self.lazy:  # only when set: the default config stays Keras's
+            config["lazy"] = True
+        return config
+
     def slots_for(self, variable) -> list:
         """The slot variables of `variable`, in the op's order (only those in use)."""
         raise NotImplementedError
@@ -120,17 +152,46 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         finally:
             self._step_inputs = None
 
-    def update_step(self, gradient, variable, learning_rate):
-        variable = tf_variable(variable)
-        # Sparse kernels are a separate op; until then, densify (repeated rows
-        # of an IndexedSlices gradient are summed, unlike Keras's row updates).
-        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
-        slots = [tf_variable(s) for s in self.slots_for(variable)]
-        check_shapes(variable, gradient, slots)
+    def _shared_step_inputs(self, learning_rate):
+        """(step, learning rate as float64 or None) for this update."""
         shared = self._step_inputs
         if shared is None or shared[0] is not learning_rate:  # called on its own
             shared = (learning_rate, tf.cast(self.iterations, tf.int64) + 1, None)
-        _, step, learning_rate_f64 = shared
+        return shared[1], shared[2]
+
+    def _updates_rows(self, gradient, variable) -> bool:
+        return (isinstance(gradient, tf.IndexedSlices)
+                and (self.sparse_rows_exact() or self.lazy)
+                and tf.TensorShape(variable.shape).rank != 0)
+
+    def _update_rows(self, gradient, variable, learning_rate):
+        """Updates only the rows the IndexedSlices `gradient` names."""
+        gradient = sparse_update.normalize(gradient, variable.dtype)
+        slots = [tf_variable(s) for s in self.slots_for(variable)]
+        name = variable_name(variable)
+        sparse_update.check_sparse_shapes(variable, gradient, slots, name)
+        step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
+        if op_library.use_kernel(variable) and sparse_update.has_sparse_op(
+                op_library.library().ops, self.kernel_name, required=(
+                    op_library.get_implementation() == "kernel")):
+            if learning_rate_f64 is None:
+                learning_rate_f64 = tf.cast(learning_rate, tf.float64)
+            ops = sparse_update.SparseOps(op_library.library().ops, gradient.indices)
+            self.apply_kernel(ops, variable, gradient.values, slots, learning_rate_f64, step)
+        else:
+            sparse_update.apply_fallback_rows(
+                self, variable, gradient, slots, learning_rate, step, name)
+
+    def update_step(self, gradient, variable, learning_rate):
+        variable = tf_variable(variable)
+        if self._updates_rows(gradient, variable):
+            return self._update_rows(gradient, variable, learning_rate)
+        # Dense semantics: an IndexedSlices gradient is densified (repeated
+        # indices summed) and every row is updated.
+        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+        slots = [tf_variable(s) for s in self.slots_for(variable)]
+        check_shapes(variable, gradient, slots)
+        step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
         with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
             if op_library.use_kernel(variable, f"KerasoptApply{self.kernel_name}"):
                 if learning_rate_f64 is None:

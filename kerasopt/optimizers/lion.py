@@ -35,12 +35,18 @@ class Lion(FusedOptimizer):
         beta_1: interpolation of momentum and gradient for the update, in
             (0, 1]. Defaults to 0.9.
         beta_2: decay of the momentum, in [0, 1]. Defaults to 0.99.
+        lazy: with a sparse (``tf.IndexedSlices``) gradient, e.g. from an
+            ``Embedding``, update only the rows it names, in the variable and
+            its slots (as TensorFlow Addons' LazyAdam). Defaults to
+            False: the gradient is densified and every row is updated, as in
+            Keras. See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Lion"
+    supports_lazy = True
 
     def __init__(
         self,

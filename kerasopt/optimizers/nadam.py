@@ -43,12 +43,18 @@ class Nadam(FusedOptimizer):
         beta_1: decay of the first-moment estimate, in [0, 1). Defaults to 0.9.
         beta_2: decay of the second-moment estimate, in [0, 1). Defaults to 0.999.
         epsilon: added to sqrt(v_hat), >= 0. Defaults to 1e-7.
+        lazy: with a sparse (``tf.IndexedSlices``) gradient, e.g. from an
+            ``Embedding``, update only the rows it names, in the variable and
+            its slots, with the momentum schedule of the global step (as TensorFlow Addons' LazyAdam). Defaults to
+            False: the gradient is densified and every row is updated, as in
+            Keras. See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Nadam"
+    supports_lazy = True
 
     def __init__(
         self,

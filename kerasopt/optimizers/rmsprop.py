@@ -44,12 +44,18 @@ class RMSprop(FusedOptimizer):
         epsilon: added to the mean square inside the root, >= 0. Defaults to 1e-7.
         centered: divide by the estimated standard deviation of the gradient
             rather than its root mean square (Graves, 2013). Defaults to False.
+        lazy: with a sparse (``tf.IndexedSlices``) gradient, e.g. from an
+            ``Embedding``, update only the rows it names, in the variable and
+            its slots (as TensorFlow Addons' LazyAdam). Defaults to
+            False: the gradient is densified and every row is updated, as in
+            Keras. See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Rmsprop"
+    supports_lazy = True
 
     def __init__(
         self,

@@ -30,12 +30,19 @@ class SGD(FusedOptimizer):
         learning_rate: float, schedule or callable. Defaults to 0.01.
         momentum: float in [0, 1]. Defaults to 0 (no momentum slot is created).
         nesterov: use Nesterov momentum. Defaults to False.
+        lazy: with momentum, apply a sparse (``tf.IndexedSlices``) gradient,
+            e.g. from an ``Embedding``, to the rows it names only, in the
+            variable and its momentum. Defaults to False: the gradient is
+            densified and every row is updated, as in Keras. Without momentum
+            sparse gradients always update only their rows (that is exact).
+            See the README, "Sparse gradients".
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
     kernel_name = "Sgd"
+    supports_lazy = True
 
     def __init__(
         self,
@@ -71,6 +78,9 @@ class SGD(FusedOptimizer):
         # Keras accepts momentum in [0, 1]; the ints 0 and 1 are taken too.
         self.momentum = float(check_hyperparameter("momentum", momentum, 0.0, 1.0, high_inclusive=True))
         self.nesterov = bool(nesterov)
+
+    def sparse_rows_exact(self):
+        return self.momentum == 0  # w -= lr * 0 leaves a row unchanged
 
     def build(self, variables):
         if self.built:

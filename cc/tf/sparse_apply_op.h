@@ -1,0 +1,168 @@
+// The OpKernel shared by every sparse "apply" op (KerasoptSparseApply<Algo>):
+// the rows of `var` and its slots named by a tf.IndexedSlices gradient
+// (`grad` [num_indices, row...], `indices` [num_indices]) are updated by the
+// algorithm's rule, run by the sparse CPU driver (cc/cpu/apply_sparse.h) on
+// TensorFlow's intra-op thread pool. Duplicate indices are summed first, in
+// position order; every index is checked before anything is written.
+//
+// The algorithm plugs in with the same "Algo" struct as its dense op (see
+// dense_apply_op.h), so the scalar inputs and the rule are shared: the sparse
+// op declares the dense op's inputs with `indices: Tindices` after `grad`.
+#pragma once
+
+#define EIGEN_USE_THREADS
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "cc/cpu/apply_sparse.h"
+#include "cc/tf/dense_apply_op.h"
+
+namespace kerasopt {
+namespace tf {
+
+template <typename T, typename Index, typename Algo>
+class SparseApplyOp : public OpKernel {
+ public:
+  using C = ComputeType<T>;
+  using Rule = typename Algo::template Rule<C>;
+  static constexpr int kNumSlots = Rule::kNumSlots;
+
+  explicit SparseApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
+    OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const int grad_input = 1 + num_slots_;
+    std::vector<int> variable_inputs(grad_input);
+    for (int i = 0; i < grad_input; ++i) variable_inputs[i] = i;
+    // sparse=true, as TensorFlow's sparse training ops: rows are updated in
+    // place (no copy-on-write of the whole table when a read holds the buffer).
+    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
+        ctx, /*do_lock=*/true, /*sparse=*/true, variable_inputs);
+
+    std::vector<Tensor> tensors(grad_input);
+    for (int i = 0; i < grad_input; ++i) {
+      OP_REQUIRES_OK(ctx, CheckDtype(ctx, i));
+      OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
+                              ctx, i, /*lock_held=*/true, /*sparse=*/true, &tensors[i]));
+      OP_REQUIRES(ctx, tensors[i].IsInitialized(),
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "kerasopt: variable '", VariableName(ctx, i),
+                      "' is not initialized")));
+    }
+    const Tensor& var = tensors[0];
+    const Tensor& values = ctx->input(grad_input);
+    const Tensor& indices = ctx->input(grad_input + 1);
+    OP_REQUIRES_OK(ctx, CheckShapes(ctx, tensors, values, indices));
+
+    const int64_t num_indices = indices.NumElements();
+    const int64_t num_rows = var.dim_size(0);
+    const Index* index_data = indices.flat<Index>().data();
+    const int64_t bad = cpu::FindBadIndex(index_data, num_indices, num_rows);
+    OP_REQUIRES(ctx, bad < 0,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: ", type_string(), ": index ",
+                    bad < 0 ? 0 : static_cast<int64_t>(index_data[bad]),
+                    " (at position ", bad, " of indices) is out of range [0, ",
+                    num_rows, ") for variable '", VariableName(ctx, 0),
+                    "' with ", num_rows, " rows; nothing was updated")));
+
+    Rule rule;
+    OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
+    if (num_indices == 0) return;
+
+    std::array<T*, kNumSlots> slots{};
+    int next = 1;
+    for (int k = 0; k < kNumSlots; ++k) {
+      slots[k] = algo_.SlotPresent(k, num_slots_)
+                     ? tensors[next++].template flat<T>().data()
+                     : nullptr;
+    }
+    const cpu::RowGroups groups = cpu::GroupRows(index_data, num_indices);
+    const int64_t row_size = num_rows == 0 ? 0 : var.NumElements() / num_rows;
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    cpu::ApplySparse(rule, row_size, tensors[0].template flat<T>().data(), slots,
+                     values.template flat<T>().data(), index_data, groups,
+                     [pool](int64_t n, int64_t cost, auto&& fn) {
+                       pool->ParallelFor(n, cost, fn);
+                     });
+  }
+
+ private:
+  absl::Status CheckDtype(OpKernelContext* ctx, int input) {
+    ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
+    TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
+        ctx, ::tensorflow::HandleFromInput(ctx, input), &v));
+    const auto want = ::tensorflow::DataTypeToEnum<T>::value;
+    if (v->tensor()->dtype() != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
+          ::tensorflow::DataTypeString(v->tensor()->dtype()),
+          " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
+    }
+    return absl::OkStatus();
+  }
+
+  // var is [rows, row...]; values [num_indices, row...]; indices [num_indices];
+  // every slot has var's shape.
+  absl::Status CheckShapes(OpKernelContext* ctx, const std::vector<Tensor>& tensors,
+                           const Tensor& values, const Tensor& indices) {
+    const Tensor& var = tensors[0];
+    const std::string name = VariableName(ctx, 0);
+    if (var.dims() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: variable '", name, "' is a scalar; sparse updates need rows"));
+    }
+    if (indices.dims() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: the indices for variable '", name, "' must be a vector, got shape ",
+          indices.shape().DebugString()));
+    }
+    ::tensorflow::TensorShape want = var.shape();
+    want.set_dim(0, indices.dim_size(0));
+    if (values.shape() != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: variable '", name, "' has shape ", var.shape().DebugString(),
+          " and ", indices.dim_size(0), " indices, so its gradient values must have shape ",
+          want.DebugString(), ", got ", values.shape().DebugString()));
+    }
+    for (size_t i = 1; i < tensors.size(); ++i) {
+      if (tensors[i].shape() != var.shape()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kerasopt: variable '", name, "' has shape ", var.shape().DebugString(),
+            " but its slot '", VariableName(ctx, i), "' has shape ",
+            tensors[i].shape().DebugString()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  Algo algo_;
+  int num_slots_ = 0;
+};
+
+}  // namespace tf
+}  // namespace kerasopt
+
+// Registers the CPU kernels of a sparse apply op for every float dtype and
+// both index types.
+#define KERASOPT_REGISTER_SPARSE_CPU(OP_NAME, ALGO)                          \
+  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, Eigen::half)                \
+  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, ::tensorflow::bfloat16)     \
+  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, float)                      \
+  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, double)
+#define KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, T)                      \
+  KERASOPT_REGISTER_SPARSE_CPU_TI(OP_NAME, ALGO, T, int32_t)                 \
+  KERASOPT_REGISTER_SPARSE_CPU_TI(OP_NAME, ALGO, T, int64_t)
+#define KERASOPT_REGISTER_SPARSE_CPU_TI(OP_NAME, ALGO, T, INDEX)              \
+  REGISTER_KERNEL_BUILDER(Name(OP_NAME)                                      \
+                              .Device(::tensorflow::DEVICE_CPU)              \
+                              .TypeConstraint<T>("T")                        \
+                              .TypeConstraint<INDEX>("Tindices"),            \
+                          ::kerasopt::tf::SparseApplyOp<T, INDEX, ALGO>);
