@@ -2,7 +2,8 @@
 
 `cuda_library` compiles .cu.cc files with the nvcc of @local_config_cuda (see
 cuda_configure.bzl) into PIC objects that link like a cc_library's (always
-linked in, so static kernel registrations survive), plus the CUDA runtime. It
+linked in, so static kernel registrations survive), plus the CUDA runtime, and
+defines KERASOPT_WITH_CUDA=1 and KERASOPT_CUDA_VERSION for its dependents. It
 does so only when the build setting //bazel:cuda is true (--config=cuda);
 otherwise it compiles nothing and only passes its deps on, so the same BUILD
 file builds the CPU-only library.
@@ -131,7 +132,21 @@ def _cuda_library_impl(ctx):
         alwayslink = True,
         disallow_dynamic_library = True,
     )
-    return [CcInfo(compilation_context = compilation, linking_context = linking_context)]
+    # What the op library compiles with when the kernels are linked in: it
+    # registers them for DEVICE_GPU (cc/tf/dense_apply_gpu_op.h) and records
+    # the nvcc version (cc/tf/cuda_marker.cc).
+    defines = cc_common.create_compilation_context(defines = depset([
+        "KERASOPT_WITH_CUDA=1",
+        "KERASOPT_CUDA_VERSION=%s" % toolkit.version,
+    ]))
+    return [
+        cc_common.merge_cc_infos(cc_infos = [
+            CcInfo(compilation_context = compilation, linking_context = linking_context),
+            CcInfo(compilation_context = defines),
+        ]),
+        # `bazel build //cc:cuda_kernels` compiles the objects on their own.
+        DefaultInfo(files = depset(objects)),
+    ]
 
 cuda_library = rule(
     implementation = _cuda_library_impl,

@@ -8,7 +8,8 @@ here: the repository then records why, and only a build with --config=cuda
 fails, with that reason.
 
 $KERASOPT_CUDA_ARCHS (e.g. "80,90") lists the GPU architectures to compile
-for; empty means nvcc's default.
+for; unset, it is "80,90" (Ampere and Hopper, with PTX that newer GPUs
+JIT-compile), as in CMakeLists.txt.
 """
 
 _ENVIRON = ["CUDA_PATH", "CUDA_HOME", "KERASOPT_CUDA_ARCHS"]
@@ -41,7 +42,7 @@ def _nvcc_version(rctx, nvcc):
     return None, "cannot read the CUDA version from %s --version:\n%s" % (nvcc, result.stdout)
 
 def _archs(rctx):
-    archs = rctx.os.environ.get("KERASOPT_CUDA_ARCHS", "")
+    archs = rctx.os.environ.get("KERASOPT_CUDA_ARCHS", "") or "80,90"
     return [a.strip().replace("sm_", "") for a in archs.replace(";", ",").split(",") if a.strip()]
 
 def _cuda_configure_impl(rctx):

@@ -50,6 +50,11 @@ For every case and column a cell shows
   it with the machine's memory bandwidth (case (a)'s arrays are much larger
   than caches; case (c)'s 1M parameters may partly stay in cache).
 
+``--device gpu`` runs every column on the first GPU (variables, gradients and
+steps placed there); each cell then also gives the step's traffic as a
+percentage of the device's measured device-to-device copy bandwidth
+(:mod:`kerasopt.bench_device`), the most a memory-bound update can reach.
+
 The line below each table gives the largest difference between each column's
 weights and Keras's after the same number of steps (0: bit-identical), a check
 that every column did the same work. ``--json PATH`` writes all of it, with
@@ -74,6 +79,8 @@ import time
 from typing import Callable
 
 import numpy as np
+
+from kerasopt.bench_device import DEVICES, check_device, copy_bandwidth_gbps, gpu_name
 
 
 # --------------------------------------------------------------------- cases
@@ -450,6 +457,13 @@ class Result:
     error: str | None = None
     max_abs_diff_vs_keras: float | None = None
     speedup_vs_keras: float | None = None
+    copy_gbps: float | None = None  # --device gpu: the device's copy bandwidth
+
+    @property
+    def percent_of_copy(self) -> float | None:
+        if not self.ok or not self.copy_gbps:
+            return None
+        return 100.0 * self.gbps / self.copy_gbps
 
     @property
     def ok(self) -> bool:
@@ -491,6 +505,7 @@ class Result:
             "mean_ms": statistics.fmean(self.times_ms) if self.ok else None,
             "speedup_vs_keras": self.speedup_vs_keras,
             "gbps": self.gbps,
+            "percent_of_copy_bandwidth": self.percent_of_copy,
             "first_call_s": self.first_call_s,
             "graph_ops": self.graph_ops,
             "kerasopt_ops": self.kerasopt_ops,
@@ -648,7 +663,10 @@ def _cell(res: Result) -> str:
     if not res.ok:
         return "[red]n/a[/red]"
     ratio = f"{res.speedup_vs_keras:.2f}×" if res.speedup_vs_keras is not None else "–"
-    return f"[bold]{res.median_ms:.3f} ms[/bold]\n{ratio}\n{res.gbps:.1f} GB/s"
+    cell = f"[bold]{res.median_ms:.3f} ms[/bold]\n{ratio}\n{res.gbps:.1f} GB/s"
+    if res.percent_of_copy is not None:
+        cell += f"\n{res.percent_of_copy:.0f}% of copy"
+    return cell
 
 
 def _diff(x: float | None) -> str:
@@ -754,6 +772,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="timed steps per column (default: 20); the median is reported")
     parser.add_argument("--warmup", type=_positive, default=3,
                         help="untimed steps per column first, including the tracing call (default: 3)")
+    parser.add_argument("--device", choices=sorted(DEVICES), default="cpu",
+                        help="where variables and steps live (default: cpu); gpu also reports "
+                             "%% of the GPU's measured copy bandwidth")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
 
@@ -769,7 +790,21 @@ def main(argv=None) -> int:
     console = Console(width=width, highlight=False)
     log = Console(stderr=True, width=width, highlight=False)
 
+    import tensorflow as tf
+
+    unavailable = check_device(args.device)
+    if unavailable:
+        log.print(f"[red]--device {args.device}: {unavailable}[/red]")
+        return 2
     env = _environment()
+    env["device"] = args.device
+    copy_gbps = None
+    if args.device == "gpu":
+        env["gpu"] = gpu_name()
+        copy_gbps = copy_bandwidth_gbps(DEVICES["gpu"])
+        env["copy_gbps"] = copy_gbps
+        console.print(f"GPU {env['gpu']}: measured device-to-device copy bandwidth "
+                      f"{copy_gbps:.0f} GB/s")
     console.print(
         f"kerasopt {env['kerasopt']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
         f"Python {env['python']}; {env['cpu_count']} CPUs "
@@ -780,7 +815,7 @@ def main(argv=None) -> int:
         console.print(f"[red]op library not loaded: {env['op_library_error']}[/red]")
     console.print(
         f"graph mode (tf.function, no XLA); {args.warmup} warmup + {args.repeats} timed steps "
-        "per column, columns interleaved; float32\n"
+        f"per column, columns interleaved; float32 on {args.device}\n"
     )
 
     started = time.perf_counter()
@@ -788,9 +823,13 @@ def main(argv=None) -> int:
     for algorithm_key in args.algorithms:
         results = []
         for case_key in args.cases:
-            with log.status(f"{ALGORITHMS[algorithm_key].name}, case {CASES[case_key].label}"):
-                results += run_case(algorithm_key, CASES[case_key], COLUMNS,
-                                    args.repeats, args.warmup)
+            with log.status(f"{ALGORITHMS[algorithm_key].name}, case {CASES[case_key].label}"), \
+                    tf.device(DEVICES[args.device]):
+                case_results = run_case(algorithm_key, CASES[case_key], COLUMNS,
+                                        args.repeats, args.warmup)
+            for res in case_results:
+                res.copy_gbps = copy_gbps
+            results += case_results
         print_algorithm(console, algorithm_key, results, COLUMNS, args.repeats)
         all_results += results
     elapsed = time.perf_counter() - started
@@ -806,6 +845,7 @@ def main(argv=None) -> int:
             "settings": {
                 "repeats": args.repeats, "warmup": args.warmup, "mode": "tf.function, no XLA",
                 "dtype": "float32", "cases": args.cases, "algorithms": args.algorithms,
+                "device": args.device,
                 "columns": [dataclasses.asdict(c) for c in COLUMNS],
             },
             "environment": env,

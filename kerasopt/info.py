@@ -57,6 +57,8 @@ def collect() -> dict:
         "op_library": lib.path if lib.loaded else None,
         "load_error": lib.error,
         "implementation": op_library.get_implementation(),
+        "cuda_kernels_built_with": op_library.read_cuda_built_with(lib.path) if lib.loaded else None,
+        "gpus_visible": len(tf.config.list_physical_devices("GPU")),
         "algorithms": algorithms,
         "wrappers": wrappers,
     }
@@ -86,6 +88,9 @@ def print_table(info: dict) -> None:
     console.print(wrappers)
     console.print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, "
                   f"KERASOPT_IMPL={info['implementation']}")
+    cuda = info["cuda_kernels_built_with"]
+    console.print(f"CUDA kernels: built with nvcc {cuda}, {info['gpus_visible']} GPU(s) visible"
+                  if cuda else "CUDA kernels: not built (no nvcc at build time, or KERASOPT_CUDA=OFF)")
     if info["op_library"]:
         console.print(f"op library: {info['op_library']}", soft_wrap=True)
     else:

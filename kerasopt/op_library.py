@@ -8,8 +8,10 @@ Two paths compute every update rule:
 
 The kernel path is used when it can be (``KERASOPT_IMPL=auto``, the default).
 The fallback runs when the op library did not load (one warning says why), when
-a variable lives on a device without a kernel, inside an XLA-compiled function
-(XLA cannot compile custom ops), or when the user asks for it.
+a variable lives on a device without a kernel (CPU kernels always exist; GPU
+kernels when the library was built with its CUDA sources), inside an
+XLA-compiled function (XLA cannot compile custom ops), or when the user asks
+for it.
 
 Environment:
   KERASOPT_IMPL          ``auto`` (default), ``kernel`` (fail rather than fall
@@ -25,18 +27,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import os
 import threading
 import warnings
 
 import tensorflow as tf
+from tensorflow.python.framework import kernels as tf_kernels
 from tensorflow.python.ops import control_flow_util
 
 IMPLEMENTATIONS = ("auto", "kernel", "tf")
 ENV_IMPLEMENTATION = "KERASOPT_IMPL"
 ENV_LIBRARY = "KERASOPT_OPS_LIBRARY"
 _MARKER = b"KERASOPT_BUILT_FOR_TENSORFLOW="
+_CUDA_MARKER = b"KERASOPT_CUDA_KERNELS="
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,16 +109,26 @@ def default_library_path() -> str | None:
     return os.path.join(os.path.dirname(spec.origin), _build_info.OPS_LIBRARY)
 
 
-def read_built_for(path: str) -> str | None:
-    """The TensorFlow version recorded in the library file (without loading it)."""
+def _read_marker(path: str, marker: bytes) -> str | None:
+    """The value of a ``MARKER=value;`` string in the library file (without loading it)."""
     with open(path, "rb") as f:
         data = f.read()
-    start = data.find(_MARKER)
+    start = data.find(marker)
     if start < 0:
         return None
-    start += len(_MARKER)
+    start += len(marker)
     end = data.find(b";", start, start + 64)
     return data[start:end].decode("ascii") if end > 0 else None
+
+
+def read_built_for(path: str) -> str | None:
+    """The TensorFlow version recorded in the library file (without loading it)."""
+    return _read_marker(path, _MARKER)
+
+
+def read_cuda_built_with(path: str) -> str | None:
+    """The nvcc version that built the library's GPU kernels; None without them."""
+    return _read_marker(path, _CUDA_MARKER)
 
 
 def _same_release(a: str, b: str) -> bool:
@@ -170,8 +185,24 @@ def _device_type(variable) -> str:
     return (tf.DeviceSpec.from_string(device).device_type or "CPU").upper()
 
 
-def kernel_unavailable_reason(variable) -> str | None:
-    """Why `variable` cannot be updated by a kernel right now (None: it can)."""
+@functools.lru_cache(maxsize=None)
+def _has_kernel(op_name: str, device_type: str) -> bool:
+    """Whether TensorFlow's kernel registry holds `op_name` for `device_type`."""
+    try:
+        registered = tf_kernels.get_registered_kernels_for_op(op_name)
+    except Exception:  # an op TensorFlow has never heard of
+        return False
+    return any(k.device_type == device_type for k in registered.kernel)
+
+
+def kernel_unavailable_reason(variable, op_name: str | None = None) -> str | None:
+    """Why `variable` cannot be updated by a kernel right now (None: it can).
+
+    `op_name` names the op that would run (e.g. ``KerasoptApplyAdam``): CPU
+    variables always have their kernel; variables on other devices use it when
+    the op library registered it for their device type (the CUDA build does for
+    GPUs). Without `op_name` only CPU variables qualify.
+    """
     if get_implementation() == "tf":
         return f"{ENV_IMPLEMENTATION}=tf was requested"
     lib = library()
@@ -180,17 +211,20 @@ def kernel_unavailable_reason(variable) -> str | None:
     if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
         return "the step is XLA-compiled (jit_compile), which cannot run custom ops"
     device = _device_type(variable)
-    if device != "CPU":
-        return f"no kerasopt kernel is built for {device} devices"
-    return None
+    if device == "CPU":
+        return None
+    if op_name is not None and _has_kernel(op_name, device):
+        return None
+    kernel = f"kernel {op_name}" if op_name else "kernel"
+    return f"no kerasopt {kernel} is built for {device} devices"
 
 
-def use_kernel(variable) -> bool:
-    """True to run the fused kernel for `variable`; False for the fallback.
+def use_kernel(variable, op_name: str | None = None) -> bool:
+    """True to run the fused kernel (`op_name`) for `variable`; False for the fallback.
 
     With ``KERASOPT_IMPL=kernel`` a missing kernel is an error, not a fallback.
     """
-    reason = kernel_unavailable_reason(variable)
+    reason = kernel_unavailable_reason(variable, op_name)
     if reason is None:
         return True
     if get_implementation() == "kernel":

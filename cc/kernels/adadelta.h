@@ -29,7 +29,7 @@ struct AdadeltaRule {
   C one_minus_rho;  // 1 - rho, computed in double as Keras does in Python
   C epsilon;
 
-  static AdadeltaRule Make(double lr, double rho, double epsilon) {
+  KERASOPT_HOST_DEVICE static AdadeltaRule Make(double lr, double rho, double epsilon) {
     AdadeltaRule r;
     r.lr = static_cast<C>(lr);
     r.rho = static_cast<C>(rho);

@@ -24,7 +24,7 @@ struct AdagradRule {
   C lr;
   C epsilon;
 
-  static AdagradRule Make(double lr, double epsilon) {
+  KERASOPT_HOST_DEVICE static AdagradRule Make(double lr, double epsilon) {
     AdagradRule r;
     r.lr = static_cast<C>(lr);
     r.epsilon = static_cast<C>(epsilon);

@@ -27,7 +27,7 @@ struct AdamRule {
 
   // Hyperparameters arrive in double (the op's scalar inputs); the per-step
   // scalars are then computed in C, in the same order as Keras.
-  static AdamRule Make(double lr, double beta_1, double beta_2, double epsilon,
+  KERASOPT_HOST_DEVICE static AdamRule Make(double lr, double beta_1, double beta_2, double epsilon,
                        long long step, bool amsgrad) {
     const C t = static_cast<C>(step);
     const C beta_1_power = std::pow(static_cast<C>(beta_1), t);

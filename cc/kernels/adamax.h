@@ -25,7 +25,7 @@ struct AdamaxRule {
   C one_minus_b1_power;  // 1 - beta_1^t
   C epsilon;
 
-  static AdamaxRule Make(double lr, double beta_1, double beta_2,
+  KERASOPT_HOST_DEVICE static AdamaxRule Make(double lr, double beta_1, double beta_2,
                          double epsilon, long long step) {
     const C t = static_cast<C>(step);
     AdamaxRule r;

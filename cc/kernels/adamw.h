@@ -44,7 +44,7 @@ struct AdamwRule {
   bool decay;
   bool factor_first;
 
-  static AdamwRule Make(double lr, double weight_decay, double beta_1,
+  KERASOPT_HOST_DEVICE static AdamwRule Make(double lr, double weight_decay, double beta_1,
                         double beta_2, double epsilon, long long step,
                         bool amsgrad, long long num_elements) {
     AdamwRule r;

@@ -44,7 +44,7 @@ struct FtrlRule {
   C two_l2_reg;     // 2 * (l2 + beta / (2 lr))
   C two_shrinkage;  // 2 * l2_shrinkage
 
-  static FtrlRule Make(double lr, double learning_rate_power, double l1, double l2,
+  KERASOPT_HOST_DEVICE static FtrlRule Make(double lr, double learning_rate_power, double l1, double l2,
                        double l2_shrinkage, double beta) {
     FtrlRule r;
     r.lr = static_cast<C>(lr);

@@ -46,7 +46,7 @@ struct LambRule {
   C epsilon;
   C lr;
 
-  static LambRule Make(double lr, double beta_1, double beta_2, double epsilon,
+  KERASOPT_HOST_DEVICE static LambRule Make(double lr, double beta_1, double beta_2, double epsilon,
                        long long step) {
     const C t = static_cast<C>(step);
     LambRule r;
@@ -74,7 +74,7 @@ struct LambRule {
   }
 
   // sums = {sum w^2, sum r^2} (double); returns ratio * lr.
-  C Finish(const std::array<double, kNumNorms>& sums) const {
+  KERASOPT_HOST_DEVICE C Finish(const std::array<double, kNumNorms>& sums) const {
     const C w_norm = static_cast<C>(std::sqrt(sums[0]));
     const C r_norm = static_cast<C>(std::sqrt(sums[1]));
     const C ratio = (w_norm > C(0) && r_norm > C(0)) ? w_norm / r_norm : C(1);

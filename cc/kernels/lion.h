@@ -25,7 +25,7 @@ struct LionRule {
   C beta_1, one_minus_b1;
   C beta_2, one_minus_b2;
 
-  static LionRule Make(double lr, double beta_1, double beta_2) {
+  KERASOPT_HOST_DEVICE static LionRule Make(double lr, double beta_1, double beta_2) {
     LionRule r;
     r.lr = static_cast<C>(lr);
     r.beta_1 = static_cast<C>(beta_1);

@@ -40,7 +40,7 @@ struct NadamRule {
   C one_minus_b2_power;      // 1 - beta_2^t
   C epsilon;
 
-  static NadamRule Make(double lr, double beta_1, double beta_2, double epsilon,
+  KERASOPT_HOST_DEVICE static NadamRule Make(double lr, double beta_1, double beta_2, double epsilon,
                         double u_product, long long step) {
     const C t = static_cast<C>(step);
     const C t_next = static_cast<C>(step + 1);

@@ -37,7 +37,7 @@ struct RmspropRule {
   bool use_momentum;
   bool centered;
 
-  static RmspropRule Make(double lr, double rho, double momentum, double epsilon,
+  KERASOPT_HOST_DEVICE static RmspropRule Make(double lr, double rho, double momentum, double epsilon,
                           bool centered) {
     RmspropRule r;
     r.lr = static_cast<C>(lr);

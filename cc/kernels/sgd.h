@@ -21,7 +21,7 @@ struct SgdRule {
   bool use_momentum;
   bool nesterov;
 
-  static SgdRule Make(double lr, double momentum, bool nesterov) {
+  KERASOPT_HOST_DEVICE static SgdRule Make(double lr, double momentum, bool nesterov) {
     SgdRule r;
     r.lr = static_cast<C>(lr);
     r.momentum = static_cast<C>(momentum);

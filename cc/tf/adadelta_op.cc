@@ -1,6 +1,7 @@
 // KerasoptApplyAdadelta: Adadelta on a resource variable, in one pass.
 // The math lives in cc/kernels/adadelta.h; this file binds the op's inputs to it.
 #include "cc/kernels/adadelta.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -62,6 +63,7 @@ struct AdadeltaAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdadelta", AdadeltaAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdadelta", AdadeltaAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdadelta", AdadeltaAlgo, AdadeltaSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -1,6 +1,7 @@
 // KerasoptApplyAdagrad: Adagrad on a resource variable, in one pass.
 // The math lives in cc/kernels/adagrad.h; this file binds the op's inputs to it.
 #include "cc/kernels/adagrad.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -58,6 +59,7 @@ struct AdagradAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdagrad", AdagradAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdagrad", AdagradAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdagrad", AdagradAlgo, AdagradSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

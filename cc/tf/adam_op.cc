@@ -1,6 +1,7 @@
 // KerasoptApplyAdam: Adam / AMSGrad on a resource variable, in one pass.
 // The math lives in cc/kernels/adam.h; this file binds the op's inputs to it.
 #include "cc/kernels/adam.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -76,6 +77,7 @@ struct AdamAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdam", AdamAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdam", AdamAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdam", AdamAlgo, AdamSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -1,6 +1,7 @@
 // KerasoptApplyAdamax: Adamax on a resource variable, in one pass.
 // The math lives in cc/kernels/adamax.h; this file binds the op's inputs to it.
 #include "cc/kernels/adamax.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -68,6 +69,7 @@ struct AdamaxAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamax", AdamaxAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamax", AdamaxAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamax", AdamaxAlgo, AdamaxSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -1,6 +1,7 @@
 // KerasoptApplyAdamw: AdamW (Adam with decoupled weight decay) on a resource
 // variable, decay and update in one pass. The math lives in cc/kernels/adamw.h.
 #include "cc/kernels/adamw.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -83,6 +84,7 @@ struct AdamwAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamw", AdamwAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamw", AdamwAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamw", AdamwAlgo, AdamwSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

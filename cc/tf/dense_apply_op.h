@@ -73,6 +73,50 @@ inline std::string VariableName(OpKernelContext* ctx, int input) {
   return ::tensorflow::HandleFromInput(ctx, input).name();
 }
 
+// Fails unless the variable at `input` holds dtype T.
+template <typename T>
+absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
+  ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
+  TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
+      ctx, ::tensorflow::HandleFromInput(ctx, input), &v));
+  const auto want = ::tensorflow::DataTypeToEnum<T>::value;
+  if (v->tensor()->dtype() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
+        ::tensorflow::DataTypeString(v->tensor()->dtype()),
+        " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
+  }
+  return absl::OkStatus();
+}
+
+// Fails unless the gradient and every slot (tensors[1..]) have the shape of
+// the variable (tensors[0]); a slot i with one_value[i] (a rule's per-variable
+// layer slot, e.g. NovoGrad's second moment) must have shape () instead.
+inline absl::Status CheckDenseShapes(OpKernelContext* ctx, const std::vector<Tensor>& tensors,
+                                     const Tensor& grad,
+                                     const std::vector<bool>& one_value = {}) {
+  const Tensor& var = tensors[0];
+  if (var.shape() != grad.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
+        var.shape().DebugString(), " but its gradient has shape ",
+        grad.shape().DebugString()));
+  }
+  for (size_t i = 1; i < tensors.size(); ++i) {
+    const bool scalar = i < one_value.size() && one_value[i];
+    const ::tensorflow::TensorShape want = scalar ? ::tensorflow::TensorShape({}) : var.shape();
+    if (tensors[i].shape() != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
+          var.shape().DebugString(), " but its slot '",
+          VariableName(ctx, static_cast<int>(i)), "' has shape ",
+          tensors[i].shape().DebugString(),
+          scalar ? " (this slot holds one value per variable: shape [])" : ""));
+    }
+  }
+  return absl::OkStatus();
+}
+
 template <typename T, typename Algo, typename Driver = cpu::Dense>
 class DenseApplyOp : public OpKernel {
  public:
@@ -98,7 +142,7 @@ class DenseApplyOp : public OpKernel {
     // tensors[0] is the weight, tensors[1..] the slots, in input order.
     std::vector<Tensor> tensors(grad_input);
     for (int i = 0; i < grad_input; ++i) {
-      OP_REQUIRES_OK(ctx, CheckVariableDtype(ctx, i));
+      OP_REQUIRES_OK(ctx, CheckVariableDtype<T>(ctx, i));
       OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
                               ctx, i, /*lock_held=*/true, /*sparse=*/false,
                               &tensors[i]));
@@ -109,27 +153,14 @@ class DenseApplyOp : public OpKernel {
     }
     const Tensor& grad = ctx->input(grad_input);
     const Tensor& var = tensors[0];
-    OP_REQUIRES(ctx, var.shape() == grad.shape(),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
-                    var.shape().DebugString(), " but its gradient has shape ",
-                    grad.shape().DebugString())));
     // Slots have the variable's shape, except the rule's trailing layer slots
     // (one value per variable, shape ()).
+    std::vector<bool> one_value(grad_input, false);
     for (int i = 1, k = 0; i < grad_input; ++i, ++k) {
       while (!algo_.SlotPresent(k, num_slots_)) ++k;
-      const bool per_variable = k >= kNumSlots - LayerSlotsOf<Rule>::value;
-      const ::tensorflow::TensorShape want =
-          per_variable ? ::tensorflow::TensorShape({}) : var.shape();
-      OP_REQUIRES(ctx, tensors[i].shape() == want,
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "kerasopt: variable '", VariableName(ctx, 0), "' has shape ",
-                      var.shape().DebugString(), " but its slot '",
-                      VariableName(ctx, i), "' has shape ",
-                      tensors[i].shape().DebugString(),
-                      per_variable ? " (this slot holds one value per variable: shape [])"
-                                   : "")));
+      one_value[i] = k >= kNumSlots - LayerSlotsOf<Rule>::value;
     }
+    OP_REQUIRES_OK(ctx, CheckDenseShapes(ctx, tensors, grad, one_value));
 
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
@@ -150,20 +181,6 @@ class DenseApplyOp : public OpKernel {
   }
 
  private:
-  absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
-    ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
-    TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
-        ctx, ::tensorflow::HandleFromInput(ctx, input), &v));
-    const auto want = ::tensorflow::DataTypeToEnum<T>::value;
-    if (v->tensor()->dtype() != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
-          ::tensorflow::DataTypeString(v->tensor()->dtype()),
-          " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
-    }
-    return absl::OkStatus();
-  }
-
   Algo algo_;
   int num_slots_ = 0;
 };

@@ -1,6 +1,7 @@
 // KerasoptApplyFtrl: FTRL-Proximal on a resource variable, in one pass.
 // The math lives in cc/kernels/ftrl.h; this file binds the op's inputs to it.
 #include "cc/kernels/ftrl.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -69,6 +70,7 @@ struct FtrlAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyFtrl", FtrlAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyFtrl", FtrlAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyFtrl", FtrlAlgo, FtrlSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

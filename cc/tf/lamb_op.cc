@@ -4,6 +4,7 @@
 // lives in cc/kernels/lamb.h; this file binds the op's inputs to it.
 #include "cc/cpu/apply_with_norms.h"
 #include "cc/kernels/lamb.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -53,6 +54,7 @@ struct LambAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER("KerasoptApplyLamb", LambAlgo, ::kerasopt::cpu::WithNorms)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyLamb", LambAlgo, LambSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

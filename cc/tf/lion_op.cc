@@ -1,6 +1,7 @@
 // KerasoptApplyLion: Lion (sign momentum) on a resource variable, in one pass.
 // The math lives in cc/kernels/lion.h; this file binds the op's inputs to it.
 #include "cc/kernels/lion.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -61,6 +62,7 @@ struct LionAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyLion", LionAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyLion", LionAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyLion", LionAlgo, LionSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

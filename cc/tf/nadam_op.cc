@@ -3,6 +3,7 @@
 // The optimizer's scalar state u_product (the running product of the momentum
 // schedule) is updated once per step by the optimizer and passed in.
 #include "cc/kernels/nadam.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -73,6 +74,7 @@ struct NadamAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyNadam", NadamAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyNadam", NadamAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyNadam", NadamAlgo, NadamSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -2,6 +2,7 @@
 // on a resource variable, in one pass.
 // The math lives in cc/kernels/rmsprop.h; this file binds the op's inputs to it.
 #include "cc/kernels/rmsprop.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -90,6 +91,7 @@ struct RmspropAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyRmsprop", RmspropAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyRmsprop", RmspropAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyRmsprop", RmspropAlgo, RmspropSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

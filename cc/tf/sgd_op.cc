@@ -1,6 +1,7 @@
 // KerasoptApplySgd: SGD with optional (Nesterov) momentum on a resource variable.
 // The math lives in cc/kernels/sgd.h; this file binds the op's inputs to it.
 #include "cc/kernels/sgd.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -68,6 +69,7 @@ struct SgdAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplySgd", SgdAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplySgd", SgdAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplySgd", SgdAlgo, SgdSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

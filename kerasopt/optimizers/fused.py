@@ -198,7 +198,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         check_shapes(variable, gradient, slots[:len(slots) - self.per_variable_slots])
         step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
         with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
-            if op_library.use_kernel(variable):
+            if op_library.use_kernel(variable, f"KerasoptApply{self.kernel_name}"):
                 if learning_rate_f64 is None:
                     learning_rate_f64 = tf.cast(learning_rate, tf.float64)
                 ops = op_library.library().ops
