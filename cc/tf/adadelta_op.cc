@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/adadelta.h; this file binds the op's inputs to it.
 #include "cc/kernels/adadelta.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -46,6 +47,15 @@ struct AdadeltaAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdadelta", AdadeltaAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdadelta.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdadelta")
+    .Input("lr: double")
+    .Input("rho: double")
+    .Input("epsilon: double")
+    .Doc("KerasoptApplyAdadelta on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdadelta", AdadeltaAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

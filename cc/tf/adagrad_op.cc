@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/adagrad.h; this file binds the op's inputs to it.
 #include "cc/kernels/adagrad.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -43,6 +44,14 @@ struct AdagradAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdagrad", AdagradAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdagrad.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdagrad")
+    .Input("lr: double")
+    .Input("epsilon: double")
+    .Doc("KerasoptApplyAdagrad on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdagrad", AdagradAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/ftrl.h; this file binds the op's inputs to it.
 #include "cc/kernels/ftrl.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -50,6 +51,18 @@ struct FtrlAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyFtrl", FtrlAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyFtrl.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyFtrl")
+    .Input("lr: double")
+    .Input("learning_rate_power: double")
+    .Input("l1: double")
+    .Input("l2: double")
+    .Input("l2_shrinkage: double")
+    .Input("beta: double")
+    .Doc("KerasoptApplyFtrl on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyFtrl", FtrlAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/lion.h; this file binds the op's inputs to it.
 #include "cc/kernels/lion.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -45,6 +46,15 @@ struct LionAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyLion", LionAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyLion.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyLion")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Doc("KerasoptApplyLion on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyLion", LionAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -4,6 +4,7 @@
 // schedule) is updated once per step by the optimizer and passed in.
 #include "cc/kernels/nadam.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -54,6 +55,18 @@ struct NadamAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyNadam", NadamAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyNadam.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyNadam")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("u_product: double")  // prod of mu_1..mu_t, already including this step
+    .Input("step: int64")        // optimizer.iterations + 1
+    .Doc("KerasoptApplyNadam on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyNadam", NadamAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

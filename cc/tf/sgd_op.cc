@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/sgd.h; this file binds the op's inputs to it.
 #include "cc/kernels/sgd.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -52,6 +53,15 @@ struct SgdAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplySgd", SgdAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplySgd.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplySgd")
+    .Input("lr: double")
+    .Input("momentum: double")
+    .Attr("nesterov: bool = false")
+    .Doc("KerasoptApplySgd on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplySgd", SgdAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -1,0 +1,49 @@
+"""The machine's memory bandwidth, measured as a STREAM-style triad.
+
+``a = b + s * c`` over three float32 variables of ``n`` elements (96 MB at the
+default 8M: far beyond the caches), run by the op library's ``KerasoptTriad``
+op, i.e. on TensorFlow's intra-op thread pool with the same loops and
+instruction set as the optimizer kernels. Counted as STREAM counts it: 12
+bytes per element (read b and c, write a). The benchmark divides each
+optimizer's bytes moved per second by this number ("% of triad").
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def triad_gbps(n: int = 8_000_000, repeats: int = 20, warmup: int = 3) -> float | None:
+    """Median triad bandwidth in GB/s, or None when the op library is not loaded."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasopt import op_library
+
+    ops = op_library.library().ops
+    if ops is None or not hasattr(ops, "kerasopt_triad"):
+        return None
+    rng = np.random.default_rng(0)
+    a = tf.Variable(np.zeros(n, np.float32))
+    b = tf.Variable(rng.standard_normal(n, dtype=np.float32))
+    c = tf.Variable(rng.standard_normal(n, dtype=np.float32))
+    s = tf.constant(0.5, tf.float32)
+
+    @tf.function
+    def triad():
+        ops.kerasopt_triad(a=a.handle, b=b.handle, c=c.handle, s=s)
+        # One element read after the op: the call returns once the triad is done.
+        return tf.raw_ops.ResourceGather(resource=a.handle, indices=0, dtype=tf.float32)
+
+    for _ in range(warmup):
+        triad().numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        triad().numpy()
+        times.append(time.perf_counter() - start)
+    want = b.numpy()[:4] + np.float32(0.5) * c.numpy()[:4]
+    if not np.array_equal(a.numpy()[:4], want):
+        raise RuntimeError("KerasoptTriad computed the wrong values")
+    return 12 * n / statistics.median(times) / 1e9
