@@ -14,36 +14,54 @@ import statistics
 import time
 
 
+class Triad:
+    """A traced triad over n float32 elements; ``call()`` times one run (seconds)."""
+
+    BYTES_PER_ELEMENT = 12
+
+    def __init__(self, n: int = 8_000_000):
+        import numpy as np
+        import tensorflow as tf
+
+        from kerasopt import op_library
+
+        ops = op_library.library().ops
+        if ops is None or not hasattr(ops, "kerasopt_triad"):
+            raise RuntimeError("the op library (KerasoptTriad) is not loaded")
+        self.n = n
+        rng = np.random.default_rng(0)
+        a = tf.Variable(np.zeros(n, np.float32))
+        b = tf.Variable(rng.standard_normal(n, dtype=np.float32))
+        c = tf.Variable(rng.standard_normal(n, dtype=np.float32))
+        s = tf.constant(0.5, tf.float32)
+
+        @tf.function
+        def triad():
+            ops.kerasopt_triad(a=a.handle, b=b.handle, c=c.handle, s=s)
+            # One element read after the op: the call returns once the triad is done.
+            return tf.raw_ops.ResourceGather(resource=a.handle, indices=0, dtype=tf.float32)
+
+        self._triad = triad
+        triad().numpy()
+        want = b.numpy()[:4] + np.float32(0.5) * c.numpy()[:4]
+        if not np.array_equal(a.numpy()[:4], want):
+            raise RuntimeError("KerasoptTriad computed the wrong values")
+
+    def call(self) -> float:
+        start = time.perf_counter()
+        self._triad().numpy()
+        return time.perf_counter() - start
+
+    def gbps(self, seconds: float) -> float:
+        return self.BYTES_PER_ELEMENT * self.n / seconds / 1e9
+
+
 def triad_gbps(n: int = 8_000_000, repeats: int = 20, warmup: int = 3) -> float | None:
     """Median triad bandwidth in GB/s, or None when the op library is not loaded."""
-    import numpy as np
-    import tensorflow as tf
-
-    from kerasopt import op_library
-
-    ops = op_library.library().ops
-    if ops is None or not hasattr(ops, "kerasopt_triad"):
+    try:
+        triad = Triad(n)
+    except RuntimeError:
         return None
-    rng = np.random.default_rng(0)
-    a = tf.Variable(np.zeros(n, np.float32))
-    b = tf.Variable(rng.standard_normal(n, dtype=np.float32))
-    c = tf.Variable(rng.standard_normal(n, dtype=np.float32))
-    s = tf.constant(0.5, tf.float32)
-
-    @tf.function
-    def triad():
-        ops.kerasopt_triad(a=a.handle, b=b.handle, c=c.handle, s=s)
-        # One element read after the op: the call returns once the triad is done.
-        return tf.raw_ops.ResourceGather(resource=a.handle, indices=0, dtype=tf.float32)
-
     for _ in range(warmup):
-        triad().numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        triad().numpy()
-        times.append(time.perf_counter() - start)
-    want = b.numpy()[:4] + np.float32(0.5) * c.numpy()[:4]
-    if not np.array_equal(a.numpy()[:4], want):
-        raise RuntimeError("KerasoptTriad computed the wrong values")
-    return 12 * n / statistics.median(times) / 1e9
+        triad.call()
+    return triad.gbps(statistics.median(triad.call() for _ in range(repeats)))

@@ -638,7 +638,8 @@ def _error_line(e: Exception) -> str:
 
 
 def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
-             seed: int = 0, triad_gbps: float | None = None) -> list[Result]:
+             seed: int = 0, triad=None) -> list[Result]:
+    """Times every column on one case; `triad` (a kerasopt.bandwidth.Triad) takes turns."""
     import tensorflow as tf
 
     algorithm = ALGORITHMS[algorithm_key]
@@ -651,7 +652,7 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
         results[column.key] = Result(
             algorithm=algorithm_key, case=case.key, column=column.key, title=column.title,
             tensors=case.tensors, params_per_tensor=case.size, params=case.params,
-            bytes_per_param=algorithm.bytes_per_param, triad_gbps=triad_gbps,
+            bytes_per_param=algorithm.bytes_per_param,
         )
         try:
             runner = _Runner(column, algorithm, initial, gradients)
@@ -672,16 +673,30 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
             results[column.key].error = _error_line(e)
     del initial
 
+    # The triad takes its turn with the columns, so that "% of triad" compares
+    # bandwidths measured under the same machine load.
     live = [c.key for c in columns if c.key in runners]
+    if triad is not None:
+        runners["__triad__"] = triad
+        live.append("__triad__")
+        triad_times = []
     gc.collect()
     gc.disable()
     try:
         for r in range(repeats):
             shift = r % len(live) if live else 0
             for key in live[shift:] + live[:shift]:
-                results[key].times_ms.append(runners[key].call() * 1e3)
+                seconds = runners[key].call()
+                if key == "__triad__":
+                    triad_times.append(seconds)
+                else:
+                    results[key].times_ms.append(seconds * 1e3)
     finally:
         gc.enable()
+        runners.pop("__triad__", None)
+    if triad is not None:
+        for res in results.values():
+            res.triad_gbps = triad.gbps(statistics.median(triad_times))
 
     # Every column made the same number of steps from the same start.
     if BASELINE in runners:
@@ -729,7 +744,7 @@ def print_algorithm(console, algorithm_key: str, results: list[Result], columns,
                 "cell: median ms / speedup vs Keras / GB/s / % of the triad bandwidth",
         show_lines=True,
     )
-    table.add_column("case")
+    table.add_column("case", min_width=12)
     for c in columns:
         table.add_column(titles[c.key], justify="right", no_wrap=True)
     by_case: dict[str, dict[str, Result]] = {}
@@ -742,7 +757,7 @@ def print_algorithm(console, algorithm_key: str, results: list[Result], columns,
     console.print(table)
     for case_key, row in by_case.items():
         diffs = ", ".join(
-            f"{row[c.key].title} {_diff(row[c.key].max_abs_diff_vs_keras)}"
+            f"{row[c.key].title.replace(chr(10), ' ')} {_diff(row[c.key].max_abs_diff_vs_keras)}"
             for c in columns if c.key != BASELINE and row[c.key].ok
         )
         if diffs:
@@ -769,7 +784,8 @@ def ratio_line(row: dict) -> str:
         return ""
     parts = [f"{title} {row[key].median_ms / ours.median_ms:.2f}×"
              for key, title in RATIOS if key in row and row[key].ok]
-    return "kerasopt is faster than " + ", ".join(parts) if parts else ""
+    triad = f" (triad {ours.triad_gbps:.1f} GB/s)" if ours.triad_gbps else ""
+    return ("kerasopt is faster than " + ", ".join(parts) if parts else "") + triad
 
 
 def _environment() -> dict:
@@ -904,11 +920,14 @@ def main(argv=None) -> int:
     from kerasopt import bandwidth
 
     started = time.perf_counter()
-    with log.status("triad bandwidth"):
-        triad = bandwidth.triad_gbps()
-    env["triad_gbps"] = triad
-    console.print(f"memory bandwidth (STREAM-style triad, 8M float32, same thread pool): "
-                  + (f"{triad:.1f} GB/s\n" if triad else "n/a (no op library)\n"))
+    try:
+        triad = bandwidth.Triad()
+        console.print("memory bandwidth: a STREAM-style triad (a = b + s c, 8M float32, 12 "
+                      "bytes/element, same thread pool) takes turns with the columns of every "
+                      "case; '% triad' is against that case's median\n")
+    except RuntimeError as e:
+        triad = None
+        console.print(f"no triad bandwidth: {e}\n")
 
     all_results = []
     fit_results = []
@@ -918,7 +937,7 @@ def main(argv=None) -> int:
             for case_key in args.cases:
                 with log.status(f"{ALGORITHMS[algorithm_key].name}, case {CASES[case_key].label}"):
                     results += run_case(algorithm_key, CASES[case_key], columns,
-                                        args.repeats, args.warmup, triad_gbps=triad)
+                                        args.repeats, args.warmup, triad=triad)
             print_algorithm(console, algorithm_key, results, columns, args.repeats)
             all_results += results
         console.print(_summary_table(all_results, columns))
