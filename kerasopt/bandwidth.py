@@ -38,8 +38,9 @@ class Triad:
         @tf.function
         def triad():
             ops.kerasopt_triad(a=a.handle, b=b.handle, c=c.handle, s=s)
-            # One element read after the op: the call returns once the triad is done.
-            return tf.raw_ops.ResourceGather(resource=a.handle, indices=0, dtype=tf.float32)
+            # One element read after the op: the call returns once the triad is
+            # done. (A dense read: ResourceGather would make `a` copy-on-read.)
+            return tf.raw_ops.ReadVariableOp(resource=a.handle, dtype=tf.float32)[0]
 
         self._triad = triad
         triad().numpy()

@@ -537,8 +537,10 @@ class _Runner:
         last = tf_vars[-1]
 
         def probe():
-            # One element of the last variable, read after its update.
-            return tf.raw_ops.ResourceGather(resource=last.handle, indices=0, dtype=last.dtype)
+            # One element of the last variable, read after its update. (Not
+            # ResourceGather: a sparse read puts the variable in copy-on-read
+            # mode, and every dense update would then copy it first.)
+            return tf.raw_ops.ReadVariableOp(resource=last.handle, dtype=last.dtype)[0]
 
         if column.kind == "raw":
             if algorithm.raw is None:
