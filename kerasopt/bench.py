@@ -50,11 +50,6 @@ For every case and column a cell shows
   it with the machine's memory bandwidth (case (a)'s arrays are much larger
   than caches; case (c)'s 1M parameters may partly stay in cache).
 
-``--device gpu`` runs every column on the first GPU (variables, gradients and
-steps placed there); each cell then also gives the step's traffic as a
-percentage of the device's measured device-to-device copy bandwidth
-(:mod:`kerasopt.bench_device`), the most a memory-bound update can reach.
-
 The line below each table gives the largest difference between each column's
 weights and Keras's after the same number of steps (0: bit-identical), a check
 that every column did the same work. ``--json PATH`` writes all of it, with
@@ -90,15 +85,38 @@ from kerasopt.bench_device import DEVICES, check_device, copy_bandwidth_gbps, gp
 class Case:
     key: str
     tensors: int
-    size: int  # float32 parameters per tensor
+    size: int  # float32 parameters per tensor (when all tensors are alike)
+    shapes: tuple | None = None  # the variable list of a model (then size is unused)
+    name: str | None = None
+
+    @property
+    def sizes(self) -> list[int]:
+        if self.shapes is None:
+            return [self.size] * self.tensors
+        return [int(np.prod(s)) for s in self.shapes]
 
     @property
     def params(self) -> int:
-        return self.tensors * self.size
+        return sum(self.sizes)
 
     @property
     def label(self) -> str:
+        if self.name:
+            return f"{self.key}: {self.name}"
         return f"{self.key}: {self.tensors} × {_count(self.size)}"
+
+
+def transformer_shapes(layers: int = 12, d_model: int = 512, d_ff: int = 2048) -> tuple:
+    """The trainable variables of a transformer encoder stack, layer by layer:
+    q/k/v/o kernels and biases, two layer norms (gamma, beta), two MLP kernels
+    and biases."""
+    shapes = []
+    for _ in range(layers):
+        for _ in "qkvo":
+            shapes += [(d_model, d_model), (d_model,)]
+        shapes += [(d_model,), (d_model,)] * 2  # layer norms
+        shapes += [(d_model, d_ff), (d_ff,), (d_ff, d_model), (d_model,)]
+    return tuple(shapes)
 
 
 def _count(n: int) -> str:
@@ -108,10 +126,13 @@ def _count(n: int) -> str:
     return str(n)
 
 
+_TRANSFORMER = transformer_shapes()
 CASES = {
     "a": Case("a", 1, 8_000_000),
     "b": Case("b", 200, 40_000),
     "c": Case("c", 1000, 1_000),
+    "t": Case("t", len(_TRANSFORMER), 0, _TRANSFORMER,
+              f"transformer 12 × d512 ({len(_TRANSFORMER)} vars)"),
 }
 
 
@@ -134,6 +155,7 @@ class Algorithm:
     keras: Callable
     kerasopt: Callable
     raw: Callable | None  # None: TensorFlow has no matching op (the column shows n/a)
+    torch: Callable | None = None  # torch(params, **mode) -> torch.optim.Optimizer
 
 
 ADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
@@ -296,6 +318,16 @@ def _raw_ftrl(variables):
     return apply
 
 
+def _torch(name, **hp):
+    """A torch.optim optimizer with the same hyperparameters (names mapped)."""
+    def make(params, **mode):
+        import torch
+
+        return getattr(torch.optim, name)(params, **hp, **mode)
+
+    return make
+
+
 def _keras(name, **hp):
     def make():
         import keras
@@ -326,23 +358,27 @@ ALGORITHMS = {
         name="Adam", bytes_per_param=28, traffic="read w, g, m, v; write w, m, v",
         raw_op="ResourceApplyAdam",
         keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("Adam", **ADAM), raw=_raw_adam,
+        torch=_torch("Adam", lr=1e-3, betas=(0.9, 0.999), eps=1e-7),
     ),
     "sgd": Algorithm(
         name="SGD (momentum 0.9)", bytes_per_param=16, traffic="read w, g, m; write w, m",
         raw_op="ResourceApplyKerasMomentum",
         keras=_keras("SGD", **SGD), kerasopt=_kerasopt("SGD", **SGD), raw=_raw_sgd,
+        torch=_torch("SGD", lr=1e-2, momentum=0.9),
     ),
     "rmsprop": Algorithm(
         name="RMSprop", bytes_per_param=20, traffic="read w, g, v; write w, v",
         raw_op="ResourceApplyRMSProp",
         keras=_keras("RMSprop", **RMSPROP), kerasopt=_kerasopt("RMSprop", **RMSPROP),
         raw=_raw_rmsprop,
+        torch=_torch("RMSprop", lr=1e-3, alpha=0.9, eps=1e-7),
     ),
     "adagrad": Algorithm(
         name="Adagrad", bytes_per_param=20, traffic="read w, g, acc; write w, acc",
         raw_op="ResourceApplyAdagradV2",
         keras=_keras("Adagrad", **ADAGRAD), kerasopt=_kerasopt("Adagrad", **ADAGRAD),
         raw=_raw_adagrad,
+        torch=_torch("Adagrad", lr=1e-3, initial_accumulator_value=0.1, eps=1e-7),
     ),
     "adadelta": Algorithm(
         name="Adadelta", bytes_per_param=28,
@@ -350,21 +386,25 @@ ALGORITHMS = {
         raw_op="ResourceApplyAdadelta",
         keras=_keras("Adadelta", **ADADELTA), kerasopt=_kerasopt("Adadelta", **ADADELTA),
         raw=_raw_adadelta,
+        torch=_torch("Adadelta", lr=1e-3, rho=0.95, eps=1e-7),
     ),
     "adamw": Algorithm(
         name="AdamW", bytes_per_param=28, traffic="read w, g, m, v; write w, m, v",
         raw_op="n/a (TF has no AdamW op)",
         keras=_keras("AdamW", **ADAMW), kerasopt=_kerasopt("AdamW", **ADAMW), raw=None,
+        torch=_torch("AdamW", lr=1e-3, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.004),
     ),
     "adamax": Algorithm(
         name="Adamax", bytes_per_param=28, traffic="read w, g, m, u; write w, m, u",
         raw_op="ResourceApplyAdaMax",
         keras=_keras("Adamax", **ADAMAX), kerasopt=_kerasopt("Adamax", **ADAMAX), raw=_raw_adamax,
+        torch=_torch("Adamax", lr=1e-3, betas=(0.9, 0.999), eps=1e-7),
     ),
     "nadam": Algorithm(
         name="Nadam", bytes_per_param=28, traffic="read w, g, m, v; write w, m, v",
         raw_op="n/a (TF has no Nadam op)",
         keras=_keras("Nadam", **NADAM), kerasopt=_kerasopt("Nadam", **NADAM), raw=None,
+        torch=_torch("NAdam", lr=1e-3, betas=(0.9, 0.999), eps=1e-7),
     ),
     "lion": Algorithm(
         name="Lion", bytes_per_param=16, traffic="read w, g, m; write w, m",
@@ -390,6 +430,7 @@ ALGORITHMS = {
         traffic="read w, g; then read w, g, v; write w, v",
         raw_op="n/a (TF has no Lars op)",
         keras=_not_in_keras("Lars"), kerasopt=_kerasopt("Lars", **LARS), raw=None,
+    ),
     # Keras has none of the four below: its column runs Adam (the nearest
     # rule, the same traffic) as the baseline; TensorFlow has no op for them.
     "adabelief": Algorithm(
@@ -427,15 +468,22 @@ ALGORITHMS = {
 class Column:
     key: str
     title: str
-    kind: str  # "keras", "kerasopt" or "raw"
+    kind: str  # "keras", "kerasopt", "raw" or "torch"
     implementation: str | None = None  # kerasopt.implementation(...) while traced and run
+    multi_tensor: bool | None = None  # KERASOPT_MULTI_TENSOR while traced (kerasopt columns)
+    jit_compile: bool = False  # the step is XLA-compiled
+    torch_mode: dict | None = None  # torch columns: {"foreach": True} or {"fused": True}
 
 
 COLUMNS = (
     Column("keras", "Keras", "keras"),
-    Column("kernel", "kerasopt kernel", "kerasopt", "kernel"),
+    Column("keras_xla", "Keras XLA", "keras", jit_compile=True),
+    Column("kernel", "kerasopt", "kerasopt", "kernel", multi_tensor=True),
+    Column("kernel_1", "kerasopt\n1 op/var", "kerasopt", "kernel", multi_tensor=False),
     Column("tf", "kerasopt tf", "kerasopt", "tf"),
     Column("raw", "raw op", "raw"),
+    Column("torch_foreach", "torch\nforeach", "torch", torch_mode={"foreach": True}),
+    Column("torch_fused", "torch\nfused", "torch", torch_mode={"fused": True}),
 )
 BASELINE = "keras"
 
@@ -457,6 +505,7 @@ class Result:
     error: str | None = None
     max_abs_diff_vs_keras: float | None = None
     speedup_vs_keras: float | None = None
+    triad_gbps: float | None = None  # the machine's triad bandwidth, same run
     copy_gbps: float | None = None  # --device gpu: the device's copy bandwidth
 
     @property
@@ -464,6 +513,12 @@ class Result:
         if not self.ok or not self.copy_gbps:
             return None
         return 100.0 * self.gbps / self.copy_gbps
+
+    @property
+    def percent_of_triad(self) -> float | None:
+        if not self.ok or not self.triad_gbps:
+            return None
+        return 100.0 * self.gbps / self.triad_gbps
 
     @property
     def ok(self) -> bool:
@@ -505,6 +560,7 @@ class Result:
             "mean_ms": statistics.fmean(self.times_ms) if self.ok else None,
             "speedup_vs_keras": self.speedup_vs_keras,
             "gbps": self.gbps,
+            "percent_of_triad": self.percent_of_triad,
             "percent_of_copy_bandwidth": self.percent_of_copy,
             "first_call_s": self.first_call_s,
             "graph_ops": self.graph_ops,
@@ -528,6 +584,9 @@ class _Runner:
         from kerasopt.optimizers.fused import tf_variable
 
         self.column = column
+        if column.kind == "torch":
+            self._init_torch(algorithm, initial, gradients)
+            return
         self.variables = [
             keras.Variable(w, dtype="float32", name=f"w{i}") for i, w in enumerate(initial)
         ]
@@ -535,8 +594,10 @@ class _Runner:
         last = tf_vars[-1]
 
         def probe():
-            # One element of the last variable, read after its update.
-            return tf.raw_ops.ResourceGather(resource=last.handle, indices=0, dtype=last.dtype)
+            # One element of the last variable, read after its update. (Not
+            # ResourceGather: a sparse read puts the variable in copy-on-read
+            # mode, and every dense update would then copy it first.)
+            return tf.raw_ops.ReadVariableOp(resource=last.handle, dtype=last.dtype)[0]
 
         if column.kind == "raw":
             if algorithm.raw is None:
@@ -557,35 +618,75 @@ class _Runner:
                 return probe()
 
             self.optimizer = optimizer
-        self.step = tf.function(step, jit_compile=False)
+        self.step = tf.function(step, jit_compile=column.jit_compile)
+
+    def _init_torch(self, algorithm, initial, gradients):
+        import torch
+
+        if algorithm.torch is None:
+            raise RuntimeError("torch has no such optimizer")
+        self.params = [torch.tensor(w, requires_grad=True) for w in initial]
+        for p, g in zip(self.params, gradients):
+            p.grad = torch.from_numpy(g.numpy().copy())
+        self.torch_optimizer = algorithm.torch(self.params, **self.column.torch_mode)
 
     def _context(self):
         import contextlib
 
         import kerasopt
+        from kerasopt.optimizers import multi_tensor
 
-        if self.column.implementation is None:
-            return contextlib.nullcontext()
-        return kerasopt.implementation(self.column.implementation)
+        stack = contextlib.ExitStack()
+        if self.column.implementation is not None:
+            stack.enter_context(kerasopt.implementation(self.column.implementation))
+        if self.column.multi_tensor is not None:
+            stack.enter_context(_environ(multi_tensor.ENV_SWITCH,
+                                         "1" if self.column.multi_tensor else "0"))
+        return stack
 
     def call(self) -> float:
         """Runs one step; returns its wall time in seconds."""
+        if self.column.kind == "torch":
+            start = time.perf_counter()
+            self.torch_optimizer.step()  # synchronous on the CPU
+            return time.perf_counter() - start
         with self._context():
             start = time.perf_counter()
             self.step().numpy()
             return time.perf_counter() - start
 
     def weights(self):
+        if self.column.kind == "torch":
+            return [p.detach().numpy() for p in self.params]
         return [v.numpy() for v in self.variables]
 
     def op_counts(self) -> tuple[int, int]:
         """(all ops, kerasopt ops) in the traced step, nested functions included."""
+        if self.column.kind == "torch":
+            return 0, 0
         with self._context():
             graph_def = self.step.get_concrete_function().graph.as_graph_def()
         nodes = list(graph_def.node)
         for function in graph_def.library.function:
             nodes += function.node_def
         return len(nodes), sum(n.op.startswith("Kerasopt") for n in nodes)
+
+
+class _environ:
+    """Sets an environment variable for the duration of a with block."""
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def __enter__(self):
+        self.saved = os.environ.get(self.name)
+        os.environ[self.name] = self.value
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop(self.name, None)
+        else:
+            os.environ[self.name] = self.saved
 
 
 def _error_line(e: Exception) -> str:
@@ -596,16 +697,14 @@ def _error_line(e: Exception) -> str:
 
 
 def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
-             seed: int = 0) -> list[Result]:
+             seed: int = 0, triad=None) -> list[Result]:
+    """Times every column on one case; `triad` (a kerasopt.bandwidth.Triad) takes turns."""
     import tensorflow as tf
 
     algorithm = ALGORITHMS[algorithm_key]
     rng = np.random.default_rng(seed)
-    initial = [rng.standard_normal(case.size, dtype=np.float32) for _ in range(case.tensors)]
-    gradients = [
-        tf.constant(rng.standard_normal(case.size, dtype=np.float32))
-        for _ in range(case.tensors)
-    ]
+    initial = [rng.standard_normal(n, dtype=np.float32) for n in case.sizes]
+    gradients = [tf.constant(rng.standard_normal(n, dtype=np.float32)) for n in case.sizes]
 
     results, runners = {}, {}
     for column in columns:
@@ -621,8 +720,11 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
                 runner.call()
             ops, fused = runner.op_counts()
             results[column.key].graph_ops, results[column.key].kerasopt_ops = ops, fused
-            # The kernel column must run the fused ops, the others must not.
-            wanted = case.tensors if column.implementation == "kernel" else 0
+            # The kernel columns must run the fused ops (one launch for all
+            # variables, or one per variable), the others must not.
+            wanted = 0
+            if column.implementation == "kernel":
+                wanted = 1 if column.multi_tensor else case.tensors
             if fused != wanted:
                 raise RuntimeError(f"the traced step has {fused} kerasopt ops, expected {wanted}")
             runners[column.key] = runner
@@ -630,22 +732,37 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
             results[column.key].error = _error_line(e)
     del initial
 
+    # The triad takes its turn with the columns, so that "% of triad" compares
+    # bandwidths measured under the same machine load.
     live = [c.key for c in columns if c.key in runners]
+    if triad is not None:
+        runners["__triad__"] = triad
+        live.append("__triad__")
+        triad_times = []
     gc.collect()
     gc.disable()
     try:
         for r in range(repeats):
             shift = r % len(live) if live else 0
             for key in live[shift:] + live[:shift]:
-                results[key].times_ms.append(runners[key].call() * 1e3)
+                seconds = runners[key].call()
+                if key == "__triad__":
+                    triad_times.append(seconds)
+                else:
+                    results[key].times_ms.append(seconds * 1e3)
     finally:
         gc.enable()
+        runners.pop("__triad__", None)
+    if triad is not None:
+        for res in results.values():
+            res.triad_gbps = triad.gbps(statistics.median(triad_times))
 
     # Every column made the same number of steps from the same start.
     if BASELINE in runners:
         reference = runners[BASELINE].weights()
         for key, runner in runners.items():
-            diff = max(float(np.max(np.abs(a - b))) for a, b in zip(runner.weights(), reference))
+            diff = max((float(np.max(np.abs(a - b))) for a, b in zip(runner.weights(), reference)
+                        if a.size), default=0.0)
             results[key].max_abs_diff_vs_keras = diff
     base = results.get(BASELINE)
     for res in results.values():
@@ -663,10 +780,10 @@ def _cell(res: Result) -> str:
     if not res.ok:
         return "[red]n/a[/red]"
     ratio = f"{res.speedup_vs_keras:.2f}×" if res.speedup_vs_keras is not None else "–"
-    cell = f"[bold]{res.median_ms:.3f} ms[/bold]\n{ratio}\n{res.gbps:.1f} GB/s"
+    triad = f"\n{res.percent_of_triad:.0f}% triad" if res.percent_of_triad is not None else ""
     if res.percent_of_copy is not None:
-        cell += f"\n{res.percent_of_copy:.0f}% of copy"
-    return cell
+        triad += f"\n{res.percent_of_copy:.0f}% of copy"
+    return f"[bold]{res.median_ms:.3f} ms[/bold]\n{ratio}\n{res.gbps:.1f} GB/s{triad}"
 
 
 def _diff(x: float | None) -> str:
@@ -685,10 +802,10 @@ def print_algorithm(console, algorithm_key: str, results: list[Result], columns,
     table = Table(
         title=f"{algorithm.name}: one apply_gradients step, median of {repeats}",
         caption=f"{algorithm.bytes_per_param} bytes/param ({algorithm.traffic}); "
-                "cell: median ms / speedup vs Keras / GB/s",
+                "cell: median ms / speedup vs Keras / GB/s / % of the triad bandwidth",
         show_lines=True,
     )
-    table.add_column("case", no_wrap=True)
+    table.add_column("case", min_width=12)
     for c in columns:
         table.add_column(titles[c.key], justify="right", no_wrap=True)
     by_case: dict[str, dict[str, Result]] = {}
@@ -701,15 +818,35 @@ def print_algorithm(console, algorithm_key: str, results: list[Result], columns,
     console.print(table)
     for case_key, row in by_case.items():
         diffs = ", ".join(
-            f"{row[c.key].title} {_diff(row[c.key].max_abs_diff_vs_keras)}"
+            f"{row[c.key].title.replace(chr(10), ' ')} {_diff(row[c.key].max_abs_diff_vs_keras)}"
             for c in columns if c.key != BASELINE and row[c.key].ok
         )
         if diffs:
             console.print(f"  case {case_key}: max |w - w_Keras| after the same steps: {diffs}")
+    for case_key, row in by_case.items():
+        line = ratio_line(row)
+        if line:
+            console.print(f"  case {case_key}: {line}")
     for res in results:
         if res.error:
-            console.print(f"  [red]case {res.case}, {res.title}: not run: {res.error}[/red]")
+            console.print(f"  [red]case {res.case}, {res.title.replace(chr(10), ' ')}: "
+                          f"not run: {res.error}[/red]")
     console.print()
+
+
+RATIOS = (("keras", "Keras"), ("keras_xla", "Keras XLA"), ("kernel_1", "1 op/var"),
+          ("raw", "raw op"), ("torch_foreach", "torch foreach"), ("torch_fused", "torch fused"))
+
+
+def ratio_line(row: dict) -> str:
+    """kerasopt's (multi-tensor) speedup against every other column of one case."""
+    ours = row.get("kernel")
+    if ours is None or not ours.ok:
+        return ""
+    parts = [f"{title} {row[key].median_ms / ours.median_ms:.2f}×"
+             for key, title in RATIOS if key in row and row[key].ok]
+    triad = f" (triad {ours.triad_gbps:.1f} GB/s)" if ours.triad_gbps else ""
+    return ("kerasopt is faster than " + ", ".join(parts) if parts else "") + triad
 
 
 def _environment() -> dict:
@@ -731,8 +868,36 @@ def _environment() -> dict:
         "op_library": lib.path,
         "op_library_error": lib.error,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "isa": _isa(),
+        "torch": _torch_version(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
     }
+
+
+def _isa() -> str | None:
+    from kerasopt import op_library
+
+    ops = op_library.library().ops
+    return None if ops is None else ("avx2+f16c" if _cpu_has_avx2() else "baseline")
+
+
+def _cpu_has_avx2() -> bool:
+    if os.environ.get("KERASOPT_ISA") == "baseline":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return " avx2" in flags and " f16c" in flags
+    except OSError:
+        return False
+
+
+def _torch_version() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
 
 
 # ---------------------------------------------------------------------- main
@@ -761,10 +926,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Times one apply_gradients step of kerasopt's optimizers against "
                     "Keras's (graph mode, no XLA); see the module docstring.",
     )
-    parser.add_argument("--cases", default="a,b,c",
+    parser.add_argument("--cases", default="a,b,c,t",
                         type=lambda v: _choices(v, CASES, "case"),
                         help="comma-separated: " + "; ".join(c.label for c in CASES.values())
-                        + " (default: a,b,c)")
+                        + " (default: a,b,c,t)")
     parser.add_argument("--algorithms", default="adam,sgd",
                         type=lambda v: _choices(v, ALGORITHMS, "algorithm"),
                         help=f"comma-separated from {', '.join(ALGORITHMS)} (default: adam,sgd)")
@@ -772,9 +937,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="timed steps per column (default: 20); the median is reported")
     parser.add_argument("--warmup", type=_positive, default=3,
                         help="untimed steps per column first, including the tracing call (default: 3)")
+    parser.add_argument("--columns", default=",".join(c.key for c in COLUMNS),
+                        type=lambda v: _choices(v, {c.key: c for c in COLUMNS}, "column"),
+                        help=f"comma-separated from {', '.join(c.key for c in COLUMNS)} "
+                        "(default: all; torch columns need torch installed)")
     parser.add_argument("--device", choices=sorted(DEVICES), default="cpu",
-                        help="where variables and steps live (default: cpu); gpu also reports "
-                             "%% of the GPU's measured copy bandwidth")
+                        help="where variables and steps live (default: cpu); gpu reports "
+                             "%% of the GPU's measured copy bandwidth instead of the CPU triad")
+    parser.add_argument("--fit", action="store_true",
+                        help="also time model.fit steps, kerasopt against Keras (kerasopt/bench_fit.py)")
+    parser.add_argument("--fit-only", action="store_true", help="only the model.fit comparison")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
 
@@ -813,29 +985,55 @@ def main(argv=None) -> int:
     )
     if env["op_library_error"]:
         console.print(f"[red]op library not loaded: {env['op_library_error']}[/red]")
+    columns = [c for c in COLUMNS if c.key in args.columns]
+    if env["torch"] is None:
+        columns = [c for c in columns if c.kind != "torch"]
+        console.print("torch is not installed: no torch columns (pip install 'kerasopt[bench]')")
+    if args.device == "gpu":
+        # torch runs on the CPU here, and there is no GPU multi-tensor op yet.
+        columns = [c for c in columns if c.kind != "torch" and c.multi_tensor is not True]
     console.print(
-        f"graph mode (tf.function, no XLA); {args.warmup} warmup + {args.repeats} timed steps "
-        f"per column, columns interleaved; float32 on {args.device}\n"
+        f"graph mode (tf.function; the Keras XLA column: jit_compile=True); {args.warmup} warmup "
+        f"+ {args.repeats} timed steps per column, columns interleaved; float32; "
+        f"kernels: {env['isa']}; on {args.device}"
     )
 
-    started = time.perf_counter()
-    all_results = []
-    for algorithm_key in args.algorithms:
-        results = []
-        for case_key in args.cases:
-            with log.status(f"{ALGORITHMS[algorithm_key].name}, case {CASES[case_key].label}"), \
-                    tf.device(DEVICES[args.device]):
-                case_results = run_case(algorithm_key, CASES[case_key], COLUMNS,
-                                        args.repeats, args.warmup)
-            for res in case_results:
-                res.copy_gbps = copy_gbps
-            results += case_results
-        print_algorithm(console, algorithm_key, results, COLUMNS, args.repeats)
-        all_results += results
-    elapsed = time.perf_counter() - started
+    from kerasopt import bandwidth
 
-    summary = _summary_table(all_results)
-    console.print(summary)
+    started = time.perf_counter()
+    try:
+        if args.device != "cpu":
+            raise RuntimeError("the steps run on the GPU (see '% of copy')")
+        triad = bandwidth.Triad()
+        console.print("memory bandwidth: a STREAM-style triad (a = b + s c, 8M float32, 12 "
+                      "bytes/element, same thread pool) takes turns with the columns of every "
+                      "case; '% triad' is against that case's median\n")
+    except RuntimeError as e:
+        triad = None
+        console.print(f"no triad bandwidth: {e}\n")
+
+    all_results = []
+    fit_results = []
+    if not args.fit_only:
+        for algorithm_key in args.algorithms:
+            results = []
+            for case_key in args.cases:
+                with log.status(f"{ALGORITHMS[algorithm_key].name}, case {CASES[case_key].label}"), \
+                        tf.device(DEVICES[args.device]):
+                    case_results = run_case(algorithm_key, CASES[case_key], columns,
+                                            args.repeats, args.warmup, triad=triad)
+                for res in case_results:
+                    res.copy_gbps = copy_gbps
+                results += case_results
+            print_algorithm(console, algorithm_key, results, columns, args.repeats)
+            all_results += results
+        console.print(_summary_table(all_results, columns))
+    if args.fit or args.fit_only:
+        from kerasopt import bench_fit
+
+        with log.status("model.fit"):
+            fit_results = bench_fit.run(console)
+    elapsed = time.perf_counter() - started
     console.print(f"total {elapsed:.1f} s")
 
     if args.json:
@@ -846,11 +1044,12 @@ def main(argv=None) -> int:
                 "repeats": args.repeats, "warmup": args.warmup, "mode": "tf.function, no XLA",
                 "dtype": "float32", "cases": args.cases, "algorithms": args.algorithms,
                 "device": args.device,
-                "columns": [dataclasses.asdict(c) for c in COLUMNS],
+                "columns": [dataclasses.asdict(c) for c in columns],
             },
             "environment": env,
             "elapsed_s": elapsed,
             "results": [r.to_json() for r in all_results],
+            "fit": fit_results,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)
@@ -860,20 +1059,20 @@ def main(argv=None) -> int:
     return 0
 
 
-def _summary_table(results: list[Result]):
+def _summary_table(results: list[Result], columns=COLUMNS):
     from rich.table import Table
 
     table = Table(title="median ms per step (speedup vs Keras)")
     table.add_column("algorithm")
     table.add_column("case")
-    for c in COLUMNS:
+    for c in columns:
         table.add_column(c.title, justify="right")
     rows: dict[tuple, dict[str, Result]] = {}
     for res in results:
         rows.setdefault((res.algorithm, res.case), {})[res.column] = res
     for (algorithm_key, case_key), row in rows.items():
         cells = []
-        for c in COLUMNS:
+        for c in columns:
             res = row.get(c.key)
             if res is None or not res.ok:
                 cells.append("n/a")

@@ -245,7 +245,10 @@ def test_same_bits_with_one_or_two_intra_op_threads(tmp_path):
 # ------------------------------------------------------------------ one op
 
 
-def test_one_fused_op_per_variable():
+@pytest.mark.parametrize("multi_tensor", [False, True])
+def test_one_fused_op_per_variable(multi_tensor, monkeypatch):
+    """One KerasoptApplyLamb per variable, or one KerasoptMultiApplyLamb for all."""
+    monkeypatch.setenv("KERASOPT_MULTI_TENSOR", "1" if multi_tensor else "0")
     variables = [keras.Variable(np.ones(s, np.float32)) for s in [(3,), (4, 5), ()]]
     opt = kerasopt.Lamb()
     opt.build(variables)
@@ -260,7 +263,10 @@ def test_one_fused_op_per_variable():
     graph_def = concrete.graph.as_graph_def()
     nodes = [n.op for n in graph_def.node] + [
         n.op for f in graph_def.library.function for n in f.node_def]
-    assert nodes.count("KerasoptApplyLamb") == len(variables)
+    if multi_tensor:
+        assert nodes.count("KerasoptMultiApplyLamb") == 1 and "KerasoptApplyLamb" not in nodes
+    else:
+        assert nodes.count("KerasoptApplyLamb") == len(variables)
     assert "Sum" not in graph_op_types(concrete)  # the norms are inside the op
 
 

@@ -9,6 +9,14 @@
 // bfloat16 storage. Absent slots (e.g. AMSGrad's v_hat when amsgrad=false) are
 // given a scratch buffer that is never written back.
 //
+// When the storage type is the compute type (float, double) and every slot is
+// present, staging would only copy: the rule then runs on the memory directly
+// (restrict-qualified, so it still vectorizes). Same rule, same arithmetic, so
+// the same bits as the staged loop.
+//
+// The loops are compiled twice, for the baseline ISA and for AVX2 + F16C, and
+// DenseRange picks one at run time (cc/cpu/isa.h); both round identically.
+//
 // `parallel_for(n, cost_per_element, fn(begin, end))` splits the range over
 // threads: TensorFlow's CPU thread pool in the op, a plain loop in the NumPy
 // binding. Each element is independent, so results do not depend on the split.
@@ -17,8 +25,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
+#include "cc/cpu/isa.h"
 #include "cc/kernels/common.h"
 
 namespace kerasopt {
@@ -35,11 +45,11 @@ constexpr int kRows = N > 0 ? N : 1;
 // Block staging, shared by the drivers in this directory: widen `len` elements
 // of storage into a compute-type buffer, and narrow them back.
 template <typename T, typename C>
-inline void Widen(const T* src, int64_t len, C* dst) {
+KERASOPT_ALWAYS_INLINE void Widen(const T* src, int64_t len, C* dst) {
   for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<C>(src[j]);
 }
 template <typename T, typename C>
-inline void Narrow(const C* src, int64_t len, T* dst) {
+KERASOPT_ALWAYS_INLINE void Narrow(const C* src, int64_t len, T* dst) {
   for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<T>(src[j]);
 }
 
@@ -47,7 +57,7 @@ inline void Narrow(const C* src, int64_t len, T* dst) {
 // Widens elements [start, start + len) of each present slot into its row; an
 // absent slot (nullptr) gets zeros.
 template <typename T, typename C, std::size_t N>
-inline void WidenSlots(const std::array<T*, N>& slots, int64_t start, int64_t len,
+KERASOPT_ALWAYS_INLINE void WidenSlots(const std::array<T*, N>& slots, int64_t start, int64_t len,
                        C* s) {
   for (std::size_t k = 0; k < N; ++k) {
     C* row = s + k * kBlock;
@@ -61,7 +71,7 @@ inline void WidenSlots(const std::array<T*, N>& slots, int64_t start, int64_t le
 
 // Narrows each row back into its slot; absent slots are never written.
 template <typename T, typename C, std::size_t N>
-inline void NarrowSlots(const C* s, int64_t start, int64_t len,
+KERASOPT_ALWAYS_INLINE void NarrowSlots(const C* s, int64_t start, int64_t len,
                         const std::array<T*, N>& slots) {
   for (std::size_t k = 0; k < N; ++k) {
     if (slots[k] != nullptr) Narrow(s + k * kBlock, len, slots[k] + start);
@@ -69,7 +79,7 @@ inline void NarrowSlots(const C* s, int64_t start, int64_t len,
 }
 
 template <typename Rule, typename C, std::size_t... I>
-inline void RunBlock(const Rule& rule, int64_t len, C* w,
+KERASOPT_ALWAYS_INLINE void RunBlock(const Rule& rule, int64_t len, C* w,
                      C (*slots)[kBlock], const C* g,
                      std::index_sequence<I...>) {
   for (int64_t j = 0; j < len; ++j) {
@@ -77,34 +87,96 @@ inline void RunBlock(const Rule& rule, int64_t len, C* w,
   }
 }
 
+// The rule straight on the memory (storage type == compute type, all slots
+// present). `__restrict`: the weight, gradient and slots are distinct buffers.
+template <typename Rule, typename T, typename... S>
+KERASOPT_ALWAYS_INLINE void RunDirect(const Rule& rule, int64_t len,
+                                      T* __restrict w, const T* __restrict g,
+                                      S* __restrict... s) {
+  for (int64_t j = 0; j < len; ++j) rule(w[j], s[j]..., g[j]);
+}
+
+template <typename Rule, typename T, std::size_t... I>
+KERASOPT_ALWAYS_INLINE void RunDirectAt(const Rule& rule, int64_t begin, int64_t len,
+                                        T* var, const std::array<T*, Rule::kNumSlots>& slots,
+                                        const T* grad, std::index_sequence<I...>) {
+  RunDirect(rule, len, var + begin, grad + begin, (slots[I] + begin)...);
+}
+
+// Elements [begin, end) of one variable; the body of both ISA copies.
+template <typename Rule, typename T>
+KERASOPT_ALWAYS_INLINE void DenseRangeBody(const Rule& rule, T* var,
+                                           const std::array<T*, Rule::kNumSlots>& slots,
+                                           const T* grad, int64_t begin, int64_t end) {
+  using C = ComputeType<T>;
+  constexpr int kSlots = Rule::kNumSlots;
+  if constexpr (std::is_same_v<T, C>) {
+    bool all_present = true;
+    for (T* s : slots) all_present = all_present && s != nullptr;
+    if (all_present) {
+      RunDirectAt(rule, begin, end - begin, var, slots, grad,
+                  std::make_index_sequence<kSlots>());
+      return;
+    }
+  }
+  alignas(64) C w[kBlock];
+  alignas(64) C g[kBlock];
+  alignas(64) C s[kRows<Rule::kNumSlots>][kBlock];
+  for (int64_t start = begin; start < end; start += kBlock) {
+    const int64_t len = std::min(kBlock, end - start);
+    Widen(var + start, len, w);
+    Widen(grad + start, len, g);
+    WidenSlots(slots, start, len, &s[0][0]);
+    RunBlock(rule, len, w, s, g, std::make_index_sequence<kSlots>());
+    Narrow(w, len, var + start);
+    NarrowSlots(&s[0][0], start, len, slots);
+  }
+}
+
+template <typename Rule, typename T>
+__attribute__((noinline)) void DenseRangeBaseline(
+    const Rule& rule, T* var, const std::array<T*, Rule::kNumSlots>& slots,
+    const T* grad, int64_t begin, int64_t end) {
+  DenseRangeBody(rule, var, slots, grad, begin, end);
+}
+
+#if KERASOPT_HAVE_AVX2_PATH
+template <typename Rule, typename T>
+KERASOPT_TARGET_AVX2 __attribute__((noinline)) void DenseRangeAvx2(
+    const Rule& rule, T* var, const std::array<T*, Rule::kNumSlots>& slots,
+    const T* grad, int64_t begin, int64_t end) {
+  DenseRangeBody(rule, var, slots, grad, begin, end);
+}
+#endif
+
 }  // namespace internal
 
 // Approximate cycles per element, for the thread pool's sharding decision.
 inline int64_t DenseCostPerElement(int num_arrays) { return 4 * num_arrays + 8; }
 
+// Updates elements [begin, end) of one variable on this thread.
+template <typename Rule, typename T>
+inline void DenseRange(const Rule& rule, T* var,
+                       const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
+                       int64_t begin, int64_t end) {
+#if KERASOPT_HAVE_AVX2_PATH
+  if (UseAvx2()) {
+    internal::DenseRangeAvx2(rule, var, slots, grad, begin, end);
+    return;
+  }
+#endif
+  internal::DenseRangeBaseline(rule, var, slots, grad, begin, end);
+}
+
 template <typename Rule, typename T, typename ParallelFor>
 void ApplyDense(const Rule& rule, int64_t n, T* var,
                 const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
                 ParallelFor&& parallel_for) {
-  using C = ComputeType<T>;
-  constexpr int kSlots = Rule::kNumSlots;
   int num_present = 0;
   for (T* s : slots) num_present += s != nullptr;
   const int64_t cost = DenseCostPerElement(2 * (2 + num_present));
-
   parallel_for(n, cost, [&](int64_t begin, int64_t end) {
-    alignas(64) C w[kBlock];
-    alignas(64) C g[kBlock];
-    alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
-    for (int64_t start = begin; start < end; start += kBlock) {
-      const int64_t len = std::min(kBlock, end - start);
-      internal::Widen(var + start, len, w);
-      internal::Widen(grad + start, len, g);
-      internal::WidenSlots(slots, start, len, &s[0][0]);
-      internal::RunBlock(rule, len, w, s, g, std::make_index_sequence<kSlots>());
-      internal::Narrow(w, len, var + start);
-      internal::NarrowSlots(&s[0][0], start, len, slots);
-    }
+    DenseRange(rule, var, slots, grad, begin, end);
   });
 }
 

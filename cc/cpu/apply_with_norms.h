@@ -84,80 +84,118 @@ inline void ApplyBlock(const Rule& rule, int64_t len, C* w, const C* term,
 
 }  // namespace internal
 
+// One variable as ApplyWithNorms sees it. `carried` (16-bit storage only)
+// holds n compute-type elements for pass 1's t[kStepTerm].
+template <typename Rule, typename T>
+struct NormsTensor {
+  int64_t n;
+  T* var;
+  std::array<T*, Rule::kNumSlots> slots;
+  const T* grad;
+  ComputeType<T>* carried;
+};
+
+template <typename T>
+constexpr bool kCarriesStepTerm = !std::is_same_v<T, ComputeType<T>>;
+
+template <typename Rule, typename T>
+int64_t NormsPass1Cost(const NormsTensor<Rule, T>& x) {
+  int num_present = 0;
+  for (T* s : x.slots) num_present += s != nullptr;
+  return kBlock * DenseCostPerElement(2 + 2 * num_present + 2 * Rule::kNumNorms);
+}
+template <typename Rule, typename T>
+int64_t NormsPass2Cost(const NormsTensor<Rule, T>& x) {
+  int num_present = 0;
+  for (T* s : x.slots) num_present += s != nullptr;
+  return kBlock * DenseCostPerElement(2 + (kCarriesStepTerm<T> ? 2 : num_present));
+}
+
+// Pass 1 on block b of x: reads w, g, slots; writes the slots (and the
+// carried term); stores the block's sums of squares in partials[0..kNumNorms).
+template <typename Rule, typename T>
+void NormsPass1Block(const Rule& rule, const NormsTensor<Rule, T>& x, int64_t b,
+                     double* partials) {
+  using C = ComputeType<T>;
+  using Slots = std::make_index_sequence<Rule::kNumSlots>;
+  alignas(64) C w[kBlock];
+  alignas(64) C g[kBlock];
+  alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
+  alignas(64) C t[Rule::kNumNorms][kBlock];
+  alignas(64) double scratch[kBlock];
+  const int64_t start = b * kBlock;
+  const int64_t len = std::min(kBlock, x.n - start);
+  internal::Widen(x.var + start, len, w);
+  internal::Widen(x.grad + start, len, g);
+  internal::WidenSlots(x.slots, start, len, &s[0][0]);
+  internal::UpdateBlock(rule, len, w, s, g, Slots());
+  internal::NarrowSlots(&s[0][0], start, len, x.slots);
+  internal::TermsBlock(rule, len, w, s, t, Slots());
+  if constexpr (kCarriesStepTerm<T>) {
+    std::copy(t[Rule::kStepTerm], t[Rule::kStepTerm] + len, x.carried + start);
+  }
+  for (int k = 0; k < Rule::kNumNorms; ++k) {
+    partials[k] = internal::BlockSumOfSquares(t[k], len, scratch);
+  }
+}
+
+// The per-variable step from its blocks' partial sums, added in block order.
+template <typename Rule>
+auto NormsFinish(const Rule& rule, const double* partials, int64_t num_blocks) {
+  constexpr int kNorms = Rule::kNumNorms;
+  std::array<double, kNorms> sums{};
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    for (int k = 0; k < kNorms; ++k) sums[k] = sums[k] + partials[b * kNorms + k];
+  }
+  return rule.Finish(sums);
+}
+
+// Pass 2 on block b of x: reads w and the slots (or the carried term); writes w.
+template <typename Rule, typename T, typename Step>
+void NormsPass2Block(const Rule& rule, const NormsTensor<Rule, T>& x, int64_t b,
+                     const Step& step) {
+  using C = ComputeType<T>;
+  alignas(64) C w[kBlock];
+  alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
+  alignas(64) C t[Rule::kNumNorms][kBlock];
+  const int64_t start = b * kBlock;
+  const int64_t len = std::min(kBlock, x.n - start);
+  internal::Widen(x.var + start, len, w);
+  const C* term;
+  if constexpr (!kCarriesStepTerm<T>) {
+    internal::WidenSlots(x.slots, start, len, &s[0][0]);
+    internal::TermsBlock(rule, len, w, s, t,
+                         std::make_index_sequence<Rule::kNumSlots>());
+    term = t[Rule::kStepTerm];
+  } else {
+    term = x.carried + start;
+  }
+  internal::ApplyBlock(rule, len, w, term, step);
+  internal::Narrow(w, len, x.var + start);
+}
+
 template <typename Rule, typename T, typename ParallelFor>
 void ApplyWithNorms(const Rule& rule, int64_t n, T* var,
                     const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
                     ParallelFor&& parallel_for) {
   using C = ComputeType<T>;
-  constexpr int kSlots = Rule::kNumSlots;
   constexpr int kNorms = Rule::kNumNorms;
   static_assert(kNorms > 0, "ApplyWithNorms needs at least one norm");
-  using Slots = std::make_index_sequence<kSlots>;
-  int num_present = 0;
-  for (T* s : slots) num_present += s != nullptr;
-
-  constexpr bool kRecompute = std::is_same_v<T, C>;
   static_assert(0 <= Rule::kStepTerm && Rule::kStepTerm < kNorms, "kStepTerm");
   const int64_t num_blocks = (n + kBlock - 1) / kBlock;
-  // 16-bit storage: pass 1's t[kStepTerm], for pass 2.
-  std::vector<C> carried(kRecompute ? 0 : static_cast<size_t>(n));
+  std::vector<C> carried(kCarriesStepTerm<T> ? static_cast<size_t>(n) : 0);
+  const NormsTensor<Rule, T> x{n, var, slots, grad, carried.data()};
   // partials[b * kNorms + k]: block b's sum of squares of norm term k.
   std::vector<double> partials(static_cast<size_t>(num_blocks * kNorms));
 
-  // Pass 1: read w, g, slots; write slots; per-block partial sums.
-  const int64_t cost1 = kBlock * DenseCostPerElement(2 + 2 * num_present + 2 * kNorms);
-  parallel_for(num_blocks, cost1, [&](int64_t first, int64_t last) {
-    alignas(64) C w[kBlock];
-    alignas(64) C g[kBlock];
-    alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
-    alignas(64) C t[Rule::kNumNorms][kBlock];
-    alignas(64) double scratch[kBlock];
+  parallel_for(num_blocks, NormsPass1Cost(x), [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
-      const int64_t start = b * kBlock;
-      const int64_t len = std::min(kBlock, n - start);
-      internal::Widen(var + start, len, w);
-      internal::Widen(grad + start, len, g);
-      internal::WidenSlots(slots, start, len, &s[0][0]);
-      internal::UpdateBlock(rule, len, w, s, g, Slots());
-      internal::NarrowSlots(&s[0][0], start, len, slots);
-      internal::TermsBlock(rule, len, w, s, t, Slots());
-      if constexpr (!kRecompute) {
-        std::copy(t[Rule::kStepTerm], t[Rule::kStepTerm] + len, carried.data() + start);
-      }
-      for (int k = 0; k < kNorms; ++k) {
-        partials[b * kNorms + k] = internal::BlockSumOfSquares(t[k], len, scratch);
-      }
+      NormsPass1Block(rule, x, b, partials.data() + b * kNorms);
     }
   });
-
-  // In block order, on this thread.
-  std::array<double, kNorms> sums{};
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    for (int k = 0; k < kNorms; ++k) sums[k] = sums[k] + partials[b * kNorms + k];
-  }
-  const auto step = rule.Finish(sums);
-
-  // Pass 2: read w and the slots (or the carried term); write w.
-  const int64_t cost2 = kBlock * DenseCostPerElement(2 + (kRecompute ? num_present : 2));
-  parallel_for(num_blocks, cost2, [&](int64_t first, int64_t last) {
-    alignas(64) C w[kBlock];
-    alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
-    alignas(64) C t[Rule::kNumNorms][kBlock];
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t start = b * kBlock;
-      const int64_t len = std::min(kBlock, n - start);
-      internal::Widen(var + start, len, w);
-      const C* term;
-      if constexpr (kRecompute) {
-        internal::WidenSlots(slots, start, len, &s[0][0]);
-        internal::TermsBlock(rule, len, w, s, t, Slots());
-        term = t[Rule::kStepTerm];
-      } else {
-        term = carried.data() + start;
-      }
-      internal::ApplyBlock(rule, len, w, term, step);
-      internal::Narrow(w, len, var + start);
-    }
+  const auto step = NormsFinish(rule, partials.data(), num_blocks);  // in block order
+  parallel_for(num_blocks, NormsPass2Cost(x), [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) NormsPass2Block(rule, x, b, step);
   });
 }
 

@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -64,6 +65,15 @@ struct AdadeltaAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdadelta", AdadeltaAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdadelta", AdadeltaAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdadelta", AdadeltaAlgo, AdadeltaSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdadelta.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdadelta")
+    .Input("lr: double")
+    .Input("rho: double")
+    .Input("epsilon: double")
+    .Doc("KerasoptApplyAdadelta on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdadelta", AdadeltaAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -60,6 +61,14 @@ struct AdagradAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdagrad", AdagradAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdagrad", AdagradAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdagrad", AdagradAlgo, AdagradSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdagrad.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdagrad")
+    .Input("lr: double")
+    .Input("epsilon: double")
+    .Doc("KerasoptApplyAdagrad on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdagrad", AdagradAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -78,6 +79,18 @@ struct AdamAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdam", AdamAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdam", AdamAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdam", AdamAlgo, AdamSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdam.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdam")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("amsgrad: bool = false")
+    .Doc("KerasoptApplyAdam on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdam", AdamAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -70,6 +71,17 @@ struct AdamaxAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamax", AdamaxAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamax", AdamaxAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamax", AdamaxAlgo, AdamaxSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdamax.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdamax")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Doc("KerasoptApplyAdamax on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdamax", AdamaxAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

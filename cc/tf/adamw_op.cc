@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -72,11 +73,18 @@ struct AdamwAlgo {
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "beta_2", &beta_2));
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "epsilon", &epsilon));
     TF_RETURN_IF_ERROR(ReadStep(ctx, &step));
+    // The multi-tensor op has no single "grad": ForVariable sets each size.
+    int64_t num_elements = 2;
     const Tensor* grad;
-    TF_RETURN_IF_ERROR(ctx->input("grad", &grad));
+    if (ctx->input("grad", &grad).ok()) num_elements = grad->NumElements();
     *rule = Rule<C>::Make(lr, weight_decay, beta_1, beta_2, epsilon, step,
-                          amsgrad, grad->NumElements());
+                          amsgrad, num_elements);
     return absl::OkStatus();
+  }
+  // The decay's rounding depends on the variable's size (cc/kernels/adamw.h).
+  template <typename C>
+  void ForVariable(int64_t num_elements, Rule<C>* rule) const {
+    rule->factor_first = num_elements > 1;
   }
 
   bool amsgrad = false;
@@ -85,6 +93,19 @@ struct AdamwAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamw", AdamwAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamw", AdamwAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamw", AdamwAlgo, AdamwSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdamw.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdamw")
+    .Input("lr: double")
+    .Input("weight_decay: double")  // 0 for variables excluded from weight decay
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("amsgrad: bool = false")
+    .Doc("KerasoptApplyAdamw on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdamw", AdamwAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

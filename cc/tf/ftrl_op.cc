@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -71,6 +72,18 @@ struct FtrlAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyFtrl", FtrlAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyFtrl", FtrlAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyFtrl", FtrlAlgo, FtrlSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyFtrl.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyFtrl")
+    .Input("lr: double")
+    .Input("learning_rate_power: double")
+    .Input("l1: double")
+    .Input("l2: double")
+    .Input("l2_shrinkage: double")
+    .Input("beta: double")
+    .Doc("KerasoptApplyFtrl on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyFtrl", FtrlAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -6,6 +6,7 @@
 #include "cc/kernels/lamb.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -55,6 +56,17 @@ struct LambAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER("KerasoptApplyLamb", LambAlgo, ::kerasopt::cpu::WithNorms)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyLamb", LambAlgo, LambSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyLamb.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyLamb")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Doc("KerasoptApplyLamb on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER("KerasoptMultiApplyLamb", LambAlgo, ::kerasopt::cpu::WithNorms)
 
 }  // namespace tf
 }  // namespace kerasopt

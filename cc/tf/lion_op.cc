@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -63,6 +64,15 @@ struct LionAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyLion", LionAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyLion", LionAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyLion", LionAlgo, LionSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyLion.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyLion")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Doc("KerasoptApplyLion on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyLion", LionAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -6,6 +6,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -75,6 +76,18 @@ struct NadamAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyNadam", NadamAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyNadam", NadamAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyNadam", NadamAlgo, NadamSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyNadam.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyNadam")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("u_product: double")  // prod of mu_1..mu_t, already including this step
+    .Input("step: int64")        // optimizer.iterations + 1
+    .Doc("KerasoptApplyNadam on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyNadam", NadamAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

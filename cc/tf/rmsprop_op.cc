@@ -5,6 +5,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -92,6 +93,17 @@ struct RmspropAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyRmsprop", RmspropAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyRmsprop", RmspropAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyRmsprop", RmspropAlgo, RmspropSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyRmsprop.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyRmsprop")
+    .Input("lr: double")
+    .Input("rho: double")
+    .Input("momentum: double")
+    .Input("epsilon: double")
+    .Attr("centered: bool = false")
+    .Doc("KerasoptApplyRmsprop on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyRmsprop", RmspropAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -4,6 +4,7 @@
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -70,6 +71,15 @@ struct SgdAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplySgd", SgdAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplySgd", SgdAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplySgd", SgdAlgo, SgdSpec)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplySgd.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplySgd")
+    .Input("lr: double")
+    .Input("momentum: double")
+    .Attr("nesterov: bool = false")
+    .Doc("KerasoptApplySgd on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplySgd", SgdAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

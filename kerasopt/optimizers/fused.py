@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from kerasopt import op_library
-from kerasopt.optimizers import sparse_update
+from kerasopt.optimizers import multi_tensor, sparse_update
 
 
 def tf_variable(variable):
@@ -153,9 +153,41 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         self._step_inputs = (learning_rate, tf.cast(self.iterations, tf.int64) + 1,
                              tf.cast(learning_rate, tf.float64))
         try:
-            super()._backend_update_step(grads, trainable_variables, learning_rate)
+            if self._multi_tensor_allowed():
+                grads, trainable_variables = self._multi_tensor_update(
+                    grads, trainable_variables)
+            if trainable_variables:
+                super()._backend_update_step(grads, trainable_variables, learning_rate)
         finally:
             self._step_inputs = None
+
+    def _multi_tensor_allowed(self) -> bool:
+        # A subclass that overrides update_step wants every variable to go
+        # through it; so do tf.distribute strategies (see multi_tensor.py).
+        return (multi_tensor.enabled() and multi_tensor.no_replicas(self)
+                and type(self).update_step is FusedOptimizer.update_step)
+
+    def _multi_tensor_update(self, grads, trainable_variables):
+        """Updates what it can with KerasoptMultiApply ops; returns the rest."""
+        _, step, learning_rate_f64 = self._step_inputs
+        entries, rest = [], []
+        for gradient, variable in zip(grads, trainable_variables):
+            var = tf_variable(variable)
+            if not (multi_tensor.dense_and_known(gradient, var) and op_library.use_kernel(var)):
+                rest.append((gradient, variable))
+                continue
+            gradient = tf.cast(tf.convert_to_tensor(gradient), var.dtype)
+            slots = [tf_variable(s) for s in self.slots_for(var)]
+            check_shapes(var, gradient, slots[:len(slots) - self.per_variable_slots])
+            entries.append((var, gradient, slots))
+        ops = op_library.library().ops if entries else None  # (use_kernel: it loaded)
+        if ops is None:
+            return grads, trainable_variables
+        groups, leftovers = multi_tensor.plan(self, ops, entries, learning_rate_f64, step)
+        for group in groups:
+            group.run(ops)
+        rest.extend((gradient, var) for var, gradient, _ in leftovers)
+        return [g for g, _ in rest], [v for _, v in rest]
 
     def _shared_step_inputs(self, learning_rate):
         """(step, learning rate as float64 or None) for this update."""

@@ -1,0 +1,170 @@
+// The OpKernel shared by every multi-tensor "apply" op (KerasoptMultiApply<Algo>):
+// one launch updates a list of N variables of one dtype, their slots and their
+// gradients with one algorithm and one set of hyperparameters.
+//
+// Inputs: vars (N resources), slots (N * num_slots resources, variable-major:
+// the slots of vars[i] are slots[i*num_slots .. (i+1)*num_slots)), grads (N
+// tensors of dtype T), then the same scalar inputs and attrs as the algorithm's
+// KerasoptApply<Algo> op, so the same Algo struct (see dense_apply_op.h) reads
+// them. All mutexes are taken once each, in address order (as TensorFlow's
+// training ops do, but without their quadratic duplicate check). The work is
+// then shared out by the multi-tensor driver (cc/cpu/apply_multi.h), which
+// gives the same bits as one KerasoptApply<Algo> per variable.
+#pragma once
+
+#include <type_traits>
+#include <utility>
+
+#include "cc/cpu/apply_multi.h"
+#include "cc/tf/dense_apply_op.h"
+#include "tensorflow/core/framework/op.h"
+
+namespace kerasopt {
+namespace tf {
+
+// An Algo whose rule depends on the variable (not only on the op's scalars)
+// defines `void ForVariable(int64_t num_elements, Rule<C>*) const`, called on
+// a copy of the rule for each variable (see adamw_op.cc).
+template <typename Algo, typename Rule, typename = void>
+struct HasForVariable : std::false_type {};
+template <typename Algo, typename Rule>
+struct HasForVariable<Algo, Rule,
+                      std::void_t<decltype(std::declval<const Algo&>().ForVariable(
+                          int64_t{0}, std::declval<Rule*>()))>> : std::true_type {};
+
+template <typename T, typename Algo, typename Driver = cpu::Dense>
+class MultiApplyOp : public OpKernel {
+ public:
+  using C = ComputeType<T>;
+  using Rule = typename Algo::template Rule<C>;
+  using MultiDriver = typename cpu::MultiDriverFor<Driver>::type;
+  static constexpr int kNumSlots = Rule::kNumSlots;
+
+  explicit MultiApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_vars_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
+    int num_slot_vars = 0;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slot_vars", &num_slot_vars));
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
+    OP_REQUIRES(ctx, num_slot_vars == num_vars_ * num_slots_,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: ", num_vars_, " variables with ", num_slots_,
+                    " slots each need ", num_vars_ * num_slots_,
+                    " slot variables, got ", num_slot_vars)));
+    OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const int num_resources = num_vars_ * (1 + num_slots_);
+    // Resource input r: r < N is vars[r]; else slots[r - N].
+    std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>> vars(num_resources);
+    for (int r = 0; r < num_resources; ++r) {
+      OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(
+                              ctx, ::tensorflow::HandleFromInput(ctx, r), &vars[r]));
+    }
+    std::vector<::tensorflow::mutex*> mutexes(num_resources);
+    for (int r = 0; r < num_resources; ++r) mutexes[r] = vars[r]->mu();
+    std::sort(mutexes.begin(), mutexes.end());
+    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
+    std::vector<::tensorflow::mutex_lock> locks;
+    locks.reserve(mutexes.size());
+    for (auto* mu : mutexes) locks.emplace_back(*mu);
+
+    std::vector<Tensor> tensors(num_resources);
+    for (int r = 0; r < num_resources; ++r) {
+      ::tensorflow::Var* v = vars[r].get();
+      OP_REQUIRES(ctx, v->tensor()->dtype() == ::tensorflow::DataTypeToEnum<T>::value,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "kerasopt: variable '", VariableName(ctx, r), "' has dtype ",
+                      ::tensorflow::DataTypeString(v->tensor()->dtype()),
+                      " but the update was given dtype ",
+                      ::tensorflow::DataTypeString(::tensorflow::DataTypeToEnum<T>::value))));
+      OP_REQUIRES(ctx, v->tensor()->IsInitialized(),
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "kerasopt: variable '", VariableName(ctx, r), "' is not initialized")));
+      OP_REQUIRES_OK(ctx, ::tensorflow::PrepareToUpdateVariable<CPUDevice, T>(
+                              ctx, v->tensor(), v->copy_on_read_mode.load()));
+      tensors[r] = *v->tensor();
+    }
+
+    const int first_grad = num_resources;
+    const int first_slot = num_vars_;
+    std::vector<cpu::TensorRef<Rule, T>> refs(num_vars_);
+    for (int i = 0; i < num_vars_; ++i) {
+      const Tensor& var = tensors[i];
+      const Tensor& grad = ctx->input(first_grad + i);
+      OP_REQUIRES(ctx, var.shape() == grad.shape(),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "kerasopt: variable '", VariableName(ctx, i), "' has shape ",
+                      var.shape().DebugString(), " but its gradient has shape ",
+                      grad.shape().DebugString())));
+      auto& ref = refs[i];
+      ref.n = var.NumElements();
+      ref.var = tensors[i].template flat<T>().data();
+      ref.grad = grad.template flat<T>().data();
+      int next = first_slot + i * num_slots_;
+      for (int k = 0; k < kNumSlots; ++k) {
+        if (!algo_.SlotPresent(k, num_slots_)) {
+          ref.slots[k] = nullptr;
+          continue;
+        }
+        const Tensor& slot = tensors[next];
+        OP_REQUIRES(ctx, slot.shape() == var.shape(),
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "kerasopt: variable '", VariableName(ctx, i), "' has shape ",
+                        var.shape().DebugString(), " but its slot '",
+                        VariableName(ctx, next), "' has shape ",
+                        slot.shape().DebugString())));
+        ref.slots[k] = tensors[next++].template flat<T>().data();
+      }
+    }
+
+    std::vector<Rule> rules(1);
+    OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rules[0]));
+    if constexpr (HasForVariable<Algo, Rule>::value) {
+      rules.resize(num_vars_, rules[0]);
+      for (int i = 0; i < num_vars_; ++i) algo_.ForVariable(refs[i].n, &rules[i]);
+    }
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    MultiDriver::Apply(rules, refs, [pool](int64_t n, int64_t cost, auto&& fn) {
+      pool->ParallelFor(n, cost, fn);
+    });
+  }
+
+ private:
+  Algo algo_;
+  int num_vars_ = 0;
+  int num_slots_ = 0;
+};
+
+}  // namespace tf
+}  // namespace kerasopt
+
+// The list inputs and attrs every KerasoptMultiApply<Algo> op starts with; the
+// algorithm's op file appends its scalar inputs and attrs, exactly as in its
+// KerasoptApply<Algo> op.
+#define KERASOPT_MULTI_APPLY_OP(OP_NAME)                                   \
+  REGISTER_OP(OP_NAME)                                                     \
+      .Input("vars: N * resource")                                         \
+      .Input("slots: num_slot_vars * resource")                            \
+      .Input("grads: N * T")                                               \
+      .Attr("N: int >= 1")                                                 \
+      .Attr("num_slot_vars: int >= 0")                                     \
+      .Attr("num_slots: int >= 0")                                         \
+      .Attr("T: {half, bfloat16, float, double}")                          \
+      .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+
+// Registers the CPU kernels of a multi-tensor op for every float dtype.
+#define KERASOPT_REGISTER_MULTI_CPU(OP_NAME, ALGO) \
+  KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER(OP_NAME, ALGO, ::kerasopt::cpu::Dense)
+#define KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER(OP_NAME, ALGO, DRIVER)          \
+  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, Eigen::half)            \
+  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, ::tensorflow::bfloat16) \
+  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, float)                  \
+  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, double)
+#define KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, T)               \
+  REGISTER_KERNEL_BUILDER(                                                   \
+      Name(OP_NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      ::kerasopt::tf::MultiApplyOp<T, ALGO, DRIVER>);

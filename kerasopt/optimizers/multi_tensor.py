@@ -1,0 +1,138 @@
+"""One op launch per step for all variables: the multi-tensor path.
+
+Keras calls ``update_step`` once per variable, so a model with 1000 small
+variables pays 1000 op launches per step (~30 µs each on a CPU). When every
+condition below holds, :class:`~kerasopt.optimizers.fused.FusedOptimizer`
+instead sends all of a step's variables to one ``KerasoptMultiApply<Algo>`` op
+per group (same op, dtype and hyperparameters), which updates them in one
+parallel launch and gives the same bits as one op per variable.
+
+A variable takes the multi-tensor path when:
+  * the op library has the algorithm's multi-tensor op and
+    ``op_library.use_kernel(variable)`` (CPU, not XLA, not forced to the fallback);
+  * its gradient is a dense tensor of fully known shape (IndexedSlices go to
+    ``update_step``: the sparse ops);
+  * there is no tf.distribute strategy (with replicas, Keras updates each
+    variable through ``strategy.extended.update``; that path is kept).
+Every other variable goes through ``update_step`` as before.
+
+The optimizer's own ``apply_kernel`` says what its op needs: it is called with
+a recorder in place of the op library, and the recorded keyword arguments
+(variable, slots, gradient, scalars, attrs) are regrouped into the list op's
+inputs. So each algorithm's per-variable choices (AdamW's weight decay of 0
+for excluded variables, slot lists that depend on options) carry over without
+any per-algorithm code here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+# Set KERASOPT_MULTI_TENSOR=0 to update every variable with its own op.
+ENV_SWITCH = "KERASOPT_MULTI_TENSOR"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1") not in ("0", "false", "off")
+
+
+class _Call:
+    """One recorded per-variable op call: its op name and keyword arguments."""
+
+    def __init__(self, name, args, kwargs):
+        self.name, self.args, self.kwargs = name, args, kwargs
+
+
+class _Recorder:
+    """Stands in for the op library in ``apply_kernel``: records, runs nothing."""
+
+    def __init__(self):
+        self.calls: list[_Call] = []
+
+    def __getattr__(self, name):
+        def record(*args, **kwargs):
+            self.calls.append(_Call(name, args, kwargs))
+
+        return record
+
+
+def _multi_op_name(per_variable_name: str) -> str:
+    # kerasopt_apply_adam -> kerasopt_multi_apply_adam
+    return per_variable_name.replace("kerasopt_apply_", "kerasopt_multi_apply_", 1)
+
+
+def _group_key_part(value):
+    # Tensors and variables (the step, the float64 learning rate) are shared by
+    # every variable of a step: the same object. Python scalars by value.
+    if isinstance(value, (tf.Tensor, tf.Variable)) or hasattr(value, "handle"):
+        return ("object", id(value))
+    return ("value", type(value).__name__, value)
+
+
+_PER_VARIABLE_INPUTS = ("var", "slots", "grad")
+
+
+class Group:
+    """Variables updated by one multi-tensor op launch."""
+
+    def __init__(self, op_name, shared_kwargs, num_slots):
+        self.op_name = op_name
+        self.shared_kwargs = shared_kwargs
+        self.num_slots = num_slots
+        self.vars, self.slots, self.grads = [], [], []
+
+    def run(self, ops):
+        getattr(ops, self.op_name)(
+            vars=self.vars, slots=self.slots, grads=self.grads,
+            num_slots=self.num_slots, **self.shared_kwargs)
+
+
+def plan(optimizer, ops, entries, learning_rate_f64, step):
+    """Groups (variable, gradient, slots) entries into multi-tensor launches.
+
+    Returns (groups, leftovers): leftovers are the entries whose op call could
+    not be regrouped (no multi-tensor op, or an ``apply_kernel`` that does not
+    make exactly one keyword-only call); the caller updates them one by one.
+    """
+    groups: dict = {}
+    leftovers = []
+    for entry in entries:
+        variable, gradient, slots = entry
+        recorder = _Recorder()
+        optimizer.apply_kernel(recorder, variable, gradient, slots, learning_rate_f64, step)
+        call = recorder.calls[0] if len(recorder.calls) == 1 else None
+        multi_name = _multi_op_name(call.name) if call is not None else None
+        if (call is None or call.args or multi_name == call.name
+                or not all(k in call.kwargs for k in _PER_VARIABLE_INPUTS)
+                or not hasattr(ops, multi_name)):
+            leftovers.append(entry)
+            continue
+        shared = {k: v for k, v in call.kwargs.items() if k not in _PER_VARIABLE_INPUTS}
+        slot_handles = list(call.kwargs["slots"])
+        key = (multi_name, variable.dtype.name, len(slot_handles),
+               tuple(sorted((k, _group_key_part(v)) for k, v in shared.items())))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(multi_name, shared, len(slot_handles))
+        group.vars.append(call.kwargs["var"])
+        group.slots.extend(slot_handles)
+        group.grads.append(call.kwargs["grad"])
+    return list(groups.values()), leftovers
+
+
+def dense_and_known(gradient, variable) -> bool:
+    """A dense gradient whose shape is fully known and equals the variable's."""
+    if isinstance(gradient, tf.IndexedSlices) or not hasattr(gradient, "shape"):
+        return False
+    shape = tf.TensorShape(gradient.shape)
+    return shape.is_fully_defined() and shape == tf.TensorShape(variable.shape)
+
+
+def no_replicas(optimizer) -> bool:
+    """True when no tf.distribute strategy (with replicas) is in charge."""
+    if tf.distribute.has_strategy():
+        return False
+    strategy = getattr(optimizer, "_distribution_strategy", None)
+    return strategy is None or strategy.num_replicas_in_sync == 1
