@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from kerasopt import op_library
+from kerasopt.optimizers import nonfinite as nonfinite_policy
 
 
 def tf_variable(variable):
@@ -83,14 +84,24 @@ def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False)
 
 
 def check_learning_rate(learning_rate):
-    """Negative constant learning rates are rejected; schedules are taken as they are."""
+    """Negative constant learning rates are rejected; schedules are taken as they are.
+
+    A tensor or array must be a scalar (the ops take one learning rate per step).
+    """
     if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
         check_hyperparameter("learning_rate", learning_rate, low=0.0)
+    shape = getattr(learning_rate, "shape", None)
+    if shape is not None and not callable(learning_rate) and len(shape) != 0:
+        raise ValueError(f"`learning_rate` must be a scalar, got shape {tuple(shape)}")
     return learning_rate
 
 
 class FusedOptimizer(keras.optimizers.Optimizer):
-    """A Keras optimizer whose per-variable update is a fused kernel (or its fallback)."""
+    """A Keras optimizer whose per-variable update is a fused kernel (or its fallback).
+
+    Every subclass takes ``nonfinite="propagate" | "skip" | "raise"`` (see
+    :mod:`kerasopt.optimizers.nonfinite`) through its ``**kwargs``.
+    """
 
     # Name of the update rule: "Adam" → ops KerasoptApplyAdam (dense),
     # KerasoptSparseApplyAdam, KerasoptMultiApplyAdam when they exist.
@@ -109,6 +120,33 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     _step_inputs = None  # (learning_rate, step, learning_rate as float64) of one apply
 
+    def __init__(self, *args, nonfinite="propagate", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nonfinite = nonfinite_policy.check_mode(nonfinite)
+
+    def get_config(self):
+        config = super().get_config()
+        config["nonfinite"] = self.nonfinite
+        return config
+
+    def apply(self, grads, trainable_variables=None):
+        """Keras's apply, guarded by the ``nonfinite`` policy."""
+        grads = list(grads)
+        if self.nonfinite == "propagate" or not grads:
+            return super().apply(grads, trainable_variables)
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+            if not self.built:  # variables cannot be created inside a tf.cond branch
+                with keras.name_scope(self.name, caller=self):
+                    self.build(trainable_variables)
+                self.built = True
+        elif not self.built:
+            return super().apply(grads, trainable_variables)  # Keras's error
+        names = [variable_name(v) for v in (trainable_variables or self._trainable_variables)]
+        nonfinite_policy.guarded_apply(self.nonfinite, super().apply, grads,
+                                       trainable_variables, names)
+        return None
+
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # The step count and the learning rate are the same for every variable
         # of a step: compute them once, not once per variable (with 1000 small
@@ -125,7 +163,13 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         # Sparse kernels are a separate op; until then, densify (repeated rows
         # of an IndexedSlices gradient are summed, unlike Keras's row updates).
         gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
-        slots = [tf_variable(s) for s in self.slots_for(variable)]
+        try:
+            slots = [tf_variable(s) for s in self.slots_for(variable)]
+        except KeyError:
+            raise ValueError(
+                f"kerasopt: variable '{variable_name(variable)}' is not one this "
+                f"optimizer was built for (build it with all the variables it will "
+                f"update)") from None
         check_shapes(variable, gradient, slots)
         shared = self._step_inputs
         if shared is None or shared[0] is not learning_rate:  # called on its own

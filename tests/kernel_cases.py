@@ -1,0 +1,185 @@
+"""Each update rule's pybind11 kernel (``kerasopt._kernels``) next to its
+float64 reference (``tests/references.py``), behind one calling convention,
+for tests that drive every rule the same way (property-based tests,
+determinism across thread splits).
+
+``CASES[kernel_name]`` (the optimizer class's ``kernel_name``) is a ``Case``:
+
+* ``slots(hp)``: the slot names the rule keeps with these hyperparameters,
+* ``initial(hp)``: the value the optimizer initializes its slots to,
+* ``kernel(w, g, slots, hp, step)``: runs the C++ rule in place on the arrays,
+* ``reference(w, g, slots, hp, step)``: returns (w, [slots]) in float64,
+* ``hyperparameters``: what to draw from, {name: (low, high)} for a range or
+  [choices], kept where the rule is well conditioned (e.g. epsilon > 0).
+
+An optimizer in ``kerasopt.optimizers.ALL`` without a case fails
+``test_properties.test_every_optimizer_has_a_case``: add it here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+import references as ref
+from kerasopt import _kernels
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    slots: Callable[[dict], list]
+    kernel: Callable
+    reference: Callable
+    hyperparameters: dict
+    initial: Callable[[dict], float] = lambda hp: 0.0
+
+
+def _adam_slots(hp):
+    return ["m", "v", "v_hat"] if hp["amsgrad"] else ["m", "v"]
+
+
+def _adam_kernel(w, g, s, hp, step):
+    _kernels.adam(w, g, s[0], s[1], s[2] if hp["amsgrad"] else None,
+                  learning_rate=hp["learning_rate"], beta_1=hp["beta_1"], beta_2=hp["beta_2"],
+                  epsilon=hp["epsilon"], step=step, amsgrad=hp["amsgrad"])
+
+
+def _adam_reference(w, g, s, hp, step):
+    names = _adam_slots(hp)
+    w, state = ref.adam(w, g, dict(zip(names, s)), step=step, **hp)
+    return w, [state[k] for k in names]
+
+
+def _sgd_slots(hp):
+    return ["m"] if hp["momentum"] != 0.0 else []
+
+
+def _sgd_kernel(w, g, s, hp, step):
+    _kernels.sgd(w, g, s[0] if s else None, learning_rate=hp["learning_rate"],
+                 momentum=hp["momentum"], nesterov=hp["nesterov"])
+
+
+def _sgd_reference(w, g, s, hp, step):
+    w, state = ref.sgd(w, g, {"m": s[0]} if s else {}, **hp)
+    return w, [state["m"]] if s else []
+
+
+def _rmsprop_slots(hp):
+    return (["velocity"] + (["momentum"] if hp["momentum"] > 0 else [])
+            + (["average_gradient"] if hp["centered"] else []))
+
+
+def _rmsprop_split(s, hp):
+    it = iter(s)
+    velocity = next(it)
+    momentum = next(it) if hp["momentum"] > 0 else None
+    average = next(it) if hp["centered"] else None
+    return velocity, momentum, average
+
+
+def _rmsprop_kernel(w, g, s, hp, step):
+    velocity, momentum, average = _rmsprop_split(s, hp)
+    _kernels.rmsprop(w, g, velocity, momentum, average, **hp)
+
+
+def _rmsprop_reference(w, g, s, hp, step):
+    velocity, momentum, average = _rmsprop_split([np.float64(0) + x for x in s], hp)
+    w, velocity, momentum, average = ref.rmsprop(
+        np.float64(0) + w, np.float64(0) + g, velocity, momentum, average, **hp)
+    return w, [x for x in (velocity, momentum, average) if x is not None]
+
+
+def _f64(*arrays):
+    return [np.asarray(a, np.float64) for a in arrays]
+
+
+CASES = {
+    "Adam": Case(
+        slots=_adam_slots, kernel=_adam_kernel, reference=_adam_reference,
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.0, 0.99), beta_2=(0.0, 0.999),
+                             epsilon=(1e-8, 1e-3), amsgrad=[False, True])),
+    "SGD": Case(
+        slots=_sgd_slots, kernel=_sgd_kernel, reference=_sgd_reference,
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), momentum=[0.0, 0.5, 0.9],
+                             nesterov=[False, True])),
+    "RMSprop": Case(
+        slots=_rmsprop_slots, kernel=_rmsprop_kernel, reference=_rmsprop_reference,
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), rho=(0.0, 0.99),
+                             momentum=[0.0, 0.5, 0.9], epsilon=(1e-7, 1e-3),
+                             centered=[False, True])),
+    "Adagrad": Case(
+        slots=lambda hp: ["accumulator"],
+        initial=lambda hp: 0.1,
+        kernel=lambda w, g, s, hp, step: _kernels.adagrad(w, g, s[0], **hp),
+        reference=lambda w, g, s, hp, step: (
+            lambda r: (r[0], [r[1]]))(ref.adagrad(*_f64(w, g, s[0]), **hp)),
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), epsilon=(1e-7, 1e-3))),
+    "Adadelta": Case(
+        slots=lambda hp: ["accumulated_grad", "accumulated_delta_var"],
+        kernel=lambda w, g, s, hp, step: _kernels.adadelta(w, g, s[0], s[1], **hp),
+        reference=lambda w, g, s, hp, step: (
+            lambda r: (r[0], list(r[1:])))(ref.adadelta(*_f64(w, g, *s), **hp)),
+        hyperparameters=dict(learning_rate=(1e-3, 1.0), rho=(0.0, 0.99),
+                             epsilon=(1e-7, 1e-3))),
+    "AdamW": Case(
+        slots=_adam_slots,
+        kernel=lambda w, g, s, hp, step: _kernels.adamw(
+            w, g, s[0], s[1], s[2] if hp["amsgrad"] else None, step=step, **hp),
+        reference=lambda w, g, s, hp, step: (lambda r: (r[0], [x for x in r[1:] if x is not None]))(
+            ref.adamw(*_f64(w, g, s[0], s[1]), np.float64(0) + s[2] if hp["amsgrad"] else None,
+                      lr=hp["learning_rate"], t=step,
+                      **{k: v for k, v in hp.items() if k != "learning_rate"})),
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), weight_decay=(0.0, 0.1),
+                             beta_1=(0.0, 0.99), beta_2=(0.0, 0.999), epsilon=(1e-8, 1e-3),
+                             amsgrad=[False, True])),
+    "Adamax": Case(
+        slots=lambda hp: ["m", "u"],
+        kernel=lambda w, g, s, hp, step: _kernels.adamax(w, g, s[0], s[1], step=step, **hp),
+        reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
+            ref.adamax(*_f64(w, g, *s), lr=hp["learning_rate"], t=step,
+                       **{k: v for k, v in hp.items() if k != "learning_rate"})),
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.0, 0.99), beta_2=(0.0, 0.999),
+                             epsilon=(1e-7, 1e-3))),
+    "Nadam": Case(
+        slots=lambda hp: ["m", "v"],
+        kernel=lambda w, g, s, hp, step: _kernels.nadam(
+            w, g, s[0], s[1], step=step, u_product=_u_product(hp["beta_1"], step), **hp),
+        reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
+            ref.nadam(*_f64(w, g, *s), _u_product(hp["beta_1"], step), lr=hp["learning_rate"],
+                      t=step, **{k: v for k, v in hp.items() if k != "learning_rate"})),
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.0, 0.99), beta_2=(0.0, 0.999),
+                             epsilon=(1e-7, 1e-3))),
+    "Lion": Case(
+        slots=lambda hp: ["m"],
+        kernel=lambda w, g, s, hp, step: _kernels.lion(w, g, s[0], **hp),
+        reference=lambda w, g, s, hp, step: (lambda r: (r[0], [r[1]]))(
+            ref.lion(*_f64(w, g, s[0]), lr=hp["learning_rate"], beta_1=hp["beta_1"],
+                     beta_2=hp["beta_2"])),
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.0, 0.99),
+                             beta_2=(0.0, 0.999))),
+    "Ftrl": Case(
+        slots=lambda hp: ["accumulator", "linear"],
+        initial=lambda hp: 0.1,
+        kernel=lambda w, g, s, hp, step: _kernels.ftrl(w, g, s[0], s[1], **hp),
+        reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
+            ref.ftrl(*_f64(w, s[0], s[1], g), **hp)),
+        hyperparameters=dict(learning_rate=(1e-3, 1.0), learning_rate_power=[-1.0, -0.5, 0.0],
+                             l1=(0.0, 0.1), l2=(0.0, 0.1), l2_shrinkage=(0.0, 0.1),
+                             beta=(0.0, 0.1))),
+    "Lamb": Case(
+        slots=lambda hp: ["m", "v"],
+        kernel=lambda w, g, s, hp, step: _kernels.lamb(w, g, s[0], s[1], step=step, **hp),
+        reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
+            ref.lamb(*_f64(w, s[0], s[1], g), step=step, **hp)),
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.0, 0.99), beta_2=(0.0, 0.999),
+                             epsilon=(1e-7, 1e-3))),
+}
+
+
+def _u_product(beta_1, step):
+    product = 1.0
+    for t in range(1, step + 1):
+        product = ref.nadam_u_product(product, beta_1, t)
+    return product
