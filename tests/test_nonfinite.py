@@ -67,9 +67,8 @@ def test_config_round_trip(cls):
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
-@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan], ids=["inf", "-inf", "nan"])
 @pytest.mark.parametrize("cls", optimizer_params())
-def test_skip_is_a_step_that_never_happened(cls, bad, compiled, impl):
+def test_skip_is_a_step_that_never_happened(cls, compiled, impl):
     variables, twin_variables = make_variables(), make_variables()
     optimizer, twin = cls(nonfinite="skip"), cls(nonfinite="skip")
     step, twin_step = stepper(optimizer, variables, compiled), stepper(twin, twin_variables, compiled)
@@ -78,9 +77,10 @@ def test_skip_is_a_step_that_never_happened(cls, bad, compiled, impl):
     before = state(optimizer, variables)
     assert int(optimizer.iterations.numpy()) == 1
 
-    step(gradients(2, bad=bad))
-    assert_same_state(state(optimizer, variables), before, "after the skipped step")
-    assert int(optimizer.iterations.numpy()) == 1
+    for bad in (math.inf, -math.inf, math.nan):
+        step(gradients(2, bad=bad))
+        assert_same_state(state(optimizer, variables), before, f"after skipping {bad}")
+        assert int(optimizer.iterations.numpy()) == 1
 
     step(gradients(3))
     twin_step(gradients(3))

@@ -12,8 +12,13 @@ array (weight and slots), after rounding the reference to the storage dtype:
 * +-inf exactly where the reference has the same infinity (overflow included);
 * elsewhere |got - want| <= 4 ulp(want) + 64 eps_c S + tiny, where eps_c is
   the epsilon of the compute type (float32, or float64 for float64), S the
-  magnitude of the values meeting in the step (|old| + |want| + |g|), and tiny
-  the smallest subnormal of the storage type.
+  magnitude of the values meeting in the step (|old| + |want| + |g|, plus 16
+  times the change |want - old|, which is computed through ~10 roundings), and
+  tiny the smallest subnormal of the storage type. Where the gradient or
+  weight is subnormal in the compute type, products of it keep a few bits or
+  none (Keras's lr * m rounds to 0 below the smallest subnormal), so only
+  the size of the change is bounded there: |got - want| <= 3 |want - old|
+  (a product of half a subnormal unit may round up to a whole one).
 
 "Huge" is the largest power of ten whose fourth power the compute type still
 holds (rules square gradients and multiply the squares by weights); beyond
@@ -118,7 +123,14 @@ def problems(draw, name: str):
     return dtype, hp, step, w, g, slots
 
 
-def check_close(got, want, old, g, dtype, what):
+def subnormal_in_compute(x, dtype):
+    """Nonzero elements below the compute type's smallest normal."""
+    x = np.abs(np.asarray(x, np.float64))
+    smallest = float(np.finfo(np.float64 if dtype == "float64" else np.float32).smallest_normal)
+    return (x > 0) & (x < smallest)
+
+
+def check_close(got, want, old, g, dtype, what, rough=None):
     storage = np_dtype(dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         want = np.asarray(want, np.float64).astype(storage).astype(np.float64)
@@ -135,9 +147,13 @@ def check_close(got, want, old, g, dtype, what):
     old = np.abs(np.asarray(old, np.float64))
     g = np.abs(np.asarray(g, np.float64))
     with np.errstate(invalid="ignore", over="ignore"):
-        scale = np.where(np.isfinite(old), old, 0) + np.abs(want) + np.where(np.isfinite(g), g, 0)
+        change = np.abs(want - np.where(np.isfinite(old), old, 0))
+        scale = (np.where(np.isfinite(old), old, 0) + np.abs(want) + 16 * change
+                 + np.where(np.isfinite(g), g, 0))
         spacing = ulp(np.where(finite, want, 0), dtype)
     tol = 4 * spacing + 64 * compute_eps(dtype) * scale + float(info.smallest_subnormal)
+    if rough is not None:  # subnormal inputs: intermediates keep only a few bits
+        tol = np.where(rough, np.maximum(tol, 3 * change + 4 * spacing), tol)
     error = np.abs(got - want)
     bad = finite & ~(error <= tol)
     assert not bad.any(), (
@@ -154,9 +170,15 @@ def check_rule(name, problem):
         case.kernel(got_w, g, got_slots, hp, step)
     assert len(want_slots) == len(slots)
     where = f"{name} {dtype} shape {w.shape} step {step} hp {hp}"
+    # Where a gradient or weight is subnormal in the compute type, the kernel
+    # works with a few significant bits (as any float32 code does); LAMB's
+    # norms spread that to the whole variable's step.
+    rough = subnormal_in_compute(g, dtype) | subnormal_in_compute(w, dtype)
+    if name == "Lamb":
+        rough = np.broadcast_to(rough.any(), rough.shape)
     for label, got, want, old in zip(["w"] + case.slots(hp), [got_w] + got_slots,
                                      [want_w] + list(want_slots), [w] + slots):
-        check_close(got, want, old, g, dtype, f"{where}: {label}")
+        check_close(got, want, old, g, dtype, f"{where}: {label}", rough)
 
 
 def _property_test(name):
