@@ -69,6 +69,9 @@ def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False)
 
     ``low`` is inclusive; ``high`` is exclusive unless ``high_inclusive``.
     """
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) != 0:
+        raise ValueError(f"`{name}` must be a scalar, got shape {tuple(shape)}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         try:  # accept 0-d tensors and NumPy scalars, as Keras does
             float(value)
@@ -132,10 +135,19 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     def apply(self, grads, trainable_variables=None):
         """Keras's apply, guarded by the ``nonfinite`` policy."""
         grads = list(grads)
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+        # Shapes first, for every variable: a mismatch found later, in
+        # update_step, would come after per-step state (weight decay, Nadam's
+        # u_product) was already written.
+        known = trainable_variables if trainable_variables is not None else (
+            self._trainable_variables if self.built else [])
+        for gradient, variable in zip(grads, known):
+            if gradient is not None:
+                check_shapes(variable, gradient, [])
         if self.nonfinite == "propagate" or not grads:
             return super().apply(grads, trainable_variables)
         if trainable_variables is not None:
-            trainable_variables = list(trainable_variables)
             if not self.built:  # variables cannot be created inside a tf.cond branch
                 with keras.name_scope(self.name, caller=self):
                     self.build(trainable_variables)
@@ -163,13 +175,12 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         # Sparse kernels are a separate op; until then, densify (repeated rows
         # of an IndexedSlices gradient are summed, unlike Keras's row updates).
         gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
-        try:
-            slots = [tf_variable(s) for s in self.slots_for(variable)]
-        except KeyError:
+        if self._var_key(variable) not in self._trainable_variables_indices:
             raise ValueError(
                 f"kerasopt: variable '{variable_name(variable)}' is not one this "
                 f"optimizer was built for (build it with all the variables it will "
-                f"update)") from None
+                f"update)")
+        slots = [tf_variable(s) for s in self.slots_for(variable)]
         check_shapes(variable, gradient, slots)
         shared = self._step_inputs
         if shared is None or shared[0] is not learning_rate:  # called on its own
