@@ -1,6 +1,8 @@
 """Train MNIST with ``kerasopt.Adam`` on several worker processes through
 ``tf.distribute.MultiWorkerMirroredStrategy`` (synchronous data parallelism,
-TensorFlow's own collectives: nothing home-made).
+TensorFlow's own collectives: nothing home-made), with TensorFlow's custom
+training loop (``strategy.run``): Keras 3's ``model.fit`` cannot drive this
+strategy (keras-team/keras#20585).
 
 Run without ``TF_CONFIG`` it is its own launcher: it starts ``--workers``
 copies of itself on localhost (loopback ports only, picked free), each with a
@@ -14,7 +16,9 @@ all if one fails or the whole run exceeds ``--timeout`` seconds::
 On real machines, start one process per machine with ``TF_CONFIG`` set
 (``{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type":
 "worker", "index": i}}``) and the same arguments; it then runs as a worker.
-Worker 0 (the chief) prints the test accuracy. Each worker's collectives give
+Worker 0 (the chief) prints the loss and the test accuracy (about 0.93 after
+100 steps, 0.96 after 200); every worker prints a checksum of its weights,
+the same on all. Each worker's collectives give
 up after ``--timeout`` seconds, so a lost peer ends the run instead of
 hanging it.
 """
@@ -111,17 +115,39 @@ def work(args):
             keras.layers.Flatten(),
             keras.layers.Dense(10),
         ])
-        model.compile(optimizer=kerasopt.Adam(learning_rate=1e-3),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-    model.fit(train, epochs=1, steps_per_epoch=args.steps, verbose=2 if task == 0 else 0)
-    test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(1024).with_options(
-        data_options)
-    _, accuracy = model.evaluate(test, verbose=0)
+        optimizer = kerasopt.Adam(learning_rate=1e-3)
+        optimizer.build(model.trainable_variables)
+    per_example = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    # TensorFlow's custom training loop: Keras 3's model.fit cannot drive
+    # MultiWorkerMirroredStrategy (keras-team/keras#20585). Each replica
+    # averages its loss over the global batch; the optimizer all-reduces
+    # (sums) the gradients, so every worker applies the same mean gradient.
+    @tf.function
+    def train_step(iterator):
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = tf.nn.compute_average_loss(per_example(y, model(x, training=True)),
+                                                  global_batch_size=args.batch_size)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+        losses = strategy.run(step, args=next(iterator))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    iterator = iter(strategy.experimental_distribute_dataset(train))
+    for i in range(args.steps):
+        loss = float(train_step(iterator))
+        if task == 0 and (i + 1) % 50 == 0:
+            print(f"step {i + 1}: loss {loss:.4f}", flush=True)
+
+    logits = np.concatenate([model(x_test[i:i + 1000]).numpy()
+                             for i in range(0, len(x_test), 1000)])
+    accuracy = float(np.mean(np.argmax(logits, axis=1) == y_test))
     weights = np.concatenate([np.ravel(w) for w in model.get_weights()])
     print(f"worker {task}: {strategy.num_replicas_in_sync} replicas, "
-          f"{int(model.optimizer.iterations.numpy())} steps, weights checksum "
-          f"{float(np.sum(weights, dtype=np.float64)):.6f}")
+          f"{int(optimizer.iterations.numpy())} steps, weights checksum "
+          f"{float(np.sum(weights, dtype=np.float64)):.6f}", flush=True)
     if task == 0:
         print(f"test accuracy: {accuracy:.4f}")
 
