@@ -1,6 +1,6 @@
 """Determinism: the dense kernels give the same bits however the work is split.
 
-* Through TensorFlow: every optimizer's kernel path with 1, 2 and 4 intra-op
+* Through TensorFlow: every optimizer's kernel path with 1 and 2 intra-op
   threads (fresh interpreters: the thread count is fixed when TensorFlow
   initializes) gives identical weights and slots.
 * Through the pybind11 module: running a rule over an array in arbitrary
@@ -48,14 +48,14 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_same_bits_with_1_2_or_4_intra_op_threads(tmp_path):
+def test_same_bits_with_1_or_2_intra_op_threads(tmp_path):
     require_kernel_library()
     names = ",".join(cls.__name__ for cls in OPTIMIZERS)
-    runs = [isolated.start(SCRIPT, threads, names, cwd=tmp_path) for threads in (1, 2, 4)]
-    one, two, four = [isolated.finish(run, timeout=400) for run in runs]
+    runs = [isolated.start(SCRIPT, threads, names, cwd=tmp_path) for threads in (1, 2)]
+    one, two = [isolated.finish(run, timeout=400) for run in runs]
     assert len(one) == 3 * len(OPTIMIZERS)
     for key in one:
-        assert one[key] == two[key] == four[key], key
+        assert one[key] == two[key], key
 
 
 ELEMENTWISE = sorted(name for name in CASES if name != "Lamb")

@@ -30,8 +30,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np, keras, kerasopt
 
-    names = sys.argv[1].split(",")
-    impls = sys.argv[2].split(",")
+    cases = [case.split(":") for case in sys.argv[1].split(",")]  # name:path
     devices = ["/cpu:0", "/cpu:1"]
     strategy = tf.distribute.MirroredStrategy(devices)
     shapes = [(3, 4), (1030,)]
@@ -59,49 +58,48 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         return True
 
     out = {}
-    for name in names:
+    for name, impl in cases:
         cls = getattr(kerasopt, name)
-        for impl in impls:
-            with kerasopt.implementation(impl):
-                with strategy.scope():
-                    variables = [keras.Variable(w) for w in init]
-                    optimizer = cls()
-                    optimizer.build(variables)
+        with kerasopt.implementation(impl):
+            with strategy.scope():
+                variables = [keras.Variable(w) for w in init]
+                optimizer = cls()
+                optimizer.build(variables)
 
-                @tf.function
-                def distributed_step(per_replica):
-                    def replica_fn(grads):
-                        optimizer.apply_gradients(zip(grads, variables))
-                    strategy.run(replica_fn, args=(per_replica,))
+            @tf.function
+            def distributed_step(per_replica):
+                def replica_fn(grads):
+                    optimizer.apply_gradients(zip(grads, variables))
+                strategy.run(replica_fn, args=(per_replica,))
 
-                def per_replica(step):
-                    return strategy.experimental_distribute_values_from_function(
-                        lambda ctx: [tf.constant(g) for g in
-                                     grads[step][ctx.replica_id_in_sync_group]])
+            def per_replica(step):
+                return strategy.experimental_distribute_values_from_function(
+                    lambda ctx: [tf.constant(g) for g in
+                                 grads[step][ctx.replica_id_in_sync_group]])
 
-                concrete = distributed_step.get_concrete_function(per_replica(0))
-                kernel_ops = op_count(concrete, "KerasoptApply" + cls.kernel_name)
-                for step in range(len(grads)):
-                    distributed_step(per_replica(step))
+            concrete = distributed_step.get_concrete_function(per_replica(0))
+            kernel_ops = op_count(concrete, "KerasoptApply" + cls.kernel_name)
+            for step in range(len(grads)):
+                distributed_step(per_replica(step))
 
-                single = [keras.Variable(w) for w in init]
-                reference = cls()
+            single = [keras.Variable(w) for w in init]
+            reference = cls()
 
-                @tf.function
-                def single_step(grads):
-                    reference.apply_gradients(zip(grads, single))
+            @tf.function
+            def single_step(grads):
+                reference.apply_gradients(zip(grads, single))
 
-                for step in range(len(grads)):
-                    summed = [tf.constant(a) + tf.constant(b) for a, b in zip(*grads[step])]
-                    single_step(summed)
-                got, want = arrays(optimizer, variables), arrays(reference, single)
-                out[f"{name}/{impl}"] = dict(
-                    kernel_ops=kernel_ops,
-                    identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)],
-                    max_diff=max(float(np.max(np.abs(a.astype(np.float64) - b), initial=0))
-                                 for a, b in zip(got, want)),
-                    replicas_agree=replicas_agree(optimizer, variables),
-                    iterations=int(optimizer.iterations.numpy()))
+            for step in range(len(grads)):
+                summed = [tf.constant(a) + tf.constant(b) for a, b in zip(*grads[step])]
+                single_step(summed)
+            got, want = arrays(optimizer, variables), arrays(reference, single)
+            out[f"{name}/{impl}"] = dict(
+                kernel_ops=kernel_ops,
+                identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)],
+                max_diff=max(float(np.max(np.abs(a.astype(np.float64) - b), initial=0))
+                             for a, b in zip(got, want)),
+                replicas_agree=replicas_agree(optimizer, variables),
+                iterations=int(optimizer.iterations.numpy()))
 
     # nonfinite="skip": an inf on one replica only; both skip, together.
     with strategy.scope():
@@ -143,7 +141,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
         return model.get_weights(), history.history["loss"]
 
-    with kerasopt.implementation(impls[0]):
+    with kerasopt.implementation(cases[0][1]):
         (w_dist, loss_dist), (w_one, loss_one) = fit(True), fit(False)
     out["fit"] = dict(
         max_diff=max(float(np.max(np.abs(a - b))) for a, b in zip(w_dist, w_one)),
@@ -156,22 +154,20 @@ def test_mirrored_two_devices_equals_one_device_with_summed_gradient(tmp_path):
     """Every optimizer, kernel path (the kernel op must be in the traced step,
     once per variable and replica), plus Adam on the fallback path."""
     require_kernel_library()
-    names = ",".join(cls.__name__ for cls in OPTIMIZERS)
-    result = isolated.run(MIRRORED_SCRIPT, names, "kernel", cwd=tmp_path, timeout=500)
-    fallback = isolated.run(MIRRORED_SCRIPT, "Adam", "tf", cwd=tmp_path, timeout=300)
+    cases = ",".join(f"{cls.__name__}:kernel" for cls in OPTIMIZERS) + ",Adam:tf"
+    result = isolated.run(MIRRORED_SCRIPT, cases, cwd=tmp_path, timeout=500)
     for cls in OPTIMIZERS:
         r = result[f"{cls.__name__}/kernel"]
         assert r["kernel_ops"] == 2 * 2, (cls.__name__, r)
         assert r["replicas_agree"], cls.__name__
         assert r["iterations"] == 3, (cls.__name__, r)
         assert all(r["identical"]), (cls.__name__, r)
-    r = fallback["Adam/tf"]
+    r = result["Adam/tf"]
     assert r["kernel_ops"] == 0 and r["replicas_agree"] and all(r["identical"]), r
-    for run in (result, fallback):
-        assert run["skip"] == dict(unchanged=True, iterations=1, replicas_agree=True), run["skip"]
-        assert run["fit"]["max_diff"] < 1e-5, run["fit"]
-        losses = run["fit"]["losses"][0]
-        assert losses[-1] < losses[0], losses
+    assert result["skip"] == dict(unchanged=True, iterations=1, replicas_agree=True), result["skip"]
+    assert result["fit"]["max_diff"] < 1e-5, result["fit"]
+    losses = result["fit"]["losses"][0]
+    assert losses[-1] < losses[0], losses
 
 
 # Keras 3's model.fit cannot drive MultiWorkerMirroredStrategy (it hands a

@@ -1,0 +1,2 @@
+# Empty compiler generated dependencies file for _kernels.
+# This may be replaced when dependencies are built.

@@ -1,0 +1,2 @@
+# Empty dependencies file for _kernels.
+# This may be replaced when dependencies are built.
