@@ -9,6 +9,9 @@ determinism across thread splits).
 * ``initial(hp)``: the value the optimizer initializes its slots to,
 * ``kernel(w, g, slots, hp, step)``: runs the C++ rule in place on the arrays,
 * ``reference(w, g, slots, hp, step)``: returns (w, [slots]) in float64,
+* ``scales(w, g, slots, hp)``: optional, per output, the magnitude of terms
+  that cancel inside the step (rounding errors scale with them, not with the
+  result),
 * ``hyperparameters``: what to draw from, {name: (low, high)} for a range or
   [choices], kept where the rule is well conditioned: epsilon > 0, and decay
   rates (betas, rho) >= 0.5, since Keras's form m + (g - m) * (1 - beta)
@@ -37,6 +40,9 @@ class Case:
     reference: Callable
     hyperparameters: dict
     initial: Callable[[dict], float] = lambda hp: 0.0
+    # Magnitudes of the terms that cancel inside the step, per output (w,
+    # then slots), where they exceed the inputs and outputs themselves.
+    scales: Callable | None = None
 
 
 def _adam_slots(hp):
@@ -166,6 +172,7 @@ CASES = {
         slots=lambda hp: ["accumulator", "linear"],
         initial=lambda hp: 0.1,
         kernel=lambda w, g, s, hp, step: _kernels.ftrl(w, g, s[0], s[1], **hp),
+        scales=lambda w, g, s, hp: _ftrl_scales(w, g, s[0], hp),
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.ftrl(*_f64(w, s[0], s[1], g), **hp)),
         hyperparameters=dict(learning_rate=(1e-3, 1.0), learning_rate_power=[-1.0, -0.5, 0.0],
@@ -186,3 +193,15 @@ def _u_product(beta_1, step):
     for t in range(1, step + 1):
         product = ref.nadam_u_product(product, beta_1, t)
     return product
+
+
+def _ftrl_scales(w, g, n, hp):
+    """z = z + g' - (n_new^p - n^p) / lr * w: the two power terms cancel, and
+    w = (clip(z) - z) / (n_new^p / lr + 2 l2 + beta / lr) carries z's error."""
+    w, g, n = (np.abs(np.asarray(x, np.float64)) for x in (w, g, n))
+    p, lr = -hp["learning_rate_power"], hp["learning_rate"]
+    with np.errstate(all="ignore"):
+        n_new = n + g * g
+        z_terms = g + 2 * hp["l2_shrinkage"] * w + (n_new ** p + n ** p) / lr * w
+        quadratic = n_new ** p / lr + 2 * hp["l2"] + hp["beta"] / lr
+        return [z_terms / quadratic, n_new, z_terms]

@@ -13,7 +13,9 @@ array (weight and slots), after rounding the reference to the storage dtype:
 * elsewhere |got - want| <= 4 ulp(want) + 64 eps_c S + tiny, where eps_c is
   the epsilon of the compute type (float32, or float64 for float64), S the
   magnitude of the values meeting in the step (|old| + |want| + |g|, plus 16
-  times the change |want - old|, which is computed through ~10 roundings), and
+  times the change |want - old|, which is computed through ~10 roundings,
+  plus, where a rule says so (kernel_cases.Case.scales), the terms that
+  cancel inside its step), and
   tiny the smallest subnormal of the storage type. Where the gradient or
   weight is subnormal in the compute type, products of it keep a few bits or
   none (Keras's lr * m rounds to 0 below the smallest subnormal), so only
@@ -130,7 +132,7 @@ def subnormal_in_compute(x, dtype):
     return (x > 0) & (x < smallest)
 
 
-def check_close(got, want, old, g, dtype, what, rough=None):
+def check_close(got, want, old, g, dtype, what, rough=None, extra=None):
     storage = np_dtype(dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         want = np.asarray(want, np.float64).astype(storage).astype(np.float64)
@@ -150,6 +152,8 @@ def check_close(got, want, old, g, dtype, what, rough=None):
         change = np.abs(want - np.where(np.isfinite(old), old, 0))
         scale = (np.where(np.isfinite(old), old, 0) + np.abs(want) + 16 * change
                  + np.where(np.isfinite(g), g, 0))
+        if extra is not None:
+            scale = scale + np.where(np.isfinite(extra), extra, 0)
         spacing = ulp(np.where(finite, want, 0), dtype)
     tol = 4 * spacing + 64 * compute_eps(dtype) * scale + float(info.smallest_subnormal)
     if rough is not None:  # subnormal inputs: intermediates keep only a few bits
@@ -176,9 +180,10 @@ def check_rule(name, problem):
     rough = subnormal_in_compute(g, dtype) | subnormal_in_compute(w, dtype)
     if name == "Lamb":
         rough = np.broadcast_to(rough.any(), rough.shape)
-    for label, got, want, old in zip(["w"] + case.slots(hp), [got_w] + got_slots,
-                                     [want_w] + list(want_slots), [w] + slots):
-        check_close(got, want, old, g, dtype, f"{where}: {label}", rough)
+    extras = case.scales(w, g, slots, hp) if case.scales else [None] * (1 + len(slots))
+    for label, got, want, old, extra in zip(["w"] + case.slots(hp), [got_w] + got_slots,
+                                            [want_w] + list(want_slots), [w] + slots, extras):
+        check_close(got, want, old, g, dtype, f"{where}: {label}", rough, extra)
 
 
 def _property_test(name):

@@ -37,7 +37,7 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 cmake --build "$BUILD" --target _kernels
 MODULE=$(ls "$BUILD"/_kernels*.so)
-if ! nm -D "$MODULE" | grep -q __asan_init; then
+if ! nm -D "$MODULE" | grep __asan_init >/dev/null; then  # (not -q: SIGPIPE under pipefail)
   echo "sanitize: $MODULE is not instrumented" >&2
   exit 1
 fi

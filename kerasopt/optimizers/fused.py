@@ -129,7 +129,10 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config["nonfinite"] = self.nonfinite
+        # Only when set: a default config stays Keras's own (loadable by the
+        # keras.optimizers class of the same name).
+        if self.nonfinite != "propagate":
+            config["nonfinite"] = self.nonfinite
         return config
 
     def apply(self, grads, trainable_variables=None):
