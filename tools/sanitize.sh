@@ -6,7 +6,8 @@
 #   tools/sanitize.sh [PYTHON] [-- extra pytest arguments]
 #
 # PYTHON: an interpreter with kerasopt installed (editable or not) and the
-# test extra (default: .venv/bin/python). The sanitized module is built in
+# test extra (default: .venv/bin/python); pybind11 is pip-installed into it
+# if missing. Needs cmake and g++ (libasan, libubsan). The sanitized module is built in
 # build-sanitize/ (CMake, one job unless CMAKE_BUILD_PARALLEL_LEVEL says
 # otherwise) and put in place of kerasopt._kernels for that run only: the
 # installed package is not touched. libasan is preloaded because the Python
@@ -28,6 +29,11 @@ shift || true
 PYTHON=$(command -v "$PYTHON")
 BUILD=build-sanitize
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-1}
+
+# pybind11's CMake files (a build requirement, so absent from a plain install).
+if ! "$PYTHON" -c "import pybind11" 2>/dev/null; then
+  "$PYTHON" -m pip install -q "pybind11>=2.12"
+fi
 
 SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
