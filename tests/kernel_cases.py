@@ -100,6 +100,20 @@ def _rmsprop_reference(w, g, s, hp, step):
     return w, [x for x in (velocity, momentum, average) if x is not None]
 
 
+def _adamw_reference(w, g, s, hp, step):
+    if hp["weight_decay"] == 0:
+        # weight_decay 0 is how the op is told "no decay" (a variable excluded
+        # from it, as Keras skips it): no decay term at all, not w - 0 * w,
+        # which would turn an infinite weight into NaN.
+        adam_hp = {k: v for k, v in hp.items() if k != "weight_decay"}
+        return _adam_reference(w, g, s, adam_hp, step)
+    w, m, v, v_hat = ref.adamw(*_f64(w, g, s[0], s[1]),
+                               np.float64(0) + s[2] if hp["amsgrad"] else None,
+                               lr=hp["learning_rate"], t=step,
+                               **{k: v for k, v in hp.items() if k != "learning_rate"})
+    return w, [m, v] + ([v_hat] if hp["amsgrad"] else [])
+
+
 def _f64(*arrays):
     return [np.asarray(a, np.float64) for a in arrays]
 
@@ -136,10 +150,7 @@ CASES = {
         slots=_adam_slots,
         kernel=lambda w, g, s, hp, step: _kernels.adamw(
             w, g, s[0], s[1], s[2] if hp["amsgrad"] else None, step=step, **hp),
-        reference=lambda w, g, s, hp, step: (lambda r: (r[0], [x for x in r[1:] if x is not None]))(
-            ref.adamw(*_f64(w, g, s[0], s[1]), np.float64(0) + s[2] if hp["amsgrad"] else None,
-                      lr=hp["learning_rate"], t=step,
-                      **{k: v for k, v in hp.items() if k != "learning_rate"})),
+        reference=lambda w, g, s, hp, step: _adamw_reference(w, g, s, hp, step),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), weight_decay=(0.0, 0.1),
                              beta_1=(0.5, 0.99), beta_2=(0.5, 0.999), epsilon=(1e-8, 1e-3),
                              amsgrad=[False, True])),
@@ -205,3 +216,14 @@ def _ftrl_scales(w, g, n, hp):
         z_terms = g + 2 * hp["l2_shrinkage"] * w + (n_new ** p + n ** p) / lr * w
         quadratic = n_new ** p / lr + 2 * hp["l2"] + hp["beta"] / lr
         return [z_terms / quadratic, n_new, z_terms]
+
+
+def lamb_trust_ratio(w, new_slots, hp, step):
+    """LAMB's ||w|| / ||r|| in float64, from the old weight and the new moments."""
+    m, v = (np.asarray(x, np.float64) for x in new_slots)
+    with np.errstate(all="ignore"):
+        r = (m / (1 - hp["beta_1"] ** step)) / (
+            np.sqrt(v / (1 - hp["beta_2"] ** step)) + hp["epsilon"])
+        w_norm = np.sqrt(np.sum(np.square(np.asarray(w, np.float64))))
+        r_norm = np.sqrt(np.sum(r * r))
+    return w_norm / r_norm if w_norm > 0 and r_norm > 0 else 1.0

@@ -37,11 +37,11 @@ import os
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import np_dtype, ulp
-from kernel_cases import CASES
+from kernel_cases import CASES, lamb_trust_ratio
 from optimizer_table import OPTIMIZERS
 
 settings.register_profile("default", max_examples=30, deadline=None, derandomize=True,
@@ -146,10 +146,12 @@ def check_close(got, want, old, g, dtype, what, rough=None, extra=None):
         f"{what}: infinities differ: got {got[inf][:5]} want {want[inf][:5]}")
     finite = ~(inf | nan_want)
     info = ml_dtypes.finfo(storage)
-    old = np.abs(np.asarray(old, np.float64))
-    g = np.abs(np.asarray(g, np.float64))
+    old = np.asarray(old, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         change = np.abs(want - np.where(np.isfinite(old), old, 0))
+    old = np.abs(old)
+    g = np.abs(np.asarray(g, np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
         scale = (np.where(np.isfinite(old), old, 0) + np.abs(want) + 16 * change
                  + np.where(np.isfinite(g), g, 0))
         if extra is not None:
@@ -179,6 +181,11 @@ def check_rule(name, problem):
     # norms spread that to the whole variable's step.
     rough = subnormal_in_compute(g, dtype) | subnormal_in_compute(w, dtype)
     if name == "Lamb":
+        # A gradient of subnormals makes ||r|| so small that the trust ratio
+        # ||w|| / ||r|| overflows float32 (in Keras's float32 arithmetic as
+        # in the kernel), where float64 keeps it: outside what float32 holds.
+        limit = np.finfo(np.float64 if dtype == "float64" else np.float32).max
+        assume(not lamb_trust_ratio(w, want_slots, hp, step) > limit)
         rough = np.broadcast_to(rough.any(), rough.shape)
     extras = case.scales(w, g, slots, hp) if case.scales else [None] * (1 + len(slots))
     for label, got, want, old, extra in zip(["w"] + case.slots(hp), [got_w] + got_slots,
