@@ -1,2 +1,0 @@
-# Empty compiler generated dependencies file for kerasopt_ops.
-# This may be replaced when dependencies are built.

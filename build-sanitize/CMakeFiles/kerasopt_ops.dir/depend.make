@@ -1,2 +1,0 @@
-# Empty dependencies file for kerasopt_ops.
-# This may be replaced when dependencies are built.
