@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from kerasopt import op_library
 from kerasopt.optimizers import multi_tensor, sparse_update
+from kerasopt.optimizers import nonfinite as nonfinite_policy
 
 
 def tf_variable(variable):
@@ -75,6 +76,9 @@ def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False)
 
     ``low`` is inclusive; ``high`` is exclusive unless ``high_inclusive``.
     """
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) != 0:
+        raise ValueError(f"`{name}` must be a scalar, got shape {tuple(shape)}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         try:  # accept 0-d tensors and NumPy scalars, as Keras does
             float(value)
@@ -90,14 +94,24 @@ def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False)
 
 
 def check_learning_rate(learning_rate):
-    """Negative constant learning rates are rejected; schedules are taken as they are."""
+    """Negative constant learning rates are rejected; schedules are taken as they are.
+
+    A tensor or array must be a scalar (the ops take one learning rate per step).
+    """
     if isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool):
         check_hyperparameter("learning_rate", learning_rate, low=0.0)
+    shape = getattr(learning_rate, "shape", None)
+    if shape is not None and not callable(learning_rate) and len(shape) != 0:
+        raise ValueError(f"`learning_rate` must be a scalar, got shape {tuple(shape)}")
     return learning_rate
 
 
 class FusedOptimizer(keras.optimizers.Optimizer):
-    """A Keras optimizer whose per-variable update is a fused kernel (or its fallback)."""
+    """A Keras optimizer whose per-variable update is a fused kernel (or its fallback).
+
+    Every subclass takes ``nonfinite="propagate" | "skip" | "raise"`` (see
+    :mod:`kerasopt.optimizers.nonfinite`) through its ``**kwargs``.
+    """
 
     # Name of the update rule: "Adam" → ops KerasoptApplyAdam (dense),
     # KerasoptSparseApplyAdam, KerasoptMultiApplyAdam when they exist.
@@ -112,8 +126,9 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     # over the touched rows only is well defined (not for per-variable norms).
     supports_lazy: bool = False
 
-    def __init__(self, *args, lazy=False, **kwargs):
+    def __init__(self, *args, lazy=False, nonfinite="propagate", **kwargs):
         super().__init__(*args, **kwargs)
+        self.nonfinite = nonfinite_policy.check_mode(nonfinite)
         if not isinstance(lazy, bool):
             raise ValueError(f"`lazy` must be True or False, got {lazy!r}")
         if lazy and not self.supports_lazy:
@@ -129,8 +144,12 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        if self.lazy:  # only when set: the default config stays Keras's
+        # Only when set: a default config stays Keras's own (loadable by the
+        # keras.optimizers class of the same name).
+        if self.lazy:
             config["lazy"] = True
+        if self.nonfinite != "propagate":
+            config["nonfinite"] = self.nonfinite
         return config
 
     def slots_for(self, variable) -> list:
@@ -145,6 +164,33 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         raise NotImplementedError
 
     _step_inputs = None  # (learning_rate, step, learning_rate as float64) of one apply
+
+    def apply(self, grads, trainable_variables=None):
+        """Keras's apply, guarded by the ``nonfinite`` policy."""
+        grads = list(grads)
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+        # Shapes first, for every variable: a mismatch found later, in
+        # update_step, would come after per-step state (weight decay, Nadam's
+        # u_product) was already written.
+        known = trainable_variables if trainable_variables is not None else (
+            self._trainable_variables if self.built else [])
+        for gradient, variable in zip(grads, known):
+            if gradient is not None:
+                check_shapes(variable, gradient, [])
+        if self.nonfinite == "propagate" or not grads:
+            return super().apply(grads, trainable_variables)
+        if trainable_variables is not None:
+            if not self.built:  # variables cannot be created inside a tf.cond branch
+                with keras.name_scope(self.name, caller=self):
+                    self.build(trainable_variables)
+                self.built = True
+        elif not self.built:
+            return super().apply(grads, trainable_variables)  # Keras's error
+        names = [variable_name(v) for v in (trainable_variables or self._trainable_variables)]
+        nonfinite_policy.guarded_apply(self.nonfinite, super().apply, grads,
+                                       trainable_variables, names)
+        return None
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # The step count and the learning rate are the same for every variable
@@ -221,6 +267,11 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         variable = tf_variable(variable)
+        if self._var_key(variable) not in self._trainable_variables_indices:
+            raise ValueError(
+                f"kerasopt: variable '{variable_name(variable)}' is not one this "
+                f"optimizer was built for (build it with all the variables it will "
+                f"update)")
         if self._updates_rows(gradient, variable):
             return self._update_rows(gradient, variable, learning_rate)
         # Dense semantics: an IndexedSlices gradient is densified (repeated
