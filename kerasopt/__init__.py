@@ -10,7 +10,6 @@ no kernel serves (see :mod:`kerasopt.op_library`).
 from kerasopt.op_library import get_implementation, implementation, set_implementation
 from kerasopt.optimizers import (
     SGD,
-    SwapAveragedWeights,
     AdaBelief,
     Adadelta,
     Adagrad,
@@ -27,8 +26,10 @@ from kerasopt.optimizers import (
     Nadam,
     NovoGrad,
     RAdam,
+    Ranger,
     RMSprop,
     Shampoo,
+    SwapAveragedWeights,
     Yogi,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "Nadam",
     "NovoGrad",
     "RAdam",
+    "Ranger",
     "RMSprop",
     "SGD",
     "Shampoo",

@@ -400,6 +400,7 @@ def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgr
     AMSGrad: s_t = max(s_t, s_{t-1}); m_hat = m_t / (1 - beta_1^t);
     s_hat = s_t / (1 - beta_2^t); w = w - alpha m_hat / (sqrt(s_hat) + eps).
     Returns (w, m, s).
+    """
     w, g, m, s = (np.asarray(a, np.float64) for a in (w, g, m, s))
     m_new = beta_1 * m + (1.0 - beta_1) * g
     s_new = beta_2 * s + (1.0 - beta_2) * (g - m_new) ** 2 + epsilon
@@ -434,6 +435,7 @@ def radam(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, step):
     The paper's l_t has no epsilon; kerasopt (like Keras's Adam) adds it to
     sqrt(v): l_t = sqrt(1 - beta_2^t) / (sqrt(v) + eps).
     Returns (w, m, v).
+    """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
     m = beta_1 * m + (1.0 - beta_1) * g
     v = beta_2 * v + (1.0 - beta_2) * g * g
@@ -450,6 +452,7 @@ def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon):
 
     m = beta_1 m + (1 - beta_1) g; v = v - (1 - beta_2) sign(v - g^2) g^2;
     w = w - eta m / (sqrt(v) + eps). Returns (w, m, v).
+    """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
     m = beta_1 * m + (1.0 - beta_1) * g
     v = v - (1.0 - beta_2) * np.sign(v - g * g) * g * g
@@ -465,6 +468,7 @@ def novograd(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, weight_decay
     grad_averaging (NVIDIA's implementations): the bracket times (1 - beta_1).
     The paper's first step m_1 = g_1 / sqrt(v_1) + d w is this with m_0 = 0.
     Returns (w, m, v).
+    """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
     norm_sq = float(np.sum(g * g))
     v = norm_sq if step == 1 else beta_2 * float(v) + (1.0 - beta_2) * norm_sq

@@ -16,6 +16,7 @@ from kerasopt.optimizers.lookahead import Lookahead
 from kerasopt.optimizers.nadam import Nadam
 from kerasopt.optimizers.novograd import NovoGrad
 from kerasopt.optimizers.radam import RAdam
+from kerasopt.optimizers.ranger import Ranger
 from kerasopt.optimizers.rmsprop import RMSprop
 from kerasopt.optimizers.sgd import SGD
 from kerasopt.optimizers.shampoo import Shampoo
@@ -27,8 +28,8 @@ ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, 
 
 # Optimizers that wrap another one (they take an inner optimizer, so they are
 # not in ALL); `info` lists them with their fused op (class attribute kernel_op).
-WRAPPERS = (Lookahead, AveragedOptimizer)
+WRAPPERS = (Lookahead, Ranger, AveragedOptimizer)
 
 __all__ = ["ALL", "WRAPPERS", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax",
            "AveragedOptimizer", "Ftrl", "FullMatrixAdagrad", "Lamb", "Lars", "Lion", "Lookahead",
-           "Nadam", "NovoGrad", "RAdam", "RMSprop", "SGD", "Shampoo", "SwapAveragedWeights", "Yogi"]
+           "Nadam", "NovoGrad", "RAdam", "Ranger", "RMSprop", "SGD", "Shampoo", "SwapAveragedWeights", "Yogi"]
