@@ -14,3 +14,13 @@ OPTIMIZERS = tuple(kerasopt.optimizers.ALL)
 def optimizer_params():
     """pytest params over the classes, with their names as ids."""
     return [pytest.param(cls, id=cls.__name__) for cls in OPTIMIZERS]
+
+
+def apply_kernel_params():
+    """The optimizers whose update goes through ``apply_kernel`` (one op call
+    per variable that tests can record); FullMatrixAdagrad and Shampoo override
+    ``update_step`` with their own ops (tested in test_second_order.py)."""
+    from kerasopt.optimizers.fused import FusedOptimizer
+
+    return [pytest.param(cls, id=cls.__name__) for cls in OPTIMIZERS
+            if cls.update_step is FusedOptimizer.update_step]

@@ -45,6 +45,10 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         nodes = list(graph_def.node)
         for function in graph_def.library.function:
             nodes += list(function.node_def)
+        # op_type ending in "*": a prefix. Every variable's update is one
+        # KerasoptApply* op (Shampoo's 1-D ones: its grafted optimizer's op).
+        if op_type.endswith("*"):
+            return sum(node.op.startswith(op_type[:-1]) for node in nodes)
         return sum(node.op == op_type for node in nodes)
 
     def arrays(optimizer, variables):
@@ -78,7 +82,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                                  grads[step][ctx.replica_id_in_sync_group]])
 
             concrete = distributed_step.get_concrete_function(per_replica(0))
-            kernel_ops = op_count(concrete, "KerasoptApply" + cls.kernel_name)
+            kernel_ops = op_count(concrete, "KerasoptApply*")
             for step in range(len(grads)):
                 distributed_step(per_replica(step))
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
 from conftest import require_kernel_library
-from optimizer_table import optimizer_params
+from optimizer_table import optimizer_params, apply_kernel_params
 
 # keras.optimizers.Optimizer's own arguments (Keras validates those).
 KERAS_BASE_ARGUMENTS = {"weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
@@ -128,7 +128,7 @@ def op_def(function_name):
     return definition
 
 
-@pytest.mark.parametrize("cls", optimizer_params())
+@pytest.mark.parametrize("cls", apply_kernel_params())
 def test_every_scalar_op_input_must_be_a_scalar(cls):
     ops = require_kernel_library().ops
     name, kwargs, variables = recorded_op_call(cls)
@@ -149,7 +149,7 @@ def test_every_scalar_op_input_must_be_a_scalar(cls):
     assert any(np.any(a != b) for a, b in zip(before, after_valid))
 
 
-@pytest.mark.parametrize("cls", optimizer_params())
+@pytest.mark.parametrize("cls", apply_kernel_params())
 def test_op_refuses_a_gradient_of_another_dtype(cls):
     ops = require_kernel_library().ops
     name, kwargs, variables = recorded_op_call(cls)

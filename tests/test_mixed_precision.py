@@ -50,7 +50,12 @@ def test_trains_under_policy(cls, path, policy):
     assert type(optimizer) is cls
     assert model.layers[0].compute_dtype == policy.split("_")[1]
     assert model.layers[0].kernel.dtype == "float32"
-    assert int(optimizer.iterations.numpy()) == 8
+    if policy == "mixed_float16":
+        # Dynamic loss scaling starts at 2**15 and skips a step whose scaled
+        # gradients overflow float16 (skips are tested exactly below).
+        assert 0 < int(optimizer.iterations.numpy()) <= 8
+    else:
+        assert int(optimizer.iterations.numpy()) == 8
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)), losses
     after = model.get_weights()

@@ -53,7 +53,8 @@ struct AdaBeliefRule {
     m = beta_1 * m + one_minus_b1 * g;
     const C d = g - m;
     C s_new = beta_2 * s + one_minus_b2 * (d * d + epsilon_in_s);
-    if (amsgrad) s_new = s_new > s ? s_new : s;
+    // The running maximum; a NaN in s_new propagates (as in AdamRule).
+    if (amsgrad) s_new = s > s_new ? s : s_new;
     s = s_new;
     w -= step_size * (m / (std::sqrt(s * inv_b2_correction) + epsilon));
   }

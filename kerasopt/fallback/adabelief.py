@@ -26,7 +26,7 @@ def apply_adabelief(variable, gradient, momentum, belief, *, learning_rate, beta
     s = (tf.constant(beta_2, c) * s_old
          + tf.constant(1.0 - beta_2, c) * (tf.square(d) + tf.constant(epsilon / (1.0 - beta_2), c)))
     if amsgrad:
-        s = tf.where(s > s_old, s, s_old)
+        s = tf.where(s_old > s, s_old, s)  # a NaN in s propagates, as in the kernel
     write(momentum, m)
     write(belief, s)
     w = read(variable, c)

@@ -176,7 +176,9 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         known = trainable_variables if trainable_variables is not None else (
             self._trainable_variables if self.built else [])
         for gradient, variable in zip(grads, known):
-            if gradient is not None:
+            if isinstance(gradient, tf.IndexedSlices):
+                sparse_update.check_sparse_shapes(variable, gradient, [], variable_name(variable))
+            elif gradient is not None:
                 check_shapes(variable, gradient, [])
         if self.nonfinite == "propagate" or not grads:
             return super().apply(grads, trainable_variables)
@@ -235,6 +237,14 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         rest.extend((gradient, var) for var, gradient, _ in leftovers)
         return [g for g, _ in rest], [v for _, v in rest]
 
+    def check_built_for(self, variable):
+        """Raises ValueError, naming `variable`, unless this optimizer was built for it."""
+        if self._var_key(variable) not in self._trainable_variables_indices:
+            raise ValueError(
+                f"kerasopt: variable '{variable_name(variable)}' is not one this "
+                f"optimizer was built for (build it with all the variables it will "
+                f"update)")
+
     def _shared_step_inputs(self, learning_rate):
         """(step, learning rate as float64 or None) for this update."""
         shared = self._step_inputs
@@ -267,11 +277,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         variable = tf_variable(variable)
-        if self._var_key(variable) not in self._trainable_variables_indices:
-            raise ValueError(
-                f"kerasopt: variable '{variable_name(variable)}' is not one this "
-                f"optimizer was built for (build it with all the variables it will "
-                f"update)")
+        self.check_built_for(variable)
         if self._updates_rows(gradient, variable):
             return self._update_rows(gradient, variable, learning_rate)
         # Dense semantics: an IndexedSlices gradient is densified (repeated

@@ -160,6 +160,7 @@ class Shampoo(PreconditionedOptimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         variable = tf_variable(variable)
+        self.check_built_for(variable)
         gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
         check_shapes(variable, gradient, [])
         i = self._get_variable_index(variable)

@@ -25,7 +25,7 @@ class Trajectory:
     points: np.ndarray  # (steps + 1, 2): the start, then the point after each step
     losses: np.ndarray  # (steps + 1,): the surface (with noise) at each point
     gradients: np.ndarray  # (steps, 2): the gradient each step applied
-    kernel_ops: tuple  # kerasopt op types in the traced step, e.g. ("KerasoptApplyAdam",)
+    kernel_ops: tuple  # kerasopt op types in the traced step, e.g. ("KerasoptMultiApplyAdam",)
 
     @property
     def final_loss(self) -> float:
