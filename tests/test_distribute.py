@@ -4,8 +4,8 @@ MultiWorkerMirroredStrategy with two worker processes on localhost.
 Logical devices must be configured before TensorFlow initializes, so each
 scenario runs in a fresh interpreter (tests/isolated.py), bounded by a timeout.
 
-Sparse (IndexedSlices) updates under both strategies: the sparse ops come with
-the sparse kernels (issue 5); add them to SCRIPT's cases when they land.
+Sparse (IndexedSlices) updates: MirroredStrategy below (the replicas'
+gradients are gathered, repeated rows and all, and the sparse op sums them).
 """
 
 from __future__ import annotations
@@ -152,6 +152,95 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         losses=[loss_dist, loss_one])
     print(json.dumps(out))
 """)
+
+
+SPARSE_MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np, keras, kerasopt
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    rng = np.random.default_rng(0)
+    init = np.zeros((50, 4), np.float32)  # FTRL's exact form: rows start at its solution
+    # grads[step][replica] = (indices, values); rows repeat within and across replicas
+    grads = [[(rng.integers(0, 20, 6).astype(np.int64),
+               rng.standard_normal((6, 4)).astype(np.float32)) for _ in range(2)]
+             for _ in range(3)]
+    makers = {
+        "Adagrad": lambda: kerasopt.Adagrad(0.1),
+        "SGD": lambda: kerasopt.SGD(0.1),
+        "Ftrl": lambda: kerasopt.Ftrl(0.1, l1_regularization_strength=0.01),
+        "Adam-lazy": lambda: kerasopt.Adam(0.1, lazy=True),
+    }
+
+    def sparse_ops(concrete):
+        graph_def = concrete.graph.as_graph_def()
+        nodes = list(graph_def.node)
+        for function in graph_def.library.function:
+            nodes += list(function.node_def)
+        return sum(node.op.startswith("KerasoptSparseApply") for node in nodes)
+
+    out = {}
+    for name, make in makers.items():
+        with strategy.scope():
+            table = keras.Variable(init)
+            optimizer = make()
+            optimizer.build([table])
+
+        @tf.function
+        def distributed_step(per_replica):
+            def replica_fn(indices, values):
+                g = tf.IndexedSlices(values, indices, tf.constant([50, 4], tf.int64))
+                optimizer.apply_gradients([(g, table)])
+            strategy.run(replica_fn, args=per_replica)
+
+        def per_replica(step):
+            return (strategy.experimental_distribute_values_from_function(
+                        lambda ctx: tf.constant(grads[step][ctx.replica_id_in_sync_group][0])),
+                    strategy.experimental_distribute_values_from_function(
+                        lambda ctx: tf.constant(grads[step][ctx.replica_id_in_sync_group][1])))
+
+        with kerasopt.implementation("kernel"):
+            ops = sparse_ops(distributed_step.get_concrete_function(per_replica(0)))
+            for step in range(3):
+                distributed_step(per_replica(step))
+
+            single, reference = keras.Variable(init), make()
+            reference.build([single])
+
+            @tf.function
+            def single_step(indices, values):
+                g = tf.IndexedSlices(values, indices, tf.constant([50, 4], tf.int64))
+                reference.apply_gradients([(g, single)])
+
+            for step in range(3):  # the two replicas' rows, one after the other
+                single_step(tf.constant(np.concatenate([grads[step][0][0], grads[step][1][0]])),
+                            tf.constant(np.concatenate([grads[step][0][1], grads[step][1][1]])))
+        parts = [np.asarray(p.numpy()) for p in strategy.experimental_local_results(table.value)]
+        touched = np.zeros(50, bool)
+        touched[np.concatenate([i for s in grads for i, _ in s])] = True
+        out[name] = dict(
+            sparse_ops=ops,
+            max_diff=float(np.max(np.abs(parts[0] - single.numpy()))),
+            replicas_agree=parts[0].tobytes() == parts[1].tobytes(),
+            untouched_rows_unchanged=bool(np.all(parts[0][~touched] == init[~touched])))
+    print(json.dumps(out))
+""")
+
+
+def test_mirrored_sparse_updates_equal_one_device_with_the_gathered_rows(tmp_path):
+    """IndexedSlices gradients under MirroredStrategy: the sparse kernels run
+    (once per replica), the replicas agree, only touched rows change, and the
+    result is one device's step on both replicas' rows (repeats summed)."""
+    require_kernel_library()
+    result = isolated.run(SPARSE_MIRRORED_SCRIPT, cwd=tmp_path, timeout=300)
+    for name, r in result.items():
+        assert r["sparse_ops"] == 2, (name, r)
+        assert r["replicas_agree"] and r["untouched_rows_unchanged"], (name, r)
+        assert r["max_diff"] <= 1e-6, (name, r)
 
 
 def test_mirrored_two_devices_equals_one_device_with_summed_gradient(tmp_path):
