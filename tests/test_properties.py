@@ -159,7 +159,11 @@ def check_close(got, want, old, g, dtype, what, rough=None, extra=None):
         spacing = ulp(np.where(finite, want, 0), dtype)
     tol = 4 * spacing + 64 * compute_eps(dtype) * scale + float(info.smallest_subnormal)
     if rough is not None:  # subnormal inputs: intermediates keep only a few bits
-        tol = np.where(rough, np.maximum(tol, 3 * change + 4 * spacing), tol)
+        # (and a rule's divisions can amplify their absolute error of a few
+        # subnormal units, e.g. AdaBelief's m / (sqrt(s) + eps): allow that much)
+        noise = 1024 * float(np.finfo(np.float64 if dtype == "float64" else np.float32)
+                             .smallest_subnormal)
+        tol = np.where(rough, np.maximum(tol, 3 * change + 4 * spacing + noise), tol)
     error = np.abs(got - want)
     bad = finite & ~(error <= tol)
     assert not bad.any(), (
