@@ -988,7 +988,7 @@ def main(argv=None) -> int:
     columns = [c for c in COLUMNS if c.key in args.columns]
     if env["torch"] is None:
         columns = [c for c in columns if c.kind != "torch"]
-        console.print("torch is not installed: no torch columns (pip install 'kerasopt[bench]')")
+        console.print("torch is not installed: no torch columns (pip install 'kerasopt\\[bench]')")
     if args.device == "gpu":
         # torch runs on the CPU here, and there is no GPU multi-tensor op yet.
         columns = [c for c in columns if c.kind != "torch" and c.multi_tensor is not True]
