@@ -224,10 +224,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
             if not (multi_tensor.dense_and_known(gradient, var) and op_library.use_kernel(var)):
                 rest.append((gradient, variable))
                 continue
-            gradient = tf.cast(tf.convert_to_tensor(gradient), var.dtype)
-            slots = [tf_variable(s) for s in self.slots_for(var)]
-            check_shapes(var, gradient, slots[:len(slots) - self.per_variable_slots])
-            entries.append((var, gradient, slots))
+            entries.append((var, *self._dense_inputs(var, gradient)))
         ops = op_library.library().ops if entries else None  # (use_kernel: it loaded)
         if ops is None:
             return grads, trainable_variables
@@ -244,6 +241,13 @@ class FusedOptimizer(keras.optimizers.Optimizer):
                 f"kerasopt: variable '{variable_name(variable)}' is not one this "
                 f"optimizer was built for (build it with all the variables it will "
                 f"update)")
+
+    def _dense_inputs(self, variable, gradient):
+        """(gradient as a dense tensor of the variable's dtype, its slots), shapes checked."""
+        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+        slots = [tf_variable(s) for s in self.slots_for(variable)]
+        check_shapes(variable, gradient, slots[:len(slots) - self.per_variable_slots])
+        return gradient, slots
 
     def _shared_step_inputs(self, learning_rate):
         """(step, learning rate as float64 or None) for this update."""
@@ -282,9 +286,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
             return self._update_rows(gradient, variable, learning_rate)
         # Dense semantics: an IndexedSlices gradient is densified (repeated
         # indices summed) and every row is updated.
-        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
-        slots = [tf_variable(s) for s in self.slots_for(variable)]
-        check_shapes(variable, gradient, slots[:len(slots) - self.per_variable_slots])
+        gradient, slots = self._dense_inputs(variable, gradient)
         step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
         with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
             if op_library.use_kernel(variable, f"KerasoptApply{self.kernel_name}"):

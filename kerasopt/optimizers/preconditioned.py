@@ -52,10 +52,10 @@ class PreconditionedOptimizer(FusedOptimizer):
 
     def step_inputs(self, learning_rate):
         """(step = iterations + 1 as int64, learning rate as float64), shared within one apply."""
-        shared = self._step_inputs
-        if shared is None or shared[0] is not learning_rate:
-            return tf.cast(self.iterations, tf.int64) + 1, tf.cast(learning_rate, tf.float64)
-        return shared[1], shared[2]
+        step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
+        if learning_rate_f64 is None:
+            learning_rate_f64 = tf.cast(learning_rate, tf.float64)
+        return step, learning_rate_f64
 
     # FusedOptimizer's per-element hooks do not apply: update_step is overridden.
     def slots_for(self, variable):
