@@ -290,3 +290,32 @@ def test_same_bits_for_any_thread_count_and_instruction_set(tmp_path):
         assert run.returncode == 0, stderr[-3000:]
         results.append(json.loads(stdout.strip().splitlines()[-1]))
     assert results[0] == results[1] == results[2]
+
+
+def test_slots_reach_the_step_as_one_captured_tensor():
+    """Each capture costs every call of the step; the slots come packed."""
+    require_kernel_library()
+    variables = [keras.Variable(np.ones(5, np.float32), name=f"w{i}") for i in range(20)]
+    grads = [tf.constant(np.full(5, 0.5, np.float32)) for _ in variables]
+    opt = kerasopt.Adam()
+    opt.build(variables)
+
+    @tf.function
+    def step():
+        opt.apply_gradients(zip(grads, variables))
+
+    with kerasopt.implementation("kernel"):
+        step()
+        step()
+        captured = step.get_concrete_function().captured_inputs
+    handles = [t for t in captured if t.dtype == tf.resource]
+    packed = [t for t in handles if t.shape.rank == 1]
+    assert len(packed) == 1 and packed[0].shape == (40,)  # m and v of 20 variables
+    assert len(handles) < 20 + 40  # the 40 slot handles are not captured one by one
+    expected = keras.optimizers.Adam()
+    ref = [keras.Variable(np.ones(5, np.float32)) for _ in variables]
+    expected.build(ref)
+    for _ in range(2):
+        expected.apply_gradients(zip(grads, ref))
+    for got, want in zip(variables, ref):
+        assert_bit_identical(got.numpy(), want.numpy())

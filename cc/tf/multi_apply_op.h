@@ -2,11 +2,19 @@
 // one launch updates a list of N variables of one dtype, their slots and their
 // gradients with one algorithm and one set of hyperparameters.
 //
-// Inputs: vars (N resources), slots (N * num_slots resources, variable-major:
-// the slots of vars[i] are slots[i*num_slots .. (i+1)*num_slots)), grads (N
-// tensors of dtype T), then the same scalar inputs and attrs as the algorithm's
-// KerasoptApply<Algo> op, so the same Algo struct (see dense_apply_op.h) reads
-// them. All mutexes are taken once each, in address order (as TensorFlow's
+// Inputs: vars (N resources), slots (ONE 1-D resource tensor of N * num_slots
+// handles, variable-major: the slots of vars[i] are slots[i*num_slots ..
+// (i+1)*num_slots)), grads (N tensors of dtype T), then the same scalar inputs
+// and attrs as the algorithm's KerasoptApply<Algo> op, so the same Algo struct
+// (see dense_apply_op.h) reads them.
+//
+// Why the slots come packed: every separate input of a tf.function step costs
+// the caller a few microseconds (Python hashing of the captures, one executor
+// argument each), and slots are touched by nothing but the optimizer. Packed
+// once (kerasopt/optimizers/multi_tensor.py), Adam's 2000 slots of a
+// 1000-variable model become one captured tensor. The variables stay separate
+// inputs, so tf.function's automatic control dependencies still order the
+// update after every read of them. All mutexes are taken once each, in address order (as TensorFlow's
 // training ops do, but without their quadratic duplicate check). The work is
 // then shared out by the multi-tensor driver (cc/cpu/apply_multi.h), which
 // gives the same bits as one KerasoptApply<Algo> per variable.
@@ -43,26 +51,30 @@ class MultiApplyOp : public OpKernel {
   explicit MultiApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_vars_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
-    int num_slot_vars = 0;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slot_vars", &num_slot_vars));
     OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
                 absl::InvalidArgumentError(absl::StrCat(
                     "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
-    OP_REQUIRES(ctx, num_slot_vars == num_vars_ * num_slots_,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: ", num_vars_, " variables with ", num_slots_,
-                    " slots each need ", num_vars_ * num_slots_,
-                    " slot variables, got ", num_slot_vars)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
   }
 
   void Compute(OpKernelContext* ctx) override {
+    const Tensor& slot_handles = ctx->input(num_vars_);
+    OP_REQUIRES(ctx, slot_handles.dims() == 1 &&
+                         slot_handles.NumElements() == int64_t{num_vars_} * num_slots_,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: ", num_vars_, " variables with ", num_slots_,
+                    " slots each need a 1-D tensor of ", num_vars_ * num_slots_,
+                    " slot handles, got shape ", slot_handles.shape().DebugString())));
+    const auto slot_flat = slot_handles.flat<::tensorflow::ResourceHandle>();
     const int num_resources = num_vars_ * (1 + num_slots_);
-    // Resource input r: r < N is vars[r]; else slots[r - N].
+    // Resource r: r < N is vars[r]; else element r - N of the slot handles.
+    auto handle = [&](int r) -> const ::tensorflow::ResourceHandle& {
+      return r < num_vars_ ? ::tensorflow::HandleFromInput(ctx, r) : slot_flat(r - num_vars_);
+    };
+    auto name = [&](int r) { return handle(r).name(); };
     std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>> vars(num_resources);
     for (int r = 0; r < num_resources; ++r) {
-      OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(
-                              ctx, ::tensorflow::HandleFromInput(ctx, r), &vars[r]));
+      OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(ctx, handle(r), &vars[r]));
     }
     std::vector<::tensorflow::mutex*> mutexes(num_resources);
     for (int r = 0; r < num_resources; ++r) mutexes[r] = vars[r]->mu();
@@ -77,19 +89,19 @@ class MultiApplyOp : public OpKernel {
       ::tensorflow::Var* v = vars[r].get();
       OP_REQUIRES(ctx, v->tensor()->dtype() == ::tensorflow::DataTypeToEnum<T>::value,
                   absl::InvalidArgumentError(absl::StrCat(
-                      "kerasopt: variable '", VariableName(ctx, r), "' has dtype ",
+                      "kerasopt: variable '", name(r), "' has dtype ",
                       ::tensorflow::DataTypeString(v->tensor()->dtype()),
                       " but the update was given dtype ",
                       ::tensorflow::DataTypeString(::tensorflow::DataTypeToEnum<T>::value))));
       OP_REQUIRES(ctx, v->tensor()->IsInitialized(),
                   absl::FailedPreconditionError(absl::StrCat(
-                      "kerasopt: variable '", VariableName(ctx, r), "' is not initialized")));
+                      "kerasopt: variable '", name(r), "' is not initialized")));
       OP_REQUIRES_OK(ctx, ::tensorflow::PrepareToUpdateVariable<CPUDevice, T>(
                               ctx, v->tensor(), v->copy_on_read_mode.load()));
       tensors[r] = *v->tensor();
     }
 
-    const int first_grad = num_resources;
+    const int first_grad = num_vars_ + 1;
     const int first_slot = num_vars_;
     std::vector<cpu::TensorRef<Rule, T>> refs(num_vars_);
     for (int i = 0; i < num_vars_; ++i) {
@@ -97,7 +109,7 @@ class MultiApplyOp : public OpKernel {
       const Tensor& grad = ctx->input(first_grad + i);
       OP_REQUIRES(ctx, var.shape() == grad.shape(),
                   absl::InvalidArgumentError(absl::StrCat(
-                      "kerasopt: variable '", VariableName(ctx, i), "' has shape ",
+                      "kerasopt: variable '", name(i), "' has shape ",
                       var.shape().DebugString(), " but its gradient has shape ",
                       grad.shape().DebugString())));
       auto& ref = refs[i];
@@ -113,9 +125,9 @@ class MultiApplyOp : public OpKernel {
         const Tensor& slot = tensors[next];
         OP_REQUIRES(ctx, slot.shape() == var.shape(),
                     absl::InvalidArgumentError(absl::StrCat(
-                        "kerasopt: variable '", VariableName(ctx, i), "' has shape ",
+                        "kerasopt: variable '", name(i), "' has shape ",
                         var.shape().DebugString(), " but its slot '",
-                        VariableName(ctx, next), "' has shape ",
+                        name(next), "' has shape ",
                         slot.shape().DebugString())));
         ref.slots[k] = tensors[next++].template flat<T>().data();
       }
@@ -148,10 +160,9 @@ class MultiApplyOp : public OpKernel {
 #define KERASOPT_MULTI_APPLY_OP(OP_NAME)                                   \
   REGISTER_OP(OP_NAME)                                                     \
       .Input("vars: N * resource")                                         \
-      .Input("slots: num_slot_vars * resource")                            \
+      .Input("slots: resource")                                            \
       .Input("grads: N * T")                                               \
       .Attr("N: int >= 1")                                                 \
-      .Attr("num_slot_vars: int >= 0")                                     \
       .Attr("num_slots: int >= 0")                                         \
       .Attr("T: {half, bfloat16, float, double}")                          \
       .SetShapeFn(::tensorflow::shape_inference::NoOutputs)

@@ -229,8 +229,9 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         if ops is None:
             return grads, trainable_variables
         groups, leftovers = multi_tensor.plan(self, ops, entries, learning_rate_f64, step)
+        packed_cache = self.__dict__.setdefault("_packed_slot_handles", {})
         for group in groups:
-            group.run(ops)
+            group.run(ops, packed_cache)
         rest.extend((gradient, var) for var, gradient, _ in leftovers)
         return [g for g, _ in rest], [v for _, v in rest]
 
