@@ -135,6 +135,12 @@ def plan(optimizer, ops, entries, learning_rate_f64, step):
             continue
         shared = {k: v for k, v in call.kwargs.items() if k not in _PER_VARIABLE_INPUTS}
         slot_handles = list(call.kwargs["slots"])
+        if not slot_handles and tf.executing_eagerly():
+            # Eager TensorFlow reads the device of a resource input from its
+            # first handle, so an empty ``slots`` tensor is refused ("Empty
+            # resource handle"). Slot-free rules run per variable when eager.
+            leftovers.append(entry)
+            continue
         key = (multi_name, variable.dtype.name, len(slot_handles),
                tuple(sorted((k, _group_key_part(v)) for k, v in shared.items())))
         group = groups.get(key)
