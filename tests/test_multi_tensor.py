@@ -319,3 +319,28 @@ def test_slots_reach_the_step_as_one_captured_tensor():
         expected.apply_gradients(zip(grads, ref))
     for got, want in zip(variables, ref):
         assert_bit_identical(got.numpy(), want.numpy())
+
+
+def test_eager_slot_free_rule_runs_per_variable():
+    """Eager TensorFlow refuses an empty resource tensor ("Empty resource
+    handle"), so SGD without momentum (no slots) must not reach the list op
+    eagerly; inside tf.function it still takes the one launch."""
+    require_kernel_library()
+    variables = [keras.Variable(np.ones(s, np.float32)) for s in ((3,), (2, 2))]
+    grads = [tf.fill(v.shape, 0.5) for v in variables]
+    opt = kerasopt.SGD(learning_rate=0.1)
+    with kerasopt.implementation("kernel"):
+        opt.apply_gradients(zip(grads, variables))  # eager: must not raise
+        for v in variables:
+            np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 0.95, np.float32))
+
+        @tf.function
+        def step():
+            opt.apply_gradients(zip(grads, variables))
+
+        step()
+        launches = [n for n in step.get_concrete_function().graph.as_graph_def().node
+                    if n.op == "KerasoptMultiApplySgd"]
+    assert [n.attr["N"].i for n in launches] == [2]
+    for v in variables:
+        np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 0.9, np.float32))
