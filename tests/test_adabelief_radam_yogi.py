@@ -218,8 +218,11 @@ def test_kernel_and_fallback_match_reference_and_each_other(name, dtype):
             assert_bit_identical(a, b, f"binding vs kernel, step {t}")
 
 
+@pytest.mark.parametrize("multi_tensor", [False, True])
 @pytest.mark.parametrize("name", ["AdaBelief", "RAdam", "Yogi"])
-def test_one_fused_op_per_variable(name):
+def test_one_fused_op_per_variable(name, multi_tensor, monkeypatch):
+    """One KerasoptApply<Algo> per variable, or one KerasoptMultiApply<Algo> for all."""
+    monkeypatch.setenv("KERASOPT_MULTI_TENSOR", "1" if multi_tensor else "0")
     cls = CASES[name][0]
     variables = [keras.Variable(np.ones(s, np.float32)) for s in [(3,), (4, 5), ()]]
     opt = cls()
@@ -235,7 +238,11 @@ def test_one_fused_op_per_variable(name):
     graph_def = concrete.graph.as_graph_def()
     nodes = [n.op for n in graph_def.node] + [
         n.op for f in graph_def.library.function for n in f.node_def]
-    assert nodes.count(f"KerasoptApply{cls.kernel_name}") == len(variables)
+    if multi_tensor:
+        assert (nodes.count(f"KerasoptMultiApply{cls.kernel_name}") == 1
+                and f"KerasoptApply{cls.kernel_name}" not in nodes)
+    else:
+        assert nodes.count(f"KerasoptApply{cls.kernel_name}") == len(variables)
     assert "Sqrt" not in graph_op_types(concrete)  # the math is inside the op
 
 

@@ -231,7 +231,10 @@ def test_no_decoupled_weight_decay_is_applied_on_top():
 # ------------------------------------------------------------------ one op
 
 
-def test_one_fused_op_per_variable_with_the_norms_inside():
+@pytest.mark.parametrize("multi_tensor", [False, True])
+def test_one_fused_op_per_variable_with_the_norms_inside(multi_tensor, monkeypatch):
+    """One KerasoptApplyLars per variable, or one KerasoptMultiApplyLars for all."""
+    monkeypatch.setenv("KERASOPT_MULTI_TENSOR", "1" if multi_tensor else "0")
     variables = [keras.Variable(np.ones(s, np.float32)) for s in [(3,), (4, 5), ()]]
     opt = kerasopt.Lars()
     opt.build(variables)
@@ -246,7 +249,10 @@ def test_one_fused_op_per_variable_with_the_norms_inside():
     graph_def = concrete.graph.as_graph_def()
     nodes = [n.op for n in graph_def.node] + [
         n.op for f in graph_def.library.function for n in f.node_def]
-    assert nodes.count("KerasoptApplyLars") == len(variables)
+    if multi_tensor:
+        assert nodes.count("KerasoptMultiApplyLars") == 1 and "KerasoptApplyLars" not in nodes
+    else:
+        assert nodes.count("KerasoptApplyLars") == len(variables)
     assert "Sum" not in graph_op_types(concrete)
 
 

@@ -46,8 +46,21 @@ CONFIGS = [
     (kerasopt.Nadam, {}),
     (kerasopt.Lion, {}),
     (kerasopt.Ftrl, {"l1_regularization_strength": 0.01, "l2_regularization_strength": 0.01}),
+    (kerasopt.AdaBelief, {}),
+    (kerasopt.AdaBelief, {"amsgrad": True}),
+    (kerasopt.RAdam, {}),
+    (kerasopt.Yogi, {}),
+    # NovoGrad: per-variable ||g|| and a velocity slot of shape () per variable.
+    (kerasopt.NovoGrad, {"weight_decay": 0.01, "exclude": ["w2"]}),
+    (kerasopt.NovoGrad, {"grad_averaging": True}),
+    # Lars: per-variable ||w||, ||g||; exclusions split the launches by value.
+    (kerasopt.Lars, {"weight_decay": 0.01, "exclude_from_weight_decay": ["w2"],
+                     "exclude_from_layer_adaptation": ["w5"]}),
+    (kerasopt.Lars, {"momentum": 0.5, "nesterov": True, "weight_decay": 0.001}),
+    (kerasopt.Lars, {"momentum": 0.0, "weight_decay": 0.1}),  # no slots at all
     (kerasopt.Lamb, {}),
 ]
+NORM_CONFIGS = [c for c in CONFIGS if c[0] in (kerasopt.Lamb, kerasopt.Lars, kerasopt.NovoGrad)]
 
 
 def _config_id(config):
@@ -125,7 +138,7 @@ def test_same_bits_as_one_op_per_variable(config, dtype):
     _assert_same(config, SHAPES, [dtype] * len(SHAPES))
 
 
-@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[8], CONFIGS[-1]], ids=_config_id)
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[8]] + NORM_CONFIGS, ids=_config_id)
 def test_mixed_dtypes_one_launch_per_dtype(config):
     require_kernel_library()
     dtypes = ["float32", "float16", "bfloat16", "float64", "float32", "float16", "float32"]
@@ -246,6 +259,53 @@ def test_op_rejects_a_wrong_slot_count_and_dtype():
     np.testing.assert_array_equal(var.numpy(), np.ones(3))  # nothing half-written
 
 
+def test_norm_ops_check_each_slot_shape_and_write_nothing_on_error():
+    """NovoGrad's velocity is one value per variable (shape ()), its momentum
+    and Lars's have the variable's shape: as in the per-variable ops. A wrong
+    shape anywhere in the list stops the launch before any write."""
+    ops = require_kernel_library().ops
+    first = tf.Variable(np.ones(3, np.float32))
+    second = tf.Variable(np.ones((2, 2), np.float32))
+    grads = [tf.ones(3), tf.ones((2, 2))]
+    novograd = dict(lr=0.1, beta_1=0.9, beta_2=0.99, epsilon=1e-7, weight_decay=0.0,
+                    step=tf.constant(1, tf.int64))
+
+    keep = []  # a tf.Variable frees its resource when collected: keep them alive
+
+    def variables(*shapes):
+        keep.extend(tf.Variable(np.zeros(s, np.float32)) for s in shapes)
+        return [v.handle for v in keep[-len(shapes):]]
+
+    def novograd_slots(second_velocity_shape, second_momentum_shape=(2, 2)):
+        return variables(3, (), second_momentum_shape, second_velocity_shape)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one value per variable"):
+        ops.kerasopt_multi_apply_novo_grad(vars=[first.handle, second.handle],
+                                           slots=novograd_slots((2, 2)), grads=grads,
+                                           num_slots=2, **novograd)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"slot .* has shape \[\]"):
+        ops.kerasopt_multi_apply_novo_grad(vars=[first.handle, second.handle],
+                                           slots=novograd_slots((), ()), grads=grads,
+                                           num_slots=2, **novograd)
+    lars = dict(lr=0.1, momentum=0.9, weight_decay=0.0, eta=0.01)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"slot .* has shape \[\]"):
+        ops.kerasopt_multi_apply_lars(
+            vars=[first.handle, second.handle],
+            slots=variables(3, ()),
+            grads=grads, num_slots=1, **lars)
+    np.testing.assert_array_equal(first.numpy(), np.ones(3))  # nothing half-written
+    np.testing.assert_array_equal(second.numpy(), np.ones((2, 2)))
+
+    # The right shapes pass, and the velocity slot of each variable moves.
+    slots = novograd_slots(())
+    ops.kerasopt_multi_apply_novo_grad(vars=[first.handle, second.handle], slots=slots,
+                                       grads=grads, num_slots=2, **novograd)
+    assert not np.array_equal(first.numpy(), np.ones(3))
+    velocities = [tf.raw_ops.ReadVariableOp(resource=slots[i], dtype=tf.float32).numpy()
+                  for i in (1, 3)]
+    np.testing.assert_allclose(velocities, [3.0, 4.0])  # ||g||^2 at step 1
+
+
 _THREAD_SCRIPT = textwrap.dedent("""
     import hashlib, json, os, sys
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -257,7 +317,9 @@ _THREAD_SCRIPT = textwrap.dedent("""
     out = {}
     shapes = [(70_001,), (513,), (0,), (3, 7), (40_000,)]
     for cls, kwargs in ((kerasopt.Adam, {}), (kerasopt.Lamb, {}),
-                        (kerasopt.SGD, {"momentum": 0.9})):
+                        (kerasopt.SGD, {"momentum": 0.9}),
+                        (kerasopt.Lars, {"weight_decay": 0.01}),
+                        (kerasopt.NovoGrad, {"weight_decay": 0.01})):
         for dtype in ("float16", "bfloat16", "float32", "float64"):
             rng = np.random.default_rng(0)
             variables = [keras.Variable(rng.standard_normal(s), dtype=dtype) for s in shapes]
@@ -276,20 +338,20 @@ _THREAD_SCRIPT = textwrap.dedent("""
 
 
 def test_same_bits_for_any_thread_count_and_instruction_set(tmp_path):
-    """1 or 4 threads, AVX2 or baseline loops (cc/cpu/isa.h): the same bits."""
+    """1, 2 or 4 threads, AVX2 or baseline loops (cc/cpu/isa.h): the same bits."""
     require_kernel_library()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", multi_tensor.ENV_SWITCH: "1"}
     env.pop("KERASOPT_ISA", None)
     runs = [subprocess.Popen([sys.executable, "-P", "-c", _THREAD_SCRIPT, str(n)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**env, **extra}, cwd=tmp_path)
-            for n, extra in ((1, {}), (4, {}), (4, {"KERASOPT_ISA": "baseline"}))]
+            for n, extra in ((1, {}), (2, {}), (4, {}), (4, {"KERASOPT_ISA": "baseline"}))]
     results = []
     for run in runs:
         stdout, stderr = run.communicate(timeout=300)
         assert run.returncode == 0, stderr[-3000:]
         results.append(json.loads(stdout.strip().splitlines()[-1]))
-    assert results[0] == results[1] == results[2]
+    assert results[0] == results[1] == results[2] == results[3]
 
 
 def test_slots_reach_the_step_as_one_captured_tensor():

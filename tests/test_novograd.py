@@ -158,7 +158,10 @@ def test_kernel_and_fallback_match_reference_and_each_other(hyper, dtype):
             assert_bit_identical(a, b, f"binding vs kernel, step {t}")
 
 
-def test_one_fused_op_per_variable_with_the_norm_inside():
+@pytest.mark.parametrize("multi_tensor", [False, True])
+def test_one_fused_op_per_variable_with_the_norm_inside(multi_tensor, monkeypatch):
+    """One KerasoptApplyNovoGrad per variable, or one KerasoptMultiApplyNovoGrad for all."""
+    monkeypatch.setenv("KERASOPT_MULTI_TENSOR", "1" if multi_tensor else "0")
     variables = [keras.Variable(np.ones(s, np.float32)) for s in [(3,), (4, 5), ()]]
     opt = kerasopt.NovoGrad()
     opt.build(variables)
@@ -173,7 +176,11 @@ def test_one_fused_op_per_variable_with_the_norm_inside():
     graph_def = concrete.graph.as_graph_def()
     nodes = [n.op for n in graph_def.node] + [
         n.op for f in graph_def.library.function for n in f.node_def]
-    assert nodes.count("KerasoptApplyNovoGrad") == len(variables)
+    if multi_tensor:
+        assert (nodes.count("KerasoptMultiApplyNovoGrad") == 1
+                and "KerasoptApplyNovoGrad" not in nodes)
+    else:
+        assert nodes.count("KerasoptApplyNovoGrad") == len(variables)
     assert not {"Sum", "Sqrt", "Cumsum"} & graph_op_types(concrete)
 
 

@@ -12,82 +12,51 @@
 // A rule whose NeedsNorms() is false for this call skips pass 1 (Finish is then
 // called with zero sums).
 //
-// The sums are those of apply_with_norms.h: squares in double, a fixed halving
-// tree per block of kBlock elements, block partials added in block order on one
-// thread; so the result is the same for any number of threads, and
-// kerasopt/fallback/lamb.py's sum_of_squares reproduces it.
+// The two passes, and their multi-tensor form, are apply_norms_then_dense.h's
+// (shared with apply_layerwise.h); this file says what LARS-like rules put in
+// them.
 #pragma once
 
-#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <utility>
-#include <vector>
 
-#include "cc/cpu/apply_dense.h"
-#include "cc/cpu/apply_with_norms.h"
-#include "cc/kernels/common.h"
+#include "cc/cpu/apply_multi.h"
+#include "cc/cpu/apply_norms_then_dense.h"
 
 namespace kerasopt {
 namespace cpu {
 
-namespace internal {
+// The Stage (see apply_norms_then_dense.h) of a rule with NeedsNorms,
+// NormTerms(w, g, terms), Finish(sums) -> scale and operator()(w, slots..., g,
+// scale).
+template <typename Rule>
+struct AfterNormsStage {
+  static constexpr int kNumNorms = Rule::kNumNorms;
+  static constexpr bool kReadsWeight = true;
+  static constexpr int kNumDenseSlots = Rule::kNumSlots;
 
-// A rule with its per-call scale bound, in the shape ApplyDense runs.
-template <typename Rule, typename Scale>
-struct ScaledRule {
-  static constexpr int kNumSlots = Rule::kNumSlots;
-  const Rule& rule;
-  Scale scale;
-  template <typename... Args>
-  KERASOPT_HOST_DEVICE void operator()(Args&&... args) const {
-    rule(std::forward<Args>(args)..., scale);
+  static bool NeedsNorms(const Rule& rule) { return rule.NeedsNorms(); }
+  template <typename C>
+  static void Terms(const Rule& rule, C w, C g, C* terms) { rule.NormTerms(w, g, terms); }
+  template <typename T>
+  static auto Finish(const Rule& rule, const std::array<double, kNumNorms>& sums,
+                     const std::array<T*, Rule::kNumSlots>&) {
+    auto scale = rule.Finish(sums);
+    return internal::BoundRule<Rule, decltype(scale), kNumDenseSlots>{rule, scale};
+  }
+  template <typename T>
+  static std::array<T*, kNumDenseSlots> DenseSlots(const std::array<T*, Rule::kNumSlots>& slots) {
+    return slots;
   }
 };
-
-}  // namespace internal
 
 template <typename Rule, typename T, typename ParallelFor>
 void ApplyAfterNorms(const Rule& rule, int64_t n, T* var,
                      const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
                      ParallelFor&& parallel_for) {
-  using C = ComputeType<T>;
-  constexpr int kNorms = Rule::kNumNorms;
-  static_assert(kNorms > 0, "ApplyAfterNorms needs at least one norm");
-
-  std::array<double, kNorms> sums{};
-  if (rule.NeedsNorms()) {
-    const int64_t num_blocks = (n + kBlock - 1) / kBlock;
-    // partials[b * kNorms + k]: block b's sum of squares of norm term k.
-    std::vector<double> partials(static_cast<size_t>(num_blocks * kNorms));
-    const int64_t cost = kBlock * DenseCostPerElement(2 + 2 * kNorms);
-    parallel_for(num_blocks, cost, [&](int64_t first, int64_t last) {
-      alignas(64) C w[kBlock];
-      alignas(64) C g[kBlock];
-      alignas(64) C t[kNorms][kBlock];
-      alignas(64) double scratch[kBlock];
-      for (int64_t b = first; b < last; ++b) {
-        const int64_t start = b * kBlock;
-        const int64_t len = std::min(kBlock, n - start);
-        internal::Widen(var + start, len, w);
-        internal::Widen(grad + start, len, g);
-        for (int64_t j = 0; j < len; ++j) {
-          C terms[kNorms];
-          rule.NormTerms(w[j], g[j], terms);
-          for (int k = 0; k < kNorms; ++k) t[k][j] = terms[k];
-        }
-        for (int k = 0; k < kNorms; ++k) {
-          partials[b * kNorms + k] = internal::BlockSumOfSquares(t[k], len, scratch);
-        }
-      }
-    });
-    for (int64_t b = 0; b < num_blocks; ++b) {  // in block order, on this thread
-      for (int k = 0; k < kNorms; ++k) sums[k] = sums[k] + partials[b * kNorms + k];
-    }
-  }
-  const auto scale = rule.Finish(sums);
-  const internal::ScaledRule<Rule, decltype(scale)> scaled{rule, scale};
-  ApplyDense(scaled, n, var, slots, grad, std::forward<ParallelFor>(parallel_for));
+  ApplyNormsThenDense<AfterNormsStage>(rule, n, var, slots, grad,
+                                       std::forward<ParallelFor>(parallel_for));
 }
 
 // The driver policy of ApplyAfterNorms (see cpu::Dense in apply_dense.h).
@@ -98,6 +67,11 @@ struct AfterNorms {
                     ParallelFor&& parallel_for) {
     ApplyAfterNorms(rule, n, var, slots, grad, std::forward<ParallelFor>(parallel_for));
   }
+};
+
+template <>
+struct MultiDriverFor<AfterNorms> {
+  using type = MultiNormsThenDense<AfterNormsStage>;
 };
 
 }  // namespace cpu

@@ -12,87 +12,65 @@
 // shape; the trailing kNumLayerSlots point at ONE element each (shape ()).
 // They are widened to the compute type for Finish and narrowed back once.
 //
-// The sum is deterministic for any number of threads, exactly as in
-// apply_with_norms.h (fixed 512-element blocks, a halving tree in double per
-// block, the partials added in block order on one thread), so
+// The two passes, and their multi-tensor form, are apply_norms_then_dense.h's
+// (shared with apply_after_norms.h); this file says what layer-wise rules put
+// in them. The sum is deterministic for any number of threads, so
 // kerasopt/fallback/lamb.py's sum_of_squares gives the same bits.
 #pragma once
 
-#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <utility>
-#include <vector>
 
-#include "cc/cpu/apply_dense.h"
-#include "cc/cpu/apply_with_norms.h"
+#include "cc/cpu/apply_multi.h"
+#include "cc/cpu/apply_norms_then_dense.h"
 #include "cc/kernels/common.h"
 
 namespace kerasopt {
 namespace cpu {
 
-namespace internal {
+// The Stage (see apply_norms_then_dense.h) of a rule with kNumLayerSlots,
+// Finish(sum_of_g_squared, layer_values) -> layer and operator()(w,
+// element_slots..., g, layer).
+template <typename Rule>
+struct LayerwiseStage {
+  static constexpr int kNumNorms = 1;  // ||g||
+  static constexpr bool kReadsWeight = false;
+  static constexpr int kNumLayerSlots = Rule::kNumLayerSlots;
+  static constexpr int kNumDenseSlots = Rule::kNumSlots - kNumLayerSlots;
+  static_assert(kNumLayerSlots > 0 && kNumDenseSlots >= 0, "Layerwise needs layer slots");
 
-template <typename Rule, typename C, typename Layer, std::size_t... I>
-inline void RunLayerwiseBlock(const Rule& rule, int64_t len, C* w, C (*slots)[kBlock],
-                              const C* g, const Layer& layer, std::index_sequence<I...>) {
-  for (int64_t j = 0; j < len; ++j) rule(w[j], slots[I][j]..., g[j], layer);
-}
-
-}  // namespace internal
+  static bool NeedsNorms(const Rule&) { return true; }
+  template <typename C>
+  static void Terms(const Rule&, C, C g, C* terms) { terms[0] = g; }
+  // Reads the layer slots, lets the rule update them, and writes them back.
+  template <typename T>
+  static auto Finish(const Rule& rule, const std::array<double, kNumNorms>& sums,
+                     const std::array<T*, Rule::kNumSlots>& slots) {
+    std::array<ComputeType<T>, kNumLayerSlots> values{};
+    for (int k = 0; k < kNumLayerSlots; ++k) {
+      values[k] = static_cast<ComputeType<T>>(*slots[kNumDenseSlots + k]);
+    }
+    auto layer = rule.Finish(sums[0], values);
+    for (int k = 0; k < kNumLayerSlots; ++k) {
+      *slots[kNumDenseSlots + k] = static_cast<T>(values[k]);
+    }
+    return internal::BoundRule<Rule, decltype(layer), kNumDenseSlots>{rule, layer};
+  }
+  template <typename T>
+  static std::array<T*, kNumDenseSlots> DenseSlots(const std::array<T*, Rule::kNumSlots>& slots) {
+    std::array<T*, kNumDenseSlots> element_slots{};
+    for (int k = 0; k < kNumDenseSlots; ++k) element_slots[k] = slots[k];
+    return element_slots;
+  }
+};
 
 template <typename Rule, typename T, typename ParallelFor>
 void ApplyLayerwise(const Rule& rule, int64_t n, T* var,
                     const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
                     ParallelFor&& parallel_for) {
-  using C = ComputeType<T>;
-  constexpr int kLayer = Rule::kNumLayerSlots;
-  constexpr int kElement = Rule::kNumSlots - kLayer;
-  static_assert(kLayer > 0 && kElement >= 0, "ApplyLayerwise needs layer slots");
-
-  std::array<T*, kElement> element_slots{};
-  for (int k = 0; k < kElement; ++k) element_slots[k] = slots[k];
-  std::array<C, kLayer> layer_values{};
-  for (int k = 0; k < kLayer; ++k) layer_values[k] = static_cast<C>(*slots[kElement + k]);
-
-  // Pass 1: per-block partial sums of g^2.
-  const int64_t num_blocks = (n + kBlock - 1) / kBlock;
-  std::vector<double> partials(static_cast<size_t>(num_blocks));
-  parallel_for(num_blocks, kBlock * DenseCostPerElement(2), [&](int64_t first, int64_t last) {
-    alignas(64) C g[kBlock];
-    alignas(64) double scratch[kBlock];
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t start = b * kBlock;
-      const int64_t len = std::min(kBlock, n - start);
-      internal::Widen(grad + start, len, g);
-      partials[b] = internal::BlockSumOfSquares(g, len, scratch);
-    }
-  });
-  double sum = 0.0;
-  for (int64_t b = 0; b < num_blocks; ++b) sum = sum + partials[b];
-
-  const auto layer = rule.Finish(sum, layer_values);
-  for (int k = 0; k < kLayer; ++k) *slots[kElement + k] = static_cast<T>(layer_values[k]);
-
-  // Pass 2: the per-element update.
-  int num_present = 0;
-  for (T* s : element_slots) num_present += s != nullptr;
-  const int64_t cost = DenseCostPerElement(2 * (2 + num_present));
-  parallel_for(n, cost, [&](int64_t begin, int64_t end) {
-    alignas(64) C w[kBlock];
-    alignas(64) C g[kBlock];
-    alignas(64) C s[internal::kRows<Rule::kNumSlots - Rule::kNumLayerSlots>][kBlock];
-    for (int64_t start = begin; start < end; start += kBlock) {
-      const int64_t len = std::min(kBlock, end - start);
-      internal::Widen(var + start, len, w);
-      internal::Widen(grad + start, len, g);
-      internal::WidenSlots(element_slots, start, len, &s[0][0]);
-      internal::RunLayerwiseBlock(rule, len, w, s, g, layer,
-                                  std::make_index_sequence<kElement>());
-      internal::Narrow(w, len, var + start);
-      internal::NarrowSlots(&s[0][0], start, len, element_slots);
-    }
-  });
+  ApplyNormsThenDense<LayerwiseStage>(rule, n, var, slots, grad,
+                                      std::forward<ParallelFor>(parallel_for));
 }
 
 // The driver policy of ApplyLayerwise (see cpu::Dense in apply_dense.h).
@@ -103,6 +81,11 @@ struct Layerwise {
                     ParallelFor&& parallel_for) {
     ApplyLayerwise(rule, n, var, slots, grad, std::forward<ParallelFor>(parallel_for));
   }
+};
+
+template <>
+struct MultiDriverFor<Layerwise> {
+  using type = MultiNormsThenDense<LayerwiseStage>;
 };
 
 }  // namespace cpu

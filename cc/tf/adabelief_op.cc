@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/adabelief.h; this file binds the op's inputs to it.
 #include "cc/kernels/adabelief.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -54,6 +55,18 @@ struct AdaBeliefAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdaBelief", AdaBeliefAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyAdaBelief.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdaBelief")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("amsgrad: bool = false")
+    .Doc("KerasoptApplyAdaBelief on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdaBelief", AdaBeliefAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -5,6 +5,7 @@
 #include "cc/cpu/apply_after_norms.h"
 #include "cc/kernels/lars.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -62,6 +63,20 @@ struct LarsAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER("KerasoptApplyLars", LarsAlgo, ::kerasopt::cpu::AfterNorms)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h): every
+// variable's norms in one pass, then one dense pass (cpu::MultiNormsThenDense).
+// The same scalar inputs and attrs as KerasoptApplyLars; variables with other
+// weight decays or layer_adaptation go to other launches.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyLars")
+    .Input("lr: double")
+    .Input("momentum: double")
+    .Input("weight_decay: double")  // 0 for variables excluded from weight decay
+    .Input("eta: double")
+    .Attr("nesterov: bool = false")
+    .Attr("layer_adaptation: bool = true")
+    .Doc("KerasoptApplyLars on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER("KerasoptMultiApplyLars", LarsAlgo, ::kerasopt::cpu::AfterNorms)
 
 }  // namespace tf
 }  // namespace kerasopt

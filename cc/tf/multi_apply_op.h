@@ -122,13 +122,18 @@ class MultiApplyOp : public OpKernel {
           ref.slots[k] = nullptr;
           continue;
         }
+        // As in dense_apply_op.h: the rule's trailing layer slots hold one
+        // value per variable (shape ()), the others have the variable's shape.
+        const bool one_value = k >= kNumSlots - LayerSlotsOf<Rule>::value;
         const Tensor& slot = tensors[next];
-        OP_REQUIRES(ctx, slot.shape() == var.shape(),
+        OP_REQUIRES(ctx, slot.shape() == (one_value ? ::tensorflow::TensorShape({}) : var.shape()),
                     absl::InvalidArgumentError(absl::StrCat(
                         "kerasopt: variable '", name(i), "' has shape ",
                         var.shape().DebugString(), " but its slot '",
                         name(next), "' has shape ",
-                        slot.shape().DebugString())));
+                        slot.shape().DebugString(),
+                        one_value ? " (this slot holds one value per variable: shape [])"
+                                  : "")));
         ref.slots[k] = tensors[next++].template flat<T>().data();
       }
     }

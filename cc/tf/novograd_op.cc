@@ -5,6 +5,7 @@
 #include "cc/cpu/apply_layerwise.h"
 #include "cc/kernels/novograd.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -59,6 +60,22 @@ struct NovoGradAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER("KerasoptApplyNovoGrad", NovoGradAlgo,
+                                        ::kerasopt::cpu::Layerwise)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h): every
+// variable's ||g|| in one pass, then one dense pass (cpu::MultiNormsThenDense).
+// The same scalar inputs and attrs as KerasoptApplyNovoGrad; each variable's
+// velocity slot has shape ().
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyNovoGrad")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("weight_decay: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Attr("grad_averaging: bool = false")
+    .Doc("KerasoptApplyNovoGrad on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER("KerasoptMultiApplyNovoGrad", NovoGradAlgo,
                                         ::kerasopt::cpu::Layerwise)
 
 }  // namespace tf

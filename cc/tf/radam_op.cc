@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/radam.h; this file binds the op's inputs to it.
 #include "cc/kernels/radam.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -49,6 +50,17 @@ struct RAdamAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyRAdam", RAdamAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyRAdam.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyRAdam")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Input("step: int64")  // optimizer.iterations + 1
+    .Doc("KerasoptApplyRAdam on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyRAdam", RAdamAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -2,6 +2,7 @@
 // The math lives in cc/kernels/yogi.h; this file binds the op's inputs to it.
 #include "cc/kernels/yogi.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -46,6 +47,16 @@ struct YogiAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyYogi", YogiAlgo)
+
+// One launch for a list of variables (cc/tf/multi_apply_op.h); the same
+// scalar inputs and attrs as KerasoptApplyYogi.
+KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyYogi")
+    .Input("lr: double")
+    .Input("beta_1: double")
+    .Input("beta_2: double")
+    .Input("epsilon: double")
+    .Doc("KerasoptApplyYogi on N variables in one launch.");
+KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyYogi", YogiAlgo)
 
 }  // namespace tf
 }  // namespace kerasopt

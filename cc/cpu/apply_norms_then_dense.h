@@ -1,0 +1,180 @@
+// The shape shared by LARS (apply_after_norms.h) and NovoGrad
+// (apply_layerwise.h): per variable,
+//
+//   pass 1, per element:  terms of inputs the rule does NOT change (w, g),
+//                         their squares summed over the whole variable
+//   between the passes:   a per-variable value from the sums (LARS: the
+//                         layer's rate; NovoGrad: the new second moment, kept
+//                         in the rule's scalar layer slots)
+//   pass 2:               one dense pass (apply_dense.h) of the rule with that
+//                         value bound as its last argument
+//
+// Pass 1 writes nothing, so pass 2 can update the weight and its slots in one
+// go. The sums are those of apply_with_norms.h: squares in double, a fixed
+// halving tree per block of kBlock elements counted from element 0, the block
+// partials added in block order on one thread; so the result is the same for
+// any number of threads, and kerasopt/fallback/lamb.py's sum_of_squares
+// reproduces it.
+//
+// Two drivers run this shape: ApplyNormsThenDense (one variable) and
+// MultiNormsThenDense (a list of variables in one launch, behind the
+// KerasoptMultiApply<Algo> ops). Both run the very same per-block pass 1 and
+// the same per-range pass 2, so they give the same bits.
+//
+// What differs between rules is a Stage<Rule> (see AfterNormsStage and
+// LayerwiseStage):
+//   static constexpr int kNumNorms;       // terms per element
+//   static constexpr bool kReadsWeight;   // pass 1 reads w (else g alone)
+//   static constexpr int kNumDenseSlots;  // slots pass 2 runs over
+//   static bool NeedsNorms(const Rule&);  // false: no pass 1, the sums are 0
+//   static void Terms(const Rule&, C w, C g, C* terms);
+//   static auto Finish(const Rule&, const std::array<double, kNumNorms>& sums,
+//                      const std::array<T*, Rule::kNumSlots>& slots);
+//       // the element-wise rule of pass 2 (may write the layer slots)
+//   static std::array<T*, kNumDenseSlots> DenseSlots(slots);
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "cc/cpu/apply_dense.h"
+#include "cc/cpu/apply_multi.h"
+#include "cc/cpu/apply_with_norms.h"
+#include "cc/kernels/common.h"
+
+namespace kerasopt {
+namespace cpu {
+
+namespace internal {
+
+// A rule with one per-variable value bound as its last argument, in the shape
+// ApplyDense runs: rule(w, slots[0..kSlots)..., g, value).
+template <typename Rule, typename Value, int kSlots>
+struct BoundRule {
+  static constexpr int kNumSlots = kSlots;
+  const Rule& rule;
+  Value value;
+  template <typename... Args>
+  KERASOPT_HOST_DEVICE void operator()(Args&&... args) const {
+    rule(std::forward<Args>(args)..., value);
+  }
+};
+
+// Pass 1 on block b of one variable: stores the block's sums of squares of the
+// Stage's terms in partials[0..kNumNorms).
+template <typename Stage, typename Rule, typename T>
+void InputNormsBlock(const Rule& rule, int64_t n, const T* var, const T* grad, int64_t b,
+                     double* partials) {
+  using C = ComputeType<T>;
+  constexpr int kNorms = Stage::kNumNorms;
+  alignas(64) C w[kBlock];
+  alignas(64) C g[kBlock];
+  alignas(64) C t[kNorms][kBlock];
+  alignas(64) double scratch[kBlock];
+  const int64_t start = b * kBlock;
+  const int64_t len = std::min(kBlock, n - start);
+  if constexpr (Stage::kReadsWeight) Widen(var + start, len, w);
+  Widen(grad + start, len, g);
+  for (int64_t j = 0; j < len; ++j) {
+    C terms[kNorms];
+    Stage::Terms(rule, Stage::kReadsWeight ? w[j] : C(0), g[j], terms);
+    for (int k = 0; k < kNorms; ++k) t[k][j] = terms[k];
+  }
+  for (int k = 0; k < kNorms; ++k) partials[k] = BlockSumOfSquares(t[k], len, scratch);
+}
+
+// partials[b * K + k] (block b, term k) summed over the blocks, in block order.
+template <int K>
+std::array<double, K> SumInBlockOrder(const double* partials, int64_t num_blocks) {
+  std::array<double, K> sums{};
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    for (int k = 0; k < K; ++k) sums[k] = sums[k] + partials[b * K + k];
+  }
+  return sums;
+}
+
+template <typename Stage>
+int64_t InputNormsCost() {
+  return kBlock * DenseCostPerElement((Stage::kReadsWeight ? 2 : 1) * (1 + Stage::kNumNorms));
+}
+
+inline int64_t NumBlocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
+
+}  // namespace internal
+
+template <template <typename> class Stage, typename Rule, typename T, typename ParallelFor>
+void ApplyNormsThenDense(const Rule& rule, int64_t n, T* var,
+                         const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
+                         ParallelFor&& parallel_for) {
+  using S = Stage<Rule>;
+  constexpr int kNorms = S::kNumNorms;
+  static_assert(kNorms > 0, "ApplyNormsThenDense needs at least one norm");
+  std::array<double, kNorms> sums{};
+  if (S::NeedsNorms(rule)) {
+    const int64_t num_blocks = internal::NumBlocks(n);
+    std::vector<double> partials(static_cast<size_t>(num_blocks * kNorms));
+    parallel_for(num_blocks, internal::InputNormsCost<S>(), [&](int64_t first, int64_t last) {
+      for (int64_t b = first; b < last; ++b) {
+        internal::InputNormsBlock<S>(rule, n, var, grad, b, partials.data() + b * kNorms);
+      }
+    });
+    sums = internal::SumInBlockOrder<kNorms>(partials.data(), num_blocks);
+  }
+  const auto dense_rule = S::Finish(rule, sums, slots);
+  ApplyDense(dense_rule, n, var, S::DenseSlots(slots), grad,
+             std::forward<ParallelFor>(parallel_for));
+}
+
+// The multi-tensor form: pass 1 over the (variable, block) items of every
+// variable that needs norms, one launch; each variable's sums added in its own
+// block order; then pass 2 as MultiDense, one launch. Two launches in all,
+// whatever the number of variables.
+template <template <typename> class Stage>
+struct MultiNormsThenDense {
+  template <typename Rule, typename T, typename ParallelFor>
+  static void Apply(const std::vector<Rule>& rules,
+                    const std::vector<TensorRef<Rule, T>>& tensors,
+                    ParallelFor&& parallel_for) {
+    using S = Stage<Rule>;
+    constexpr int kNorms = S::kNumNorms;
+    if (tensors.empty()) return;
+    const size_t num_tensors = tensors.size();
+    // first_block[i]: number of the first pass-1 item of tensor i.
+    std::vector<int64_t> first_block(num_tensors + 1, 0);
+    for (size_t i = 0; i < num_tensors; ++i) {
+      const int64_t blocks = S::NeedsNorms(RuleFor(rules, i)) ? internal::NumBlocks(tensors[i].n) : 0;
+      first_block[i + 1] = first_block[i] + blocks;
+    }
+    std::vector<double> partials(static_cast<size_t>(first_block.back() * kNorms));
+    if (first_block.back() > 0) {
+      parallel_for(first_block.back(), internal::InputNormsCost<S>(), [&](int64_t begin, int64_t end) {
+        internal::ForItems(first_block, begin, end, [&](size_t i, int64_t b) {
+          const TensorRef<Rule, T>& x = tensors[i];
+          internal::InputNormsBlock<S>(RuleFor(rules, i), x.n, x.var, x.grad, b,
+                                       partials.data() + (first_block[i] + b) * kNorms);
+        });
+      });
+    }
+
+    using DenseRule =
+        decltype(S::Finish(rules[0], std::array<double, kNorms>{}, tensors[0].slots));
+    std::vector<DenseRule> dense_rules;
+    std::vector<TensorRef<DenseRule, T>> dense_tensors;
+    dense_rules.reserve(num_tensors);
+    dense_tensors.reserve(num_tensors);
+    for (size_t i = 0; i < num_tensors; ++i) {
+      const TensorRef<Rule, T>& x = tensors[i];
+      const auto sums = internal::SumInBlockOrder<kNorms>(
+          partials.data() + first_block[i] * kNorms, first_block[i + 1] - first_block[i]);
+      dense_rules.push_back(S::Finish(RuleFor(rules, i), sums, x.slots));
+      dense_tensors.push_back({x.n, x.var, S::DenseSlots(x.slots), x.grad});
+    }
+    MultiDense::Apply(dense_rules, dense_tensors, std::forward<ParallelFor>(parallel_for));
+  }
+};
+
+}  // namespace cpu
+}  // namespace kerasopt
