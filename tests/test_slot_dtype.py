@@ -369,3 +369,83 @@ def test_sparse_and_multi_ops_name_the_bad_slot():
     _assert_refused(vs, lambda: ops.kerasopt_multi_apply_adam(
         vars=[vs[0].handle], slots=tf.stack([v.handle for v in vs[1:]]),
         grads=[tf.ones((3, 2), tf.float16)], num_slots=2, **_adam_args()), "slot 'v2", "v0")
+
+
+# --- with the rest of the optimizer ---------------------------------------------------------------
+
+
+def test_nonfinite_skip_leaves_float32_slots_untouched():
+    require_kernel_library()
+    v = keras.Variable(np.linspace(-1, 1, 600).astype(np_dtype("bfloat16")), dtype="bfloat16")
+    opt = kerasopt.Adam(learning_rate=0.05, slot_dtype="float32", nonfinite="skip")
+    g = np.linspace(-2, 2, 600).astype(np_dtype("bfloat16"))
+    with kerasopt.implementation("kernel"):
+        opt.apply_gradients([(tf.constant(g), v)])
+        before = [v.numpy().copy()] + [s.numpy().copy() for s in opt.slots_for(v)]
+        g[17] = np.inf
+        opt.apply_gradients([(tf.constant(g), v)])
+    after = [v.numpy()] + [s.numpy() for s in opt.slots_for(v)]
+    for a, b in zip(after, before):
+        assert_bit_identical(a, b, "after a skipped step")
+    assert int(opt.iterations.numpy()) == 1
+
+
+MIRRORED_SCRIPT = """
+import json
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np, keras, ml_dtypes, kerasopt
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+init = rng.standard_normal(1030).astype(ml_dtypes.bfloat16)
+grads = [[rng.standard_normal(1030).astype(ml_dtypes.bfloat16) for _ in range(2)]
+         for _ in range(3)]
+
+def optimizer():
+    return kerasopt.Adam(learning_rate=0.05, slot_dtype="float32")
+
+with kerasopt.implementation("kernel"):
+    with strategy.scope():
+        variable = keras.Variable(init, dtype="bfloat16")
+        opt = optimizer()
+        opt.build([variable])
+
+    @tf.function
+    def distributed_step(per_replica):
+        strategy.run(lambda g: opt.apply_gradients([(g, variable)]), args=(per_replica,))
+
+    for step in range(3):
+        distributed_step(strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(grads[step][ctx.replica_id_in_sync_group])))
+
+    single = keras.Variable(init, dtype="bfloat16")
+    reference = optimizer()
+
+    @tf.function
+    def single_step(g):
+        reference.apply_gradients([(g, single)])
+
+    for step in range(3):
+        single_step(tf.constant(grads[step][0]) + tf.constant(grads[step][1]))
+
+got = [variable.numpy()] + [s.numpy() for s in opt.slots_for(variable)]
+want = [single.numpy()] + [s.numpy() for s in reference.slots_for(single)]
+print(json.dumps(dict(
+    slot_dtypes=[str(s.dtype) for s in opt.slots_for(variable)],
+    identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)],
+    replicas_agree=all(
+        len({p.numpy().tobytes() for p in strategy.experimental_local_results(x.value)}) == 1
+        for x in [variable] + list(opt.slots_for(variable))))))
+"""
+
+
+def test_mirrored_strategy_equals_one_device(tmp_path):
+    require_kernel_library()
+    import isolated
+
+    result = isolated.run(MIRRORED_SCRIPT, cwd=tmp_path, timeout=300)
+    assert result["slot_dtypes"] == ["float32", "float32"], result
+    assert all(result["identical"]), result
+    assert result["replicas_agree"], result
