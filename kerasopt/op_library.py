@@ -195,13 +195,16 @@ def _has_kernel(op_name: str, device_type: str) -> bool:
     return any(k.device_type == device_type for k in registered.kernel)
 
 
-def kernel_unavailable_reason(variable, op_name: str | None = None) -> str | None:
+def kernel_unavailable_reason(variable, op_name: str | None = None,
+                              wide_slots: bool = False) -> str | None:
     """Why `variable` cannot be updated by a kernel right now (None: it can).
 
     `op_name` names the op that would run (e.g. ``KerasoptApplyAdam``): CPU
     variables always have their kernel; variables on other devices use it when
     the op library registered it for their device type (the CUDA build does for
-    GPUs). Without `op_name` only CPU variables qualify.
+    GPUs). Without `op_name` only CPU variables qualify. `wide_slots`: the
+    variable is 16-bit with float32 slots (``slot_dtype="float32"``), which
+    only the CPU kernels take.
     """
     if get_implementation() == "tf":
         return f"{ENV_IMPLEMENTATION}=tf was requested"
@@ -213,18 +216,21 @@ def kernel_unavailable_reason(variable, op_name: str | None = None) -> str | Non
     device = _device_type(variable)
     if device == "CPU":
         return None
+    if wide_slots:
+        return (f"the {device} kernels take slots of the variable's dtype only, and "
+                f"'{getattr(variable, 'name', variable)}' has float32 slots (slot_dtype)")
     if op_name is not None and _has_kernel(op_name, device):
         return None
     kernel = f"kernel {op_name}" if op_name else "kernel"
     return f"no kerasopt {kernel} is built for {device} devices"
 
 
-def use_kernel(variable, op_name: str | None = None) -> bool:
+def use_kernel(variable, op_name: str | None = None, wide_slots: bool = False) -> bool:
     """True to run the fused kernel (`op_name`) for `variable`; False for the fallback.
 
     With ``KERASOPT_IMPL=kernel`` a missing kernel is an error, not a fallback.
     """
-    reason = kernel_unavailable_reason(variable, op_name)
+    reason = kernel_unavailable_reason(variable, op_name, wide_slots)
     if reason is None:
         return True
     if get_implementation() == "kernel":

@@ -9,7 +9,12 @@
 // bfloat16 storage. Absent slots (e.g. AMSGrad's v_hat when amsgrad=false) are
 // given a scratch buffer that is never written back.
 //
-// When the storage type is the compute type (float, double) and every slot is
+// The slots may be stored in a wider type S than the weight's T (float32 slots
+// for a bfloat16 or float16 weight, the optimizers' `slot_dtype="float32"`):
+// they are widened and narrowed like the weight, so only the weight is rounded
+// to 16 bits. S = T everywhere else.
+//
+// When the storage types are the compute type (float, double) and every slot is
 // present, staging would only copy: the rule then runs on the memory directly
 // (restrict-qualified, so it still vectorizes). Same rule, same arithmetic, so
 // the same bits as the staged loop.
@@ -96,23 +101,23 @@ KERASOPT_ALWAYS_INLINE void RunDirect(const Rule& rule, int64_t len,
   for (int64_t j = 0; j < len; ++j) rule(w[j], s[j]..., g[j]);
 }
 
-template <typename Rule, typename T, std::size_t... I>
+template <typename Rule, typename T, typename S, std::size_t... I>
 KERASOPT_ALWAYS_INLINE void RunDirectAt(const Rule& rule, int64_t begin, int64_t len,
-                                        T* var, const std::array<T*, Rule::kNumSlots>& slots,
+                                        T* var, const std::array<S*, Rule::kNumSlots>& slots,
                                         const T* grad, std::index_sequence<I...>) {
   RunDirect(rule, len, var + begin, grad + begin, (slots[I] + begin)...);
 }
 
 // Elements [begin, end) of one variable; the body of both ISA copies.
-template <typename Rule, typename T>
+template <typename Rule, typename T, typename S>
 KERASOPT_ALWAYS_INLINE void DenseRangeBody(const Rule& rule, T* var,
-                                           const std::array<T*, Rule::kNumSlots>& slots,
+                                           const std::array<S*, Rule::kNumSlots>& slots,
                                            const T* grad, int64_t begin, int64_t end) {
   using C = ComputeType<T>;
   constexpr int kSlots = Rule::kNumSlots;
-  if constexpr (std::is_same_v<T, C>) {
+  if constexpr (std::is_same_v<T, C> && std::is_same_v<S, C>) {
     bool all_present = true;
-    for (T* s : slots) all_present = all_present && s != nullptr;
+    for (S* s : slots) all_present = all_present && s != nullptr;
     if (all_present) {
       RunDirectAt(rule, begin, end - begin, var, slots, grad,
                   std::make_index_sequence<kSlots>());
@@ -133,17 +138,17 @@ KERASOPT_ALWAYS_INLINE void DenseRangeBody(const Rule& rule, T* var,
   }
 }
 
-template <typename Rule, typename T>
+template <typename Rule, typename T, typename S>
 __attribute__((noinline)) void DenseRangeBaseline(
-    const Rule& rule, T* var, const std::array<T*, Rule::kNumSlots>& slots,
+    const Rule& rule, T* var, const std::array<S*, Rule::kNumSlots>& slots,
     const T* grad, int64_t begin, int64_t end) {
   DenseRangeBody(rule, var, slots, grad, begin, end);
 }
 
 #if KERASOPT_HAVE_AVX2_PATH
-template <typename Rule, typename T>
+template <typename Rule, typename T, typename S>
 KERASOPT_TARGET_AVX2 __attribute__((noinline)) void DenseRangeAvx2(
-    const Rule& rule, T* var, const std::array<T*, Rule::kNumSlots>& slots,
+    const Rule& rule, T* var, const std::array<S*, Rule::kNumSlots>& slots,
     const T* grad, int64_t begin, int64_t end) {
   DenseRangeBody(rule, var, slots, grad, begin, end);
 }
@@ -154,10 +159,11 @@ KERASOPT_TARGET_AVX2 __attribute__((noinline)) void DenseRangeAvx2(
 // Approximate cycles per element, for the thread pool's sharding decision.
 inline int64_t DenseCostPerElement(int num_arrays) { return 4 * num_arrays + 8; }
 
-// Updates elements [begin, end) of one variable on this thread.
-template <typename Rule, typename T>
+// Updates elements [begin, end) of one variable on this thread; slots stored
+// as S (T, or float for 16-bit T).
+template <typename Rule, typename T, typename S>
 inline void DenseRange(const Rule& rule, T* var,
-                       const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
+                       const std::array<S*, Rule::kNumSlots>& slots, const T* grad,
                        int64_t begin, int64_t end) {
 #if KERASOPT_HAVE_AVX2_PATH
   if (UseAvx2()) {
@@ -168,12 +174,12 @@ inline void DenseRange(const Rule& rule, T* var,
   internal::DenseRangeBaseline(rule, var, slots, grad, begin, end);
 }
 
-template <typename Rule, typename T, typename ParallelFor>
+template <typename Rule, typename T, typename S, typename ParallelFor>
 void ApplyDense(const Rule& rule, int64_t n, T* var,
-                const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
+                const std::array<S*, Rule::kNumSlots>& slots, const T* grad,
                 ParallelFor&& parallel_for) {
   int num_present = 0;
-  for (T* s : slots) num_present += s != nullptr;
+  for (S* s : slots) num_present += s != nullptr;
   const int64_t cost = DenseCostPerElement(2 * (2 + num_present));
   parallel_for(n, cost, [&](int64_t begin, int64_t end) {
     DenseRange(rule, var, slots, grad, begin, end);
@@ -183,9 +189,13 @@ void ApplyDense(const Rule& rule, int64_t n, T* var,
 // The driver policy of ApplyDense, for code that is generic over drivers
 // (cc/tf/dense_apply_op.h, cc/python/binding.h).
 struct Dense {
-  template <typename Rule, typename T, typename ParallelFor>
+  // Slots may be stored wider than the weight (see the top of this file); the
+  // other single-variable drivers take slots of the weight's type only.
+  static constexpr bool kTakesWideSlots = true;
+
+  template <typename Rule, typename T, typename S, typename ParallelFor>
   static void Apply(const Rule& rule, int64_t n, T* var,
-                    const std::array<T*, Rule::kNumSlots>& slots, const T* grad,
+                    const std::array<S*, Rule::kNumSlots>& slots, const T* grad,
                     ParallelFor&& parallel_for) {
     ApplyDense(rule, n, var, slots, grad, std::forward<ParallelFor>(parallel_for));
   }

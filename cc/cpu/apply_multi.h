@@ -28,12 +28,13 @@ namespace cpu {
 // Elements per MultiDense work item (a multiple of kBlock).
 constexpr int64_t kMultiChunk = 32 * kBlock;
 
-// One variable of a multi-tensor update.
-template <typename Rule, typename T>
+// One variable of a multi-tensor update. Its slots are stored as S: T, or
+// float for a 16-bit T (MultiDense only; see apply_dense.h).
+template <typename Rule, typename T, typename S = T>
 struct TensorRef {
   int64_t n;
   T* var;
-  std::array<T*, Rule::kNumSlots> slots;
+  std::array<S*, Rule::kNumSlots> slots;
   const T* grad;
 };
 
@@ -75,19 +76,21 @@ const Rule& RuleFor(const std::vector<Rule>& rules, size_t t) {
 
 // Element-wise rules (cc/kernels/<algo>.h with operator()).
 struct MultiDense {
-  template <typename Rule, typename T, typename ParallelFor>
+  static constexpr bool kTakesWideSlots = true;
+
+  template <typename Rule, typename T, typename S, typename ParallelFor>
   static void Apply(const std::vector<Rule>& rules,
-                    const std::vector<TensorRef<Rule, T>>& tensors,
+                    const std::vector<TensorRef<Rule, T, S>>& tensors,
                     ParallelFor&& parallel_for) {
     if (tensors.empty()) return;
-    const auto first = internal::FirstItems(tensors, [](const TensorRef<Rule, T>& x) {
+    const auto first = internal::FirstItems(tensors, [](const TensorRef<Rule, T, S>& x) {
       return (x.n + kMultiChunk - 1) / kMultiChunk;
     });
     const int64_t cost =
         kMultiChunk * DenseCostPerElement(2 * (2 + internal::NumPresent(tensors[0].slots)));
     parallel_for(first.back(), cost, [&](int64_t begin, int64_t end) {
       internal::ForItems(first, begin, end, [&](size_t t, int64_t chunk) {
-        const TensorRef<Rule, T>& x = tensors[t];
+        const TensorRef<Rule, T, S>& x = tensors[t];
         const int64_t start = chunk * kMultiChunk;
         DenseRange(RuleFor(rules, t), x.var, x.slots, x.grad, start, std::min(x.n, start + kMultiChunk));
       });

@@ -70,15 +70,16 @@ RowGroups GroupRows(const Index* indices, int64_t num_indices) {
 // Applies `rule` to each row named in `groups` with the summed gradient.
 // `var` and the present slots are [num_rows, row_size] (row-major);
 // `values` is [num_indices, row_size]. Indices must have been validated.
-template <typename Rule, typename T, typename Index, typename ParallelFor>
+// Slots are stored as S: T, or float for a 16-bit T (see apply_dense.h).
+template <typename Rule, typename T, typename S, typename Index, typename ParallelFor>
 void ApplySparse(const Rule& rule, int64_t row_size, T* var,
-                 const std::array<T*, Rule::kNumSlots>& slots, const T* values,
+                 const std::array<S*, Rule::kNumSlots>& slots, const T* values,
                  const Index* indices, const RowGroups& groups,
                  ParallelFor&& parallel_for) {
   using C = ComputeType<T>;
   constexpr int kSlots = Rule::kNumSlots;
   int num_present = 0;
-  for (T* s : slots) num_present += s != nullptr;
+  for (S* s : slots) num_present += s != nullptr;
   const int64_t num_groups = groups.num_groups();
   if (num_groups <= 0 || row_size == 0) return;
   const int64_t duplicates_per_row =

@@ -27,6 +27,7 @@
 
 #include "cc/cpu/apply_dense.h"
 #include "cc/kernels/common.h"
+#include "cc/tf/slot_storage.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/resource_mgr.h"
@@ -73,17 +74,26 @@ inline std::string VariableName(OpKernelContext* ctx, int input) {
   return ::tensorflow::HandleFromInput(ctx, input).name();
 }
 
-// Fails unless the variable at `input` holds dtype T.
-template <typename T>
-absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
+// The dtype of the variable at `input`.
+inline absl::Status VariableDtype(OpKernelContext* ctx, int input,
+                                  ::tensorflow::DataType* dtype) {
   ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
   TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
       ctx, ::tensorflow::HandleFromInput(ctx, input), &v));
+  *dtype = v->tensor()->dtype();
+  return absl::OkStatus();
+}
+
+// Fails unless the variable at `input` holds dtype T.
+template <typename T>
+absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
+  ::tensorflow::DataType dtype;
+  TF_RETURN_IF_ERROR(VariableDtype(ctx, input, &dtype));
   const auto want = ::tensorflow::DataTypeToEnum<T>::value;
-  if (v->tensor()->dtype() != want) {
+  if (dtype != want) {
     return absl::InvalidArgumentError(absl::StrCat(
         "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
-        ::tensorflow::DataTypeString(v->tensor()->dtype()),
+        ::tensorflow::DataTypeString(dtype),
         " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
   }
   return absl::OkStatus();
@@ -136,16 +146,37 @@ class DenseApplyOp : public OpKernel {
     const int grad_input = 1 + num_slots_;
     std::vector<int> variable_inputs(grad_input);
     for (int i = 0; i < grad_input; ++i) variable_inputs[i] = i;
+    // (Dense access: the lock helper's T plays no part for any input.)
     auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
         ctx, /*do_lock=*/true, /*sparse=*/false, variable_inputs);
 
+    // The weight holds T; the slots T, or all float32 for a 16-bit T.
+    OP_REQUIRES_OK(ctx, CheckVariableDtype<T>(ctx, 0));
+    std::vector<::tensorflow::DataType> dtypes(grad_input);
+    for (int i = 1; i < grad_input; ++i) OP_REQUIRES_OK(ctx, VariableDtype(ctx, i, &dtypes[i]));
+    const bool wide = num_slots_ > 0 && UsesWideSlots<T>(dtypes[1]);
+    for (int i = 1; i < grad_input; ++i) {
+      OP_REQUIRES_OK(ctx, CheckSlotDtype<T>(dtypes[i], wide, TakesWideSlots<Driver>::value,
+                                            type_string(), VariableName(ctx, 0),
+                                            VariableName(ctx, i)));
+    }
+    WithSlotStorage<T, Driver>(wide, [&](auto slot_type) {
+      this->template Run<decltype(slot_type)>(ctx);
+    });
+  }
+
+ private:
+  // The update with slots stored as S (dtypes checked).
+  template <typename S>
+  void Run(OpKernelContext* ctx) {
+    const int grad_input = 1 + num_slots_;
     // tensors[0] is the weight, tensors[1..] the slots, in input order.
     std::vector<Tensor> tensors(grad_input);
     for (int i = 0; i < grad_input; ++i) {
-      OP_REQUIRES_OK(ctx, CheckVariableDtype<T>(ctx, i));
-      OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
-                              ctx, i, /*lock_held=*/true, /*sparse=*/false,
-                              &tensors[i]));
+      OP_REQUIRES_OK(ctx, i == 0 ? ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
+                                       ctx, i, /*lock_held=*/true, /*sparse=*/false, &tensors[i])
+                                 : ::tensorflow::GetInputTensorFromVariable<CPUDevice, S>(
+                                       ctx, i, /*lock_held=*/true, /*sparse=*/false, &tensors[i]));
       OP_REQUIRES(ctx, tensors[i].IsInitialized(),
                   absl::FailedPreconditionError(absl::StrCat(
                       "kerasopt: variable '", VariableName(ctx, i),
@@ -165,11 +196,11 @@ class DenseApplyOp : public OpKernel {
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
 
-    std::array<T*, kNumSlots> slots{};
+    std::array<S*, kNumSlots> slots{};
     int next = 1;
     for (int k = 0; k < kNumSlots; ++k) {
       slots[k] = algo_.SlotPresent(k, num_slots_)
-                     ? tensors[next++].template flat<T>().data()
+                     ? tensors[next++].template flat<S>().data()
                      : nullptr;
     }
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
@@ -180,7 +211,6 @@ class DenseApplyOp : public OpKernel {
                   });
   }
 
- private:
   Algo algo_;
   int num_slots_ = 0;
 };

@@ -84,26 +84,53 @@ class MultiApplyOp : public OpKernel {
     locks.reserve(mutexes.size());
     for (auto* mu : mutexes) locks.emplace_back(*mu);
 
-    std::vector<Tensor> tensors(num_resources);
+    // The variables hold T; their slots T, or all float32 for a 16-bit T.
     for (int r = 0; r < num_resources; ++r) {
       ::tensorflow::Var* v = vars[r].get();
+      OP_REQUIRES(ctx, v->tensor()->IsInitialized(),
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "kerasopt: variable '", name(r), "' is not initialized")));
+      if (r >= num_vars_) continue;
       OP_REQUIRES(ctx, v->tensor()->dtype() == ::tensorflow::DataTypeToEnum<T>::value,
                   absl::InvalidArgumentError(absl::StrCat(
                       "kerasopt: variable '", name(r), "' has dtype ",
                       ::tensorflow::DataTypeString(v->tensor()->dtype()),
                       " but the update was given dtype ",
                       ::tensorflow::DataTypeString(::tensorflow::DataTypeToEnum<T>::value))));
-      OP_REQUIRES(ctx, v->tensor()->IsInitialized(),
-                  absl::FailedPreconditionError(absl::StrCat(
-                      "kerasopt: variable '", name(r), "' is not initialized")));
-      OP_REQUIRES_OK(ctx, ::tensorflow::PrepareToUpdateVariable<CPUDevice, T>(
-                              ctx, v->tensor(), v->copy_on_read_mode.load()));
+    }
+    const bool wide =
+        num_slots_ > 0 && UsesWideSlots<T>(vars[num_vars_]->tensor()->dtype());
+    for (int r = num_vars_; r < num_resources; ++r) {
+      OP_REQUIRES_OK(ctx, CheckSlotDtype<T>(vars[r]->tensor()->dtype(), wide,
+                                            TakesWideSlots<MultiDriver>::value, type_string(),
+                                            name((r - num_vars_) / num_slots_), name(r)));
+    }
+    WithSlotStorage<T, MultiDriver>(wide, [&](auto slot_type) {
+      this->template Run<decltype(slot_type)>(ctx, vars, name);
+    });
+  }
+
+ private:
+  // The update with slots stored as S (dtypes checked, variables locked).
+  template <typename S, typename NameOf>
+  void Run(OpKernelContext* ctx,
+           const std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>>& vars,
+           const NameOf& name) {
+    const int num_resources = static_cast<int>(vars.size());
+    std::vector<Tensor> tensors(num_resources);
+    for (int r = 0; r < num_resources; ++r) {
+      ::tensorflow::Var* v = vars[r].get();
+      OP_REQUIRES_OK(ctx, r < num_vars_
+                              ? ::tensorflow::PrepareToUpdateVariable<CPUDevice, T>(
+                                    ctx, v->tensor(), v->copy_on_read_mode.load())
+                              : ::tensorflow::PrepareToUpdateVariable<CPUDevice, S>(
+                                    ctx, v->tensor(), v->copy_on_read_mode.load()));
       tensors[r] = *v->tensor();
     }
 
     const int first_grad = num_vars_ + 1;
     const int first_slot = num_vars_;
-    std::vector<cpu::TensorRef<Rule, T>> refs(num_vars_);
+    std::vector<cpu::TensorRef<Rule, T, S>> refs(num_vars_);
     for (int i = 0; i < num_vars_; ++i) {
       const Tensor& var = tensors[i];
       const Tensor& grad = ctx->input(first_grad + i);
@@ -134,7 +161,7 @@ class MultiApplyOp : public OpKernel {
                         slot.shape().DebugString(),
                         one_value ? " (this slot holds one value per variable: shape [])"
                                   : "")));
-        ref.slots[k] = tensors[next++].template flat<T>().data();
+        ref.slots[k] = tensors[next++].template flat<S>().data();
       }
     }
 
@@ -150,7 +177,6 @@ class MultiApplyOp : public OpKernel {
     });
   }
 
- private:
   Algo algo_;
   int num_vars_ = 0;
   int num_slots_ = 0;

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cc/cpu/apply_sparse.h"
@@ -41,14 +42,47 @@ class SparseApplyOp : public OpKernel {
     const int grad_input = 1 + num_slots_;
     std::vector<int> variable_inputs(grad_input);
     for (int i = 0; i < grad_input; ++i) variable_inputs[i] = i;
-    // sparse=true, as TensorFlow's sparse training ops: rows are updated in
-    // place (no copy-on-write of the whole table when a read holds the buffer).
-    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
-        ctx, /*do_lock=*/true, /*sparse=*/true, variable_inputs);
 
+    // The weight holds T; the slots T, or all float32 for a 16-bit T.
+    OP_REQUIRES_OK(ctx, CheckDtype(ctx, 0));
+    std::vector<::tensorflow::DataType> dtypes(grad_input);
+    for (int i = 1; i < grad_input; ++i) OP_REQUIRES_OK(ctx, VariableDtype(ctx, i, &dtypes[i]));
+    const bool wide = num_slots_ > 0 && UsesWideSlots<T>(dtypes[1]);
+    for (int i = 1; i < grad_input; ++i) {
+      OP_REQUIRES_OK(ctx, CheckSlotDtype<T>(dtypes[i], wide, /*takes_wide=*/true,
+                                            type_string(), VariableName(ctx, 0),
+                                            VariableName(ctx, i)));
+    }
+    WithSlotStorage<T, cpu::Dense>(wide, [&](auto slot_type) {
+      using S = decltype(slot_type);
+      if constexpr (!std::is_same_v<S, T>) {
+        // The lock helper below switches every input to copy-on-read mode,
+        // copying a shared buffer as T; float32 slots are switched first, as
+        // S, so it finds them switched and copies nothing.
+        for (int i = 1; i < grad_input; ++i) {
+          ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
+          OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(
+                                  ctx, ::tensorflow::HandleFromInput(ctx, i), &v));
+          OP_REQUIRES_OK(ctx, ::tensorflow::EnsureSparseVariableAccess<CPUDevice, S>(
+                                  ctx, v.get()));
+        }
+      }
+      // sparse=true, as TensorFlow's sparse training ops: rows are updated in
+      // place (no copy-on-write of the whole table when a read holds the buffer).
+      auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
+          ctx, /*do_lock=*/true, /*sparse=*/true, variable_inputs);
+      this->template Run<S>(ctx);
+    });
+  }
+
+ private:
+  // The update with slots stored as S (dtypes checked, variables locked).
+  template <typename S>
+  void Run(OpKernelContext* ctx) {
+    const int grad_input = 1 + num_slots_;
     std::vector<Tensor> tensors(grad_input);
     for (int i = 0; i < grad_input; ++i) {
-      OP_REQUIRES_OK(ctx, CheckDtype(ctx, i));
+      // (sparse=true: the tensor as it is; the type argument plays no part.)
       OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
                               ctx, i, /*lock_held=*/true, /*sparse=*/true, &tensors[i]));
       OP_REQUIRES(ctx, tensors[i].IsInitialized(),
@@ -77,11 +111,11 @@ class SparseApplyOp : public OpKernel {
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
     if (num_indices == 0) return;
 
-    std::array<T*, kNumSlots> slots{};
+    std::array<S*, kNumSlots> slots{};
     int next = 1;
     for (int k = 0; k < kNumSlots; ++k) {
       slots[k] = algo_.SlotPresent(k, num_slots_)
-                     ? tensors[next++].template flat<T>().data()
+                     ? tensors[next++].template flat<S>().data()
                      : nullptr;
     }
     const cpu::RowGroups groups = cpu::GroupRows(index_data, num_indices);
@@ -94,7 +128,6 @@ class SparseApplyOp : public OpKernel {
                      });
   }
 
- private:
   absl::Status CheckDtype(OpKernelContext* ctx, int input) {
     ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
     TF_RETURN_IF_ERROR(::tensorflow::LookupResource(

@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from kerasopt import op_library
-from kerasopt.optimizers import multi_tensor, sparse_update
+from kerasopt.optimizers import multi_tensor, slot_storage, sparse_update
 from kerasopt.optimizers import nonfinite as nonfinite_policy
 
 
@@ -110,7 +110,10 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     """A Keras optimizer whose per-variable update is a fused kernel (or its fallback).
 
     Every subclass takes ``nonfinite="propagate" | "skip" | "raise"`` (see
-    :mod:`kerasopt.optimizers.nonfinite`) through its ``**kwargs``.
+    :mod:`kerasopt.optimizers.nonfinite`) through its ``**kwargs``, and those
+    with ``supports_slot_dtype`` ``slot_dtype=None | "float32"`` (float32
+    slots for bfloat16/float16 variables; see
+    :mod:`kerasopt.optimizers.slot_storage`).
     """
 
     # Name of the update rule: "Adam" → ops KerasoptApplyAdam (dense),
@@ -126,7 +129,12 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     # over the touched rows only is well defined (not for per-variable norms).
     supports_lazy: bool = False
 
-    def __init__(self, *args, lazy=False, nonfinite="propagate", **kwargs):
+    # Whether `slot_dtype="float32"` is accepted: the kernels' drivers take
+    # float32 slots for 16-bit variables (the per-element drivers do; the norm,
+    # layer-wise and preconditioned ones do not yet).
+    supports_slot_dtype: bool = True
+
+    def __init__(self, *args, lazy=False, nonfinite="propagate", slot_dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.nonfinite = nonfinite_policy.check_mode(nonfinite)
         if not isinstance(lazy, bool):
@@ -136,6 +144,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
                 f"{type(self).__name__} has no lazy sparse update (`lazy=True`): "
                 "its update is not per element")
         self.lazy = lazy
+        self.slot_dtype = slot_storage.check_slot_dtype(slot_dtype, self)
 
     def sparse_rows_exact(self) -> bool:
         """True when a zero gradient leaves a row (and its slots) unchanged, so
@@ -150,7 +159,48 @@ class FusedOptimizer(keras.optimizers.Optimizer):
             config["lazy"] = True
         if self.nonfinite != "propagate":
             config["nonfinite"] = self.nonfinite
+        if self.slot_dtype is not None:
+            config["slot_dtype"] = self.slot_dtype
         return config
+
+    _building_keras_state = False
+
+    def build(self, var_list):
+        # Keras's own per-variable state (EMA averages, gradient accumulators)
+        # keeps the variable's dtype; only the slots the subclass adds after
+        # this follow slot_dtype.
+        self._building_keras_state = True
+        try:
+            super().build(var_list)
+        finally:
+            self._building_keras_state = False
+
+    def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
+        """Keras's slot creation; with ``slot_dtype="float32"``, 16-bit
+        variables get float32 slots (see :mod:`kerasopt.optimizers.slot_storage`)."""
+        dtype = slot_storage.slot_dtype_for(self.slot_dtype, reference_variable.dtype)
+        if (self._building_keras_state
+                or dtype == keras.backend.standardize_dtype(reference_variable.dtype)):
+            return super().add_variable_from_reference(reference_variable, name, initializer)
+        # Keras (and its tf.distribute colocation) create the slot through
+        # add_variable, with the reference's dtype: swap in the slot dtype there.
+        self._slot_dtype_override = dtype
+        try:
+            return super().add_variable_from_reference(reference_variable, name, initializer)
+        finally:
+            self._slot_dtype_override = None
+
+    _slot_dtype_override = None
+
+    def add_variable(self, *args, **kwargs):
+        if self._slot_dtype_override is not None:
+            kwargs["dtype"] = self._slot_dtype_override
+        return super().add_variable(*args, **kwargs)
+
+    def _wide_slots(self, variable) -> bool:
+        """True when `variable`'s slots are stored wider than it (float32 slots)."""
+        return slot_storage.slot_dtype_for(self.slot_dtype, variable.dtype) != \
+            keras.backend.standardize_dtype(variable.dtype)
 
     def slots_for(self, variable) -> list:
         """The slot variables of `variable`, in the op's order (only those in use)."""
@@ -221,7 +271,8 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         entries, rest = [], []
         for gradient, variable in zip(grads, trainable_variables):
             var = tf_variable(variable)
-            if not (multi_tensor.dense_and_known(gradient, var) and op_library.use_kernel(var)):
+            if not (multi_tensor.dense_and_known(gradient, var)
+                    and op_library.use_kernel(var, wide_slots=self._wide_slots(var))):
                 rest.append((gradient, variable))
                 continue
             entries.append((var, *self._dense_inputs(var, gradient)))
@@ -269,7 +320,8 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         name = variable_name(variable)
         sparse_update.check_sparse_shapes(variable, gradient, slots, name)
         step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
-        if op_library.use_kernel(variable) and sparse_update.has_sparse_op(
+        if op_library.use_kernel(variable, wide_slots=self._wide_slots(variable)) and \
+                sparse_update.has_sparse_op(
                 op_library.library().ops, self.kernel_name, required=(
                     op_library.get_implementation() == "kernel")):
             if learning_rate_f64 is None:
@@ -290,7 +342,8 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         gradient, slots = self._dense_inputs(variable, gradient)
         step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
         with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
-            if op_library.use_kernel(variable, f"KerasoptApply{self.kernel_name}"):
+            if op_library.use_kernel(variable, f"KerasoptApply{self.kernel_name}",
+                                     wide_slots=self._wide_slots(variable)):
                 if learning_rate_f64 is None:
                     learning_rate_f64 = tf.cast(learning_rate, tf.float64)
                 ops = op_library.library().ops

@@ -57,6 +57,7 @@ class Lamb(FusedOptimizer):
     """
 
     kernel_name = "Lamb"
+    supports_slot_dtype = False  # its norm driver (apply_with_norms.h) takes slots of the variable's dtype
 
     def __init__(
         self,

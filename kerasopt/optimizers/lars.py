@@ -90,6 +90,7 @@ class Lars(FusedOptimizer):
     """
 
     kernel_name = "Lars"
+    supports_slot_dtype = False  # its norm driver (apply_after_norms.h) takes slots of the variable's dtype
 
     def __init__(
         self,

@@ -141,7 +141,10 @@ def plan(optimizer, ops, entries, learning_rate_f64, step):
             # resource handle"). Slot-free rules run per variable when eager.
             leftovers.append(entry)
             continue
-        key = (multi_name, variable.dtype.name, len(slot_handles),
+        # One group per slot storage too: an op takes slots of one dtype
+        # (the variable's, or float32 with slot_dtype; see slot_storage.py).
+        slot_dtypes = tuple(sorted({tf.as_dtype(s.dtype).name for s in slots}))
+        key = (multi_name, variable.dtype.name, slot_dtypes, len(slot_handles),
                tuple(sorted((k, _group_key_part(v)) for k, v in shared.items())))
         group = groups.get(key)
         if group is None:

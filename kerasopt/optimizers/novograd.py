@@ -65,6 +65,7 @@ class NovoGrad(FusedOptimizer):
     """
 
     kernel_name = "NovoGrad"
+    supports_slot_dtype = False  # its layer-wise driver (apply_layerwise.h) takes slots of the variable's dtype
     per_variable_slots = 1  # velocity has shape ()
 
     def __init__(

@@ -38,6 +38,10 @@ def slot_name(variable, what: str) -> str:
 class PreconditionedOptimizer(FusedOptimizer):
     """Base of the block-preconditioned optimizers: one op per variable and step."""
 
+    # Their matrix slots are already float32 (compute_dtype) for 16-bit
+    # variables; the graft slots are not, and slot_dtype is not offered.
+    supports_slot_dtype = False
+
     def add_matrix_slot(self, variable, shape, what, identity_scale=0.0):
         """A [num_blocks, b, b] statistics or preconditioner variable for `variable`."""
         dtype = compute_dtype(variable.dtype).name
