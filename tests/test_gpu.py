@@ -611,3 +611,27 @@ def test_gpu_multi_tensor_over_many_chunks_in_one_variable():
     single, _ = _run_multi("adam", "float32", "/GPU:0", shapes, False)
     for a, b in zip(multi, single, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sparse_and_multi_updates_ask_for_their_ops_by_name(monkeypatch):
+    # The device choice is per op: a GPU variable takes a GPU sparse or
+    # multi-tensor kernel exactly when that op has one (not the dense op's).
+    require_kernel_library()
+    import keras
+
+    asked = []
+    use_kernel, unavailable = op_library.use_kernel, op_library.kernel_unavailable_reason
+    monkeypatch.setattr(op_library, "use_kernel",
+                        lambda v, op_name=None: asked.append(op_name) or use_kernel(v, op_name))
+    monkeypatch.setattr(op_library, "kernel_unavailable_reason",
+                        lambda v, op_name=None: asked.append(op_name) or unavailable(v, op_name))
+    table = keras.Variable(np.ones((4, 2), np.float32))
+    dense = keras.Variable(np.ones(3, np.float32))
+    optimizer = kerasopt.Adam(lazy=True)
+    optimizer.build([table, dense])
+    with kerasopt.implementation("kernel"):
+        optimizer.apply([tf.IndexedSlices(tf.ones((1, 2)), tf.constant([1]), tf.constant([4, 2])),
+                         tf.ones(3)], [table, dense])
+    assert "KerasoptSparseApplyAdam" in asked and "KerasoptMultiApplyAdam" in asked, asked
+    np.testing.assert_array_equal(table.numpy()[0], 1.0)  # row 0 was not named
+    assert table.numpy()[1, 0] < 1.0 and dense.numpy()[0] < 1.0
