@@ -43,6 +43,10 @@ def collect() -> dict:
             "gpu": "GPU" in devices["dense"],
             "sparse": bool(devices["sparse"]),
             "multi_tensor": bool(devices["multi_tensor"]),
+            # The GPU forms of the two (CUDA build): sparse row updates and
+            # one launch for a list of variables.
+            "gpu_sparse": "GPU" in devices["sparse"],
+            "gpu_multi_tensor": "GPU" in devices["multi_tensor"],
             "fallback": True,  # every optimizer has its composed-TF form
         }
     # Wrappers run an inner optimizer and then their own op (kernel_op).
@@ -71,9 +75,12 @@ def print_table(info: dict) -> None:
     console = Console()
     table = Table(title="kerasopt update paths")
     table.add_column("algorithm")
-    columns = ["cpu", "gpu", "sparse", "multi_tensor", "fallback"]
+    columns = ["cpu", "gpu", "sparse", "multi_tensor", "gpu_sparse", "gpu_multi_tensor",
+               "fallback"]
+    headers = {"multi_tensor": "multi-tensor", "gpu_sparse": "gpu sparse",
+               "gpu_multi_tensor": "gpu multi"}
     for column in columns:
-        table.add_column(column.replace("_", "-"), justify="center")
+        table.add_column(headers.get(column, column), justify="center")
     for name, paths in info["algorithms"].items():
         table.add_row(name, *("yes" if paths[c] else "-" for c in columns))
     console.print(table)

@@ -44,3 +44,21 @@ def test_cli_table_names_the_library_or_the_reason(tmp_path):
     out = subprocess.run([sys.executable, "-P", "-m", "kerasopt", "info"], capture_output=True,
                          text=True, check=True, cwd=tmp_path, env=env).stdout
     assert "op library not loaded" in out and "missing.so" in out
+
+
+def test_gpu_sparse_and_multi_columns_follow_the_cuda_build():
+    from kerasopt import op_library
+
+    lib = op_library.library()
+    built = lib.loaded and op_library.read_cuda_built_with(lib.path) is not None
+    report = info.collect()["algorithms"]
+    for name, paths in report.items():
+        assert set(paths) >= {"gpu_sparse", "gpu_multi_tensor"}
+        # A GPU form needs the GPU dense kernel and the CPU form of the path.
+        assert paths["gpu_sparse"] <= (paths["gpu"] and paths["sparse"]), name
+        assert paths["gpu_multi_tensor"] <= (paths["gpu"] and paths["multi_tensor"]), name
+    assert report["Adam"]["gpu_sparse"] == built
+    assert report["Adam"]["gpu_multi_tensor"] == built
+    assert report["Lamb"]["gpu_multi_tensor"] == built  # per-variable launches in one op
+    assert report["Lamb"]["gpu_sparse"] is False  # norms: no sparse form
+    assert report["Yogi"]["gpu_sparse"] is False and report["Yogi"]["gpu_multi_tensor"] is False

@@ -91,7 +91,7 @@ constexpr int kMultiBatchChunks = 256;
 // sorted by (row, position) on the device, and one warp per distinct row sums
 // its gradient rows and runs the rule, so rows never race and the result does
 // not depend on the launch. An index outside [0, num_rows) stops the update
-// before anything is written; the op reports it with FetchBadIndexPosition
+// before anything is written; the op reports it with FetchBadIndex
 // (a device-to-host read, the one sync of the sparse path).
 struct SparseArgs {
   void* stream;
@@ -118,8 +118,9 @@ template <typename Spec>
 const char* LaunchSparse(DType dtype, const SparseArgs& args);
 
 // After LaunchSparse: waits for `stream` and sets *position to the first
-// position of an out-of-range index, or -1 when every index was in range.
-const char* FetchBadIndexPosition(const SparseArgs& args, int64_t* position);
+// position of an out-of-range index and *index to that index, or both to -1
+// when every index was in range.
+const char* FetchBadIndex(const SparseArgs& args, int64_t* position, int64_t* index);
 
 // Device-to-device copy on `stream` (a variable's copy-on-write).
 const char* CopyDeviceToDevice(void* stream, void* dst, const void* src, size_t bytes);

@@ -61,7 +61,9 @@ __global__ void __launch_bounds__(kThreads) SparseRowsKernel(const SparseArgs ar
   using Rule = typename Spec::template Rule<C>;
   constexpr int K = Rule::kNumSlots;
   Rule rule;
-  if (!BlockRule<Spec, C>(args.inputs, args.num_rows * args.row_size, &rule)) return;
+  // The rule sees the gradient's size, as the CPU sparse op and the fallback's
+  // rows do (AdamW's rounding depends on it).
+  if (!BlockRule<Spec, C>(args.inputs, args.num_indices * args.row_size, &rule)) return;
   const SparseLayout layout(args.scratch, args.num_indices);
   if (*layout.bad != kNoBadIndex) return;
 

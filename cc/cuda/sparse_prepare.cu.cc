@@ -68,8 +68,9 @@ const char* PrepareSparse(const SparseArgs& args) {
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
-const char* FetchBadIndexPosition(const SparseArgs& args, int64_t* position) {
+const char* FetchBadIndex(const SparseArgs& args, int64_t* position, int64_t* index) {
   *position = -1;
+  *index = -1;
   if (args.num_indices == 0) return nullptr;
   const SparseLayout layout(args.scratch, args.num_indices);
   unsigned long long bad = kNoBadIndex;
@@ -77,8 +78,18 @@ const char* FetchBadIndexPosition(const SparseArgs& args, int64_t* position) {
   cudaError_t err = cudaMemcpyAsync(&bad, layout.bad, sizeof(bad), cudaMemcpyDeviceToHost, stream);
   if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  if (bad != kNoBadIndex) *position = static_cast<int64_t>(bad);
-  return nullptr;
+  if (bad == kNoBadIndex) return nullptr;
+  *position = static_cast<int64_t>(bad);
+  // Only on the error path: a second read, for the message.
+  const int width = args.indices_are_int64 ? 8 : 4;
+  int64_t wide = 0;
+  int32_t narrow = 0;
+  void* dst = args.indices_are_int64 ? static_cast<void*>(&wide) : static_cast<void*>(&narrow);
+  err = cudaMemcpyAsync(dst, static_cast<const char*>(args.indices) + bad * width, width,
+                        cudaMemcpyDeviceToHost, stream);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
+  *index = args.indices_are_int64 ? wide : narrow;
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 }  // namespace cuda

@@ -3,7 +3,9 @@
 #include "cc/kernels/adadelta.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -65,6 +67,7 @@ struct AdadeltaAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdadelta", AdadeltaAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdadelta", AdadeltaAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdadelta", AdadeltaAlgo, AdadeltaSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyAdadelta", AdadeltaAlgo, AdadeltaSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyAdadelta.
@@ -74,6 +77,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdadelta")
     .Input("epsilon: double")
     .Doc("KerasoptApplyAdadelta on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdadelta", AdadeltaAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyAdadelta", AdadeltaAlgo, AdadeltaSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -3,7 +3,9 @@
 #include "cc/kernels/adagrad.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -61,6 +63,7 @@ struct AdagradAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdagrad", AdagradAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdagrad", AdagradAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdagrad", AdagradAlgo, AdagradSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyAdagrad", AdagradAlgo, AdagradSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyAdagrad.
@@ -69,6 +72,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdagrad")
     .Input("epsilon: double")
     .Doc("KerasoptApplyAdagrad on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdagrad", AdagradAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyAdagrad", AdagradAlgo, AdagradSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -3,7 +3,9 @@
 #include "cc/kernels/adam.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -79,6 +81,7 @@ struct AdamAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdam", AdamAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdam", AdamAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdam", AdamAlgo, AdamSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyAdam", AdamAlgo, AdamSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyAdam.
@@ -91,6 +94,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdam")
     .Attr("amsgrad: bool = false")
     .Doc("KerasoptApplyAdam on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdam", AdamAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyAdam", AdamAlgo, AdamSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -3,7 +3,9 @@
 #include "cc/kernels/adamax.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -71,6 +73,7 @@ struct AdamaxAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamax", AdamaxAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamax", AdamaxAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamax", AdamaxAlgo, AdamaxSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyAdamax", AdamaxAlgo, AdamaxSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyAdamax.
@@ -82,6 +85,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdamax")
     .Input("step: int64")  // optimizer.iterations + 1
     .Doc("KerasoptApplyAdamax on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdamax", AdamaxAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyAdamax", AdamaxAlgo, AdamaxSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -3,7 +3,9 @@
 #include "cc/kernels/adamw.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -93,6 +95,7 @@ struct AdamwAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdamw", AdamwAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyAdamw", AdamwAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdamw", AdamwAlgo, AdamwSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyAdamw", AdamwAlgo, AdamwSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyAdamw.
@@ -106,6 +109,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdamw")
     .Attr("amsgrad: bool = false")
     .Doc("KerasoptApplyAdamw on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdamw", AdamwAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyAdamw", AdamwAlgo, AdamwSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -20,6 +20,7 @@
 #if KERASOPT_WITH_CUDA
 
 #include <array>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -47,6 +48,41 @@ inline void* CudaStream(OpKernelContext* ctx) {
   return device_context->stream()->platform_specific_handle().stream;
 }
 
+// Replaces the variable's buffer by a copy of it (made on `stream`), so that
+// an update in place never changes a tensor a reader still holds. The
+// variable's lock is held. `name` names the variable in the error.
+inline absl::Status GpuCopyVariableBuffer(OpKernelContext* ctx, ::tensorflow::Var* var,
+                                          void* stream, const std::string& name) {
+  Tensor* tensor = var->tensor();
+  Tensor copy;
+  ::tensorflow::AllocatorAttributes attr;
+  attr.set_gpu_compatible(true);
+  attr.set_nic_compatible(true);
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(tensor->dtype(), tensor->shape(), &copy, attr));
+  if (const char* error = cuda::CopyDeviceToDevice(stream, copy.data(), tensor->data(),
+                                                   tensor->TotalBytes())) {
+    return absl::InternalError(
+        absl::StrCat("kerasopt: copying variable '", name, "': ", error));
+  }
+  *tensor = copy;
+  return absl::OkStatus();
+}
+
+// The GPU form of TensorFlow's PrepareToUpdateVariable for a dense update of
+// a looked-up variable: copied first when a reader still holds its buffer or
+// it is in copy-on-read mode. The variable's lock is held.
+inline absl::Status GpuPrepareDenseUpdate(OpKernelContext* ctx, ::tensorflow::Var* var,
+                                          void* stream, const std::string& name) {
+  if (!var->tensor()->IsInitialized()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("kerasopt: variable '", name, "' is not initialized"));
+  }
+  if (var->copy_on_read_mode.load() || !var->tensor()->RefCountIsOne()) {
+    return GpuCopyVariableBuffer(ctx, var, stream, name);
+  }
+  return absl::OkStatus();
+}
+
 // The GPU form of TensorFlow's GetInputTensorFromVariable for a dense update:
 // the variable's tensor, copied first (on `stream`) when a reader still
 // holds its buffer or the variable is in copy-on-read mode, so the update
@@ -56,25 +92,8 @@ inline absl::Status GpuTensorForUpdate(OpKernelContext* ctx, int input, void* st
   ::tensorflow::core::RefCountPtr<::tensorflow::Var> var;
   TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
       ctx, ::tensorflow::HandleFromInput(ctx, input), &var));
-  Tensor* tensor = var->tensor();
-  if (!tensor->IsInitialized()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "kerasopt: variable '", VariableName(ctx, input), "' is not initialized"));
-  }
-  if (var->copy_on_read_mode.load() || !tensor->RefCountIsOne()) {
-    Tensor copy;
-    ::tensorflow::AllocatorAttributes attr;
-    attr.set_gpu_compatible(true);
-    attr.set_nic_compatible(true);
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensor->dtype(), tensor->shape(), &copy, attr));
-    if (const char* error = cuda::CopyDeviceToDevice(
-            stream, copy.data(), tensor->data(), tensor->TotalBytes())) {
-      return absl::InternalError(absl::StrCat("kerasopt: copying variable '",
-                                              VariableName(ctx, input), "': ", error));
-    }
-    *tensor = copy;
-  }
-  *out = *tensor;
+  TF_RETURN_IF_ERROR(GpuPrepareDenseUpdate(ctx, var.get(), stream, VariableName(ctx, input)));
+  *out = *var->tensor();
   return absl::OkStatus();
 }
 

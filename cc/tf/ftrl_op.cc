@@ -3,7 +3,9 @@
 #include "cc/kernels/ftrl.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -72,6 +74,7 @@ struct FtrlAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyFtrl", FtrlAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyFtrl", FtrlAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyFtrl", FtrlAlgo, FtrlSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyFtrl", FtrlAlgo, FtrlSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyFtrl.
@@ -84,6 +87,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyFtrl")
     .Input("beta: double")
     .Doc("KerasoptApplyFtrl on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyFtrl", FtrlAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyFtrl", FtrlAlgo, FtrlSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

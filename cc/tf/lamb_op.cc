@@ -6,6 +6,7 @@
 #include "cc/kernels/lamb.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -67,6 +68,8 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyLamb")
     .Input("step: int64")  // optimizer.iterations + 1
     .Doc("KerasoptApplyLamb on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER("KerasoptMultiApplyLamb", LambAlgo, ::kerasopt::cpu::WithNorms)
+// One dense two-pass launch per variable inside the op (multi_apply_gpu_op.h).
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyLamb", LambAlgo, LambSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -3,7 +3,9 @@
 #include "cc/kernels/lion.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -64,6 +66,7 @@ struct LionAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyLion", LionAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyLion", LionAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyLion", LionAlgo, LionSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyLion", LionAlgo, LionSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyLion.
@@ -73,6 +76,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyLion")
     .Input("beta_2: double")
     .Doc("KerasoptApplyLion on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyLion", LionAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyLion", LionAlgo, LionSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

@@ -5,7 +5,9 @@
 #include "cc/kernels/nadam.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -76,6 +78,7 @@ struct NadamAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyNadam", NadamAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyNadam", NadamAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyNadam", NadamAlgo, NadamSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyNadam", NadamAlgo, NadamSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyNadam.
@@ -88,6 +91,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyNadam")
     .Input("step: int64")        // optimizer.iterations + 1
     .Doc("KerasoptApplyNadam on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyNadam", NadamAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyNadam", NadamAlgo, NadamSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

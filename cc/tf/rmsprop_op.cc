@@ -4,7 +4,9 @@
 #include "cc/kernels/rmsprop.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -93,6 +95,7 @@ struct RmspropAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyRmsprop", RmspropAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplyRmsprop", RmspropAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyRmsprop", RmspropAlgo, RmspropSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyRmsprop", RmspropAlgo, RmspropSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyRmsprop.
@@ -104,6 +107,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyRmsprop")
     .Attr("centered: bool = false")
     .Doc("KerasoptApplyRmsprop on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyRmsprop", RmspropAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyRmsprop", RmspropAlgo, RmspropSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

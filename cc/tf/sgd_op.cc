@@ -3,7 +3,9 @@
 #include "cc/kernels/sgd.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -71,6 +73,7 @@ struct SgdAlgo {
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplySgd", SgdAlgo)
 KERASOPT_REGISTER_SPARSE_CPU("KerasoptSparseApplySgd", SgdAlgo)
 KERASOPT_REGISTER_DENSE_GPU("KerasoptApplySgd", SgdAlgo, SgdSpec)
+KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplySgd", SgdAlgo, SgdSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplySgd.
@@ -80,6 +83,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplySgd")
     .Attr("nesterov: bool = false")
     .Doc("KerasoptApplySgd on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplySgd", SgdAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplySgd", SgdAlgo, SgdSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

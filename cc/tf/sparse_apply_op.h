@@ -23,6 +23,41 @@
 namespace kerasopt {
 namespace tf {
 
+// The shapes of a sparse update, checked alike by the CPU and GPU ops: var is
+// [rows, row...]; values [num_indices, row...]; indices [num_indices]; every
+// slot has var's shape.
+inline absl::Status CheckSparseShapes(OpKernelContext* ctx, const std::vector<Tensor>& tensors,
+                                      const Tensor& values, const Tensor& indices) {
+  const Tensor& var = tensors[0];
+  const std::string name = VariableName(ctx, 0);
+  if (var.dims() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: variable '", name, "' is a scalar; sparse updates need rows"));
+  }
+  if (indices.dims() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: the indices for variable '", name, "' must be a vector, got shape ",
+        indices.shape().DebugString()));
+  }
+  ::tensorflow::TensorShape want = var.shape();
+  want.set_dim(0, indices.dim_size(0));
+  if (values.shape() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: variable '", name, "' has shape ", var.shape().DebugString(),
+        " and ", indices.dim_size(0), " indices, so its gradient values must have shape ",
+        want.DebugString(), ", got ", values.shape().DebugString()));
+  }
+  for (size_t i = 1; i < tensors.size(); ++i) {
+    if (tensors[i].shape() != var.shape()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: variable '", name, "' has shape ", var.shape().DebugString(),
+          " but its slot '", VariableName(ctx, i), "' has shape ",
+          tensors[i].shape().DebugString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 template <typename T, typename Index, typename Algo>
 class SparseApplyOp : public OpKernel {
  public:
@@ -93,7 +128,7 @@ class SparseApplyOp : public OpKernel {
     const Tensor& var = tensors[0];
     const Tensor& values = ctx->input(grad_input);
     const Tensor& indices = ctx->input(grad_input + 1);
-    OP_REQUIRES_OK(ctx, CheckShapes(ctx, tensors, values, indices));
+    OP_REQUIRES_OK(ctx, CheckSparseShapes(ctx, tensors, values, indices));
 
     const int64_t num_indices = indices.NumElements();
     const int64_t num_rows = var.dim_size(0);
@@ -138,40 +173,6 @@ class SparseApplyOp : public OpKernel {
           "kerasopt: variable '", VariableName(ctx, input), "' has dtype ",
           ::tensorflow::DataTypeString(v->tensor()->dtype()),
           " but the update was given dtype ", ::tensorflow::DataTypeString(want)));
-    }
-    return absl::OkStatus();
-  }
-
-  // var is [rows, row...]; values [num_indices, row...]; indices [num_indices];
-  // every slot has var's shape.
-  absl::Status CheckShapes(OpKernelContext* ctx, const std::vector<Tensor>& tensors,
-                           const Tensor& values, const Tensor& indices) {
-    const Tensor& var = tensors[0];
-    const std::string name = VariableName(ctx, 0);
-    if (var.dims() < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kerasopt: variable '", name, "' is a scalar; sparse updates need rows"));
-    }
-    if (indices.dims() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kerasopt: the indices for variable '", name, "' must be a vector, got shape ",
-          indices.shape().DebugString()));
-    }
-    ::tensorflow::TensorShape want = var.shape();
-    want.set_dim(0, indices.dim_size(0));
-    if (values.shape() != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kerasopt: variable '", name, "' has shape ", var.shape().DebugString(),
-          " and ", indices.dim_size(0), " indices, so its gradient values must have shape ",
-          want.DebugString(), ", got ", values.shape().DebugString()));
-    }
-    for (size_t i = 1; i < tensors.size(); ++i) {
-      if (tensors[i].shape() != var.shape()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "kerasopt: variable '", name, "' has shape ", var.shape().DebugString(),
-            " but its slot '", VariableName(ctx, i), "' has shape ",
-            tensors[i].shape().DebugString()));
-      }
     }
     return absl::OkStatus();
   }

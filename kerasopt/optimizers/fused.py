@@ -269,10 +269,15 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         """Updates what it can with KerasoptMultiApply ops; returns the rest."""
         _, step, learning_rate_f64 = self._step_inputs
         entries, rest = [], []
+        multi_op = f"KerasoptMultiApply{self.kernel_name}"
         for gradient, variable in zip(grads, trainable_variables):
             var = tf_variable(variable)
+            # Not use_kernel: a variable without a multi-tensor kernel on its
+            # device (e.g. a GPU without the CUDA build) goes to update_step,
+            # which applies KERASOPT_IMPL's policy to its per-variable op.
             if not (multi_tensor.dense_and_known(gradient, var)
-                    and op_library.use_kernel(var, wide_slots=self._wide_slots(var))):
+                    and op_library.kernel_unavailable_reason(
+                        var, multi_op, wide_slots=self._wide_slots(var)) is None):
                 rest.append((gradient, variable))
                 continue
             entries.append((var, *self._dense_inputs(var, gradient)))
@@ -320,7 +325,8 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         name = variable_name(variable)
         sparse_update.check_sparse_shapes(variable, gradient, slots, name)
         step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
-        if op_library.use_kernel(variable, wide_slots=self._wide_slots(variable)) and \
+        sparse_op = f"KerasoptSparseApply{self.kernel_name}"
+        if op_library.use_kernel(variable, sparse_op, wide_slots=self._wide_slots(variable)) and \
                 sparse_update.has_sparse_op(
                 op_library.library().ops, self.kernel_name, required=(
                     op_library.get_implementation() == "kernel")):

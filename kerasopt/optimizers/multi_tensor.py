@@ -8,13 +8,18 @@ per group (same op, dtype and hyperparameters), which updates them in one
 parallel launch and gives the same bits as one op per variable.
 
 A variable takes the multi-tensor path when:
-  * the op library has the algorithm's multi-tensor op and
-    ``op_library.use_kernel(variable)`` (CPU, not XLA, not forced to the fallback);
+  * the op library has the algorithm's multi-tensor op with a kernel for the
+    variable's device (CPU; GPU in the CUDA build), not under XLA, not forced
+    to the fallback;
   * its gradient is a dense tensor of fully known shape (IndexedSlices go to
     ``update_step``: the sparse ops);
   * there is no tf.distribute strategy (with replicas, Keras updates each
     variable through ``strategy.extended.update``; that path is kept).
-Every other variable goes through ``update_step`` as before.
+Every other variable goes through ``update_step`` as before. A group never
+mixes devices (the variable's device is part of its key); on GPUs the slot
+handles are packed by ``KerasoptPackHandles`` (TensorFlow's Pack has no GPU
+kernel for resources), and slot-free rules run per variable (an empty resource
+tensor cannot be built there).
 
 The optimizer's own ``apply_kernel`` says what its op needs: it is called with
 a recorder in place of the op library, and the recorded keyword arguments
@@ -75,7 +80,12 @@ def _group_key_part(value):
 _PER_VARIABLE_INPUTS = ("var", "slots", "grad")
 
 
-def pack_handles(handles, cache: dict, empty_like):
+def _on_cpu(variable) -> bool:
+    device = getattr(variable, "device", "") or ""
+    return (tf.DeviceSpec.from_string(device).device_type or "CPU").upper() == "CPU"
+
+
+def pack_handles(handles, cache: dict, empty_like, pack=tf.stack):
     """The slot handles as one 1-D resource tensor (the op's ``slots`` input).
 
     Made once, outside the traced step, when every handle is an eager tensor:
@@ -83,6 +93,7 @@ def pack_handles(handles, cache: dict, empty_like):
     costs every call a few microseconds). Symbolic handles (variables created
     in a graph) are packed in the graph instead. ``empty_like`` is a handle to
     slice an empty list from (a resource tensor cannot be built from nothing).
+    ``pack`` makes the tensor from the list (``tf.stack`` on the CPU).
     """
     if not handles:  # (an empty resource tensor cannot be captured: slice in the step)
         return tf.stack([empty_like])[:0]
@@ -92,7 +103,7 @@ def pack_handles(handles, cache: dict, empty_like):
         return hit[1]
     eager = not any(tf.is_symbolic_tensor(h) for h in handles)
     with tf.init_scope() if eager else contextlib.nullcontext():
-        packed = tf.stack(handles)
+        packed = pack(handles)
     if eager:
         cache[key] = (list(handles), packed)  # the list keeps the ids unique
     return packed
@@ -101,15 +112,19 @@ def pack_handles(handles, cache: dict, empty_like):
 class Group:
     """Variables updated by one multi-tensor op launch."""
 
-    def __init__(self, op_name, shared_kwargs, num_slots):
+    def __init__(self, op_name, shared_kwargs, num_slots, on_cpu=True):
         self.op_name = op_name
         self.shared_kwargs = shared_kwargs
         self.num_slots = num_slots
+        self.on_cpu = on_cpu
         self.vars, self.slots, self.grads = [], [], []
 
     def run(self, ops, packed_cache: dict):
+        # Off the CPU, our own pack op: its output sits with the variables.
+        pack = tf.stack if self.on_cpu else (
+            lambda handles: ops.kerasopt_pack_handles(handles=handles))
         getattr(ops, self.op_name)(
-            vars=self.vars, slots=pack_handles(self.slots, packed_cache, self.vars[0]),
+            vars=self.vars, slots=pack_handles(self.slots, packed_cache, self.vars[0], pack),
             grads=self.grads, num_slots=self.num_slots, **self.shared_kwargs)
 
 
@@ -135,20 +150,24 @@ def plan(optimizer, ops, entries, learning_rate_f64, step):
             continue
         shared = {k: v for k, v in call.kwargs.items() if k not in _PER_VARIABLE_INPUTS}
         slot_handles = list(call.kwargs["slots"])
-        if not slot_handles and tf.executing_eagerly():
+        on_cpu = _on_cpu(variable)
+        if not slot_handles and (tf.executing_eagerly() or not on_cpu):
             # Eager TensorFlow reads the device of a resource input from its
             # first handle, so an empty ``slots`` tensor is refused ("Empty
-            # resource handle"). Slot-free rules run per variable when eager.
+            # resource handle"); off the CPU the empty slice would need a
+            # resource kernel TensorFlow has only for CPUs. Slot-free rules
+            # run per variable there.
             leftovers.append(entry)
             continue
-        # One group per slot storage too: an op takes slots of one dtype
-        # (the variable's, or float32 with slot_dtype; see slot_storage.py).
+        # One group per device (one op runs on one device) and per slot storage
+        # (an op takes slots of one dtype: the variable's, or float32 with
+        # slot_dtype; see slot_storage.py).
         slot_dtypes = tuple(sorted({tf.as_dtype(s.dtype).name for s in slots}))
-        key = (multi_name, variable.dtype.name, slot_dtypes, len(slot_handles),
+        key = (multi_name, variable.device, variable.dtype.name, slot_dtypes, len(slot_handles),
                tuple(sorted((k, _group_key_part(v)) for k, v in shared.items())))
         group = groups.get(key)
         if group is None:
-            group = groups[key] = Group(multi_name, shared, len(slot_handles))
+            group = groups[key] = Group(multi_name, shared, len(slot_handles), on_cpu)
         group.vars.append(call.kwargs["var"])
         group.slots.extend(slot_handles)
         group.grads.append(call.kwargs["grad"])
