@@ -622,9 +622,11 @@ def test_sparse_and_multi_updates_ask_for_their_ops_by_name(monkeypatch):
     asked = []
     use_kernel, unavailable = op_library.use_kernel, op_library.kernel_unavailable_reason
     monkeypatch.setattr(op_library, "use_kernel",
-                        lambda v, op_name=None: asked.append(op_name) or use_kernel(v, op_name))
+                        lambda v, op_name=None, *args, **kw: asked.append(op_name)
+                        or use_kernel(v, op_name, *args, **kw))
     monkeypatch.setattr(op_library, "kernel_unavailable_reason",
-                        lambda v, op_name=None: asked.append(op_name) or unavailable(v, op_name))
+                        lambda v, op_name=None, *args, **kw: asked.append(op_name)
+                        or unavailable(v, op_name, *args, **kw))
     table = keras.Variable(np.ones((4, 2), np.float32))
     dense = keras.Variable(np.ones(3, np.float32))
     optimizer = kerasopt.Adam(lazy=True)
