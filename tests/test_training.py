@@ -137,8 +137,8 @@ def test_jit_compile_uses_fallback_and_matches(name, monkeypatch):
     reasons = []
     original = op_library.kernel_unavailable_reason
 
-    def spy(variable, *args):
-        reason = original(variable, *args)
+    def spy(variable, *args, **kwargs):
+        reason = original(variable, *args, **kwargs)
         reasons.append(reason)
         return reason
 
