@@ -14,10 +14,10 @@
 // they are widened and narrowed like the weight, so only the weight is rounded
 // to 16 bits. S = T everywhere else.
 //
-// When the storage types are the compute type (float, double) and every slot is
-// present, staging would only copy: the rule then runs on the memory directly
-// (restrict-qualified, so it still vectorizes). Same rule, same arithmetic, so
-// the same bits as the staged loop.
+// When the storage types are the compute type (float, double), staging would
+// only copy: the rule then runs on the memory directly (restrict-qualified, so
+// it still vectorizes), with any absent slot on a zeroed scratch row per block.
+// Same rule, same arithmetic, so the same bits as the staged loop.
 //
 // The loops are compiled twice, for the baseline ISA and for AVX2 + F16C, and
 // DenseRange picks one at run time (cc/cpu/isa.h); both round identically.
@@ -123,6 +123,24 @@ KERASOPT_ALWAYS_INLINE void DenseRangeBody(const Rule& rule, T* var,
                   std::make_index_sequence<kSlots>());
       return;
     }
+    // Some slots absent: the rest stay in place and each absent one runs on a
+    // zeroed scratch row, block by block (what the staged loop gives it too).
+    alignas(64) C absent[kRows<kSlots>][kBlock];
+    for (int64_t start = begin; start < end; start += kBlock) {
+      const int64_t len = std::min(kBlock, end - start);
+      std::array<C*, kSlots> rows;
+      for (int k = 0; k < kSlots; ++k) {
+        if (slots[k] != nullptr) {
+          rows[k] = slots[k] + start;
+        } else {
+          std::fill(absent[k], absent[k] + len, C(0));
+          rows[k] = absent[k];
+        }
+      }
+      RunDirectAt(rule, 0, len, var + start, rows, grad + start,
+                  std::make_index_sequence<kSlots>());
+    }
+    return;
   }
   alignas(64) C w[kBlock];
   alignas(64) C g[kBlock];

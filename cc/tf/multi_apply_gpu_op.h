@@ -25,80 +25,38 @@
 #if KERASOPT_WITH_CUDA
 
 #include <algorithm>
-#include <array>
 #include <string>
-#include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "cc/cuda/launch.h"
-#include "cc/cuda/rule_specs.h"
-#include "cc/tf/dense_apply_gpu_op.h"
+#include "cc/tf/gpu_apply_op_base.h"
+#include "cc/tf/locked_resource_list.h"
 #include "cc/tf/multi_apply_op.h"
 
 namespace kerasopt {
 namespace tf {
 
 template <typename T, typename Algo, typename Spec>
-class MultiApplyGpuOp : public OpKernel {
+class MultiApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
  public:
-  using Rule = typename Algo::template Rule<ComputeType<T>>;
-  static constexpr int kNumSlots = Rule::kNumSlots;
-  static constexpr int kNumScalars = std::tuple_size<decltype(Spec::kScalars)>::value;
-  static constexpr int kNumFlags = std::tuple_size<decltype(Spec::kFlags)>::value;
-  static_assert(kNumSlots <= cuda::kMaxSlots && kNumScalars <= cuda::kMaxScalars &&
-                    kNumFlags <= cuda::kMaxFlags,
-                "raise the limits in cc/cuda/launch.h");
-  static_assert(std::is_same_v<Rule, typename Spec::template Rule<ComputeType<T>>>,
-                "the Algo and the Spec must build the same rule");
+  using Base = GpuApplyOpBase<T, Algo, Spec>;
 
-  explicit MultiApplyGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
+  explicit MultiApplyGpuOp(OpKernelConstruction* ctx) : Base(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_vars_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
-    OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
-    OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
-    for (int i = 0; i < kNumFlags; ++i) {
-      OP_REQUIRES_OK(ctx, ctx->GetAttr(Spec::kFlags[i], &flags_[i]));
-    }
   }
 
   void Compute(OpKernelContext* ctx) override {
-    void* stream = CudaStream(ctx);
-    OP_REQUIRES(ctx, stream != nullptr,
-                absl::InternalError("kerasopt: the GPU op has no CUDA stream"));
-    const Tensor& slot_handles = ctx->input(num_vars_);
-    OP_REQUIRES(ctx, slot_handles.dims() == 1 &&
-                         slot_handles.NumElements() == int64_t{num_vars_} * num_slots_,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: ", num_vars_, " variables with ", num_slots_,
-                    " slots each need a 1-D tensor of ", num_vars_ * num_slots_,
-                    " slot handles, got shape ", slot_handles.shape().DebugString())));
-    const auto slot_flat = slot_handles.flat<::tensorflow::ResourceHandle>();
-    const int num_resources = num_vars_ * (1 + num_slots_);
-    // Resource r: r < N is vars[r]; else element r - N of the slot handles.
-    auto handle = [&](int r) -> const ::tensorflow::ResourceHandle& {
-      return r < num_vars_ ? ::tensorflow::HandleFromInput(ctx, r) : slot_flat(r - num_vars_);
-    };
-    auto name = [&](int r) { return handle(r).name(); };
-    std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>> vars(num_resources);
-    for (int r = 0; r < num_resources; ++r) {
-      OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(ctx, handle(r), &vars[r]));
-    }
-    // Every mutex once, in address order (as the CPU op).
-    std::vector<::tensorflow::mutex*> mutexes(num_resources);
-    for (int r = 0; r < num_resources; ++r) mutexes[r] = vars[r]->mu();
-    std::sort(mutexes.begin(), mutexes.end());
-    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
-    std::vector<::tensorflow::mutex_lock> locks;
-    locks.reserve(mutexes.size());
-    for (auto* mu : mutexes) locks.emplace_back(*mu);
+    void* stream;
+    OP_REQUIRES_OK(ctx, this->Stream(ctx, &stream));
+    LockedResourceList resources;
+    OP_REQUIRES_OK(ctx, resources.Acquire(ctx, num_vars_, this->num_slots_));
+    auto name = [&](int r) -> const std::string& { return resources.name(r); };
+    const int num_resources = resources.size();
 
     constexpr auto want = ::tensorflow::DataTypeToEnum<T>::value;
     std::vector<Tensor> tensors(num_resources);
     for (int r = 0; r < num_resources; ++r) {
-      ::tensorflow::Var* v = vars[r].get();
+      ::tensorflow::Var* v = resources.var(r);
       OP_REQUIRES(ctx, v->tensor()->dtype() == want,
                   absl::InvalidArgumentError(absl::StrCat(
                       "kerasopt: variable '", name(r), "' has dtype ",
@@ -122,31 +80,19 @@ class MultiApplyGpuOp : public OpKernel {
       p.n = var.NumElements();
       p.var = tensors[i].data();
       p.grad = grad.data();
-      int next = num_vars_ + i * num_slots_;
-      for (int k = 0; k < kNumSlots; ++k) {
-        if (!algo_.SlotPresent(k, num_slots_)) {
-          p.slots[k] = nullptr;
-          continue;
-        }
-        const Tensor& slot = tensors[next];
-        OP_REQUIRES(ctx, slot.shape() == var.shape(),
+      const int first_slot = num_vars_ + i * this->num_slots_;
+      for (int r = first_slot; r < first_slot + this->num_slots_; ++r) {
+        OP_REQUIRES(ctx, tensors[r].shape() == var.shape(),
                     absl::InvalidArgumentError(absl::StrCat(
                         "kerasopt: variable '", name(i), "' has shape ",
-                        var.shape().DebugString(), " but its slot '", name(next),
-                        "' has shape ", slot.shape().DebugString())));
-        p.slots[k] = tensors[next++].data();
+                        var.shape().DebugString(), " but its slot '", name(r),
+                        "' has shape ", tensors[r].shape().DebugString())));
       }
+      this->SlotPointers(tensors.data() + first_slot, p.slots);
     }
 
     cuda::RuleInputs inputs{};
-    for (int i = 0; i < kNumScalars; ++i) {
-      OP_REQUIRES_OK(ctx, DeviceScalar(ctx, Spec::kScalars[i], &inputs.scalars[i]));
-    }
-    if (Spec::kUsesStep) {
-      OP_REQUIRES_OK(ctx, DeviceScalar(ctx, "step", &inputs.step));
-    }
-    for (int i = 0; i < kNumFlags; ++i) inputs.flags[i] = flags_[i];
-    inputs.num_slots = num_slots_;
+    OP_REQUIRES_OK(ctx, this->ReadRuleInputs(ctx, &inputs));
 
     const char* error = nullptr;
     int failed = 0;  // the variable named in the error
@@ -162,7 +108,7 @@ class MultiApplyGpuOp : public OpKernel {
     }
     if (error != nullptr) {
       ctx->SetStatus(absl::InternalError(absl::StrCat(
-          "kerasopt: ", type_string(), " on ", num_vars_, " variables (from '", name(failed),
+          "kerasopt: ", this->type_string(), " on ", num_vars_, " variables (from '", name(failed),
           "') failed to launch: ", error)));
     }
   }
@@ -203,10 +149,7 @@ class MultiApplyGpuOp : public OpKernel {
     return absl::OkStatus();
   }
 
-  Algo algo_;
   int num_vars_ = 0;
-  int num_slots_ = 0;
-  std::array<bool, cuda::kMaxFlags> flags_{};
 };
 
 }  // namespace tf

@@ -14,8 +14,8 @@
 // once (kerasopt/optimizers/multi_tensor.py), Adam's 2000 slots of a
 // 1000-variable model become one captured tensor. The variables stay separate
 // inputs, so tf.function's automatic control dependencies still order the
-// update after every read of them. All mutexes are taken once each, in address order (as TensorFlow's
-// training ops do, but without their quadratic duplicate check). The work is
+// update after every read of them. The resources are looked up and locked by
+// LockedResourceList (locked_resource_list.h). The work is
 // then shared out by the multi-tensor driver (cc/cpu/apply_multi.h), which
 // gives the same bits as one KerasoptApply<Algo> per variable.
 #pragma once
@@ -25,6 +25,7 @@
 
 #include "cc/cpu/apply_multi.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/locked_resource_list.h"
 #include "tensorflow/core/framework/op.h"
 
 namespace kerasopt {
@@ -58,68 +59,46 @@ class MultiApplyOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& slot_handles = ctx->input(num_vars_);
-    OP_REQUIRES(ctx, slot_handles.dims() == 1 &&
-                         slot_handles.NumElements() == int64_t{num_vars_} * num_slots_,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: ", num_vars_, " variables with ", num_slots_,
-                    " slots each need a 1-D tensor of ", num_vars_ * num_slots_,
-                    " slot handles, got shape ", slot_handles.shape().DebugString())));
-    const auto slot_flat = slot_handles.flat<::tensorflow::ResourceHandle>();
-    const int num_resources = num_vars_ * (1 + num_slots_);
-    // Resource r: r < N is vars[r]; else element r - N of the slot handles.
-    auto handle = [&](int r) -> const ::tensorflow::ResourceHandle& {
-      return r < num_vars_ ? ::tensorflow::HandleFromInput(ctx, r) : slot_flat(r - num_vars_);
-    };
-    auto name = [&](int r) { return handle(r).name(); };
-    std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>> vars(num_resources);
-    for (int r = 0; r < num_resources; ++r) {
-      OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(ctx, handle(r), &vars[r]));
-    }
-    std::vector<::tensorflow::mutex*> mutexes(num_resources);
-    for (int r = 0; r < num_resources; ++r) mutexes[r] = vars[r]->mu();
-    std::sort(mutexes.begin(), mutexes.end());
-    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
-    std::vector<::tensorflow::mutex_lock> locks;
-    locks.reserve(mutexes.size());
-    for (auto* mu : mutexes) locks.emplace_back(*mu);
+    LockedResourceList resources;
+    OP_REQUIRES_OK(ctx, resources.Acquire(ctx, num_vars_, num_slots_));
+    const int num_resources = resources.size();
 
     // The variables hold T; their slots T, or all float32 for a 16-bit T.
     for (int r = 0; r < num_resources; ++r) {
-      ::tensorflow::Var* v = vars[r].get();
+      ::tensorflow::Var* v = resources.var(r);
       OP_REQUIRES(ctx, v->tensor()->IsInitialized(),
                   absl::FailedPreconditionError(absl::StrCat(
-                      "kerasopt: variable '", name(r), "' is not initialized")));
+                      "kerasopt: variable '", resources.name(r), "' is not initialized")));
       if (r >= num_vars_) continue;
       OP_REQUIRES(ctx, v->tensor()->dtype() == ::tensorflow::DataTypeToEnum<T>::value,
                   absl::InvalidArgumentError(absl::StrCat(
-                      "kerasopt: variable '", name(r), "' has dtype ",
+                      "kerasopt: variable '", resources.name(r), "' has dtype ",
                       ::tensorflow::DataTypeString(v->tensor()->dtype()),
                       " but the update was given dtype ",
                       ::tensorflow::DataTypeString(::tensorflow::DataTypeToEnum<T>::value))));
     }
     const bool wide =
-        num_slots_ > 0 && UsesWideSlots<T>(vars[num_vars_]->tensor()->dtype());
+        num_slots_ > 0 && UsesWideSlots<T>(resources.var(num_vars_)->tensor()->dtype());
     for (int r = num_vars_; r < num_resources; ++r) {
-      OP_REQUIRES_OK(ctx, CheckSlotDtype<T>(vars[r]->tensor()->dtype(), wide,
+      OP_REQUIRES_OK(ctx, CheckSlotDtype<T>(resources.var(r)->tensor()->dtype(), wide,
                                             TakesWideSlots<MultiDriver>::value, type_string(),
-                                            name((r - num_vars_) / num_slots_), name(r)));
+                                            resources.name((r - num_vars_) / num_slots_),
+                                            resources.name(r)));
     }
     WithSlotStorage<T, MultiDriver>(wide, [&](auto slot_type) {
-      this->template Run<decltype(slot_type)>(ctx, vars, name);
+      this->template Run<decltype(slot_type)>(ctx, resources);
     });
   }
 
  private:
   // The update with slots stored as S (dtypes checked, variables locked).
-  template <typename S, typename NameOf>
-  void Run(OpKernelContext* ctx,
-           const std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>>& vars,
-           const NameOf& name) {
-    const int num_resources = static_cast<int>(vars.size());
+  template <typename S>
+  void Run(OpKernelContext* ctx, const LockedResourceList& resources) {
+    auto name = [&](int r) -> const std::string& { return resources.name(r); };
+    const int num_resources = resources.size();
     std::vector<Tensor> tensors(num_resources);
     for (int r = 0; r < num_resources; ++r) {
-      ::tensorflow::Var* v = vars[r].get();
+      ::tensorflow::Var* v = resources.var(r);
       OP_REQUIRES_OK(ctx, r < num_vars_
                               ? ::tensorflow::PrepareToUpdateVariable<CPUDevice, T>(
                                     ctx, v->tensor(), v->copy_on_read_mode.load())

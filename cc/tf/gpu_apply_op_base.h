@@ -1,0 +1,219 @@
+// What the GPU OpKernels (dense_apply_gpu_op.h, sparse_apply_gpu_op.h,
+// multi_apply_gpu_op.h) share: the op's CUDA stream, TensorFlow's
+// copy-before-update rules done with a device copy, the device pointers of the
+// scalar inputs, and GpuApplyOpBase, which reads the attrs every apply op has
+// (num_slots and the spec's flags) and gathers the rule's inputs.
+//
+// Host compiler, TensorFlow headers, no CUDA headers: the kernels hand the
+// launchers (cc/cuda/launch.h) raw device pointers, and the stream as the
+// void* that StreamExecutor's platform_specific_handle() gives. The op's
+// scalar inputs stay on the device (no HostMemory): the launcher builds the
+// rule there, so an update never waits for the device.
+#pragma once
+
+#if KERASOPT_WITH_CUDA
+
+#include <array>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "cc/cuda/launch.h"
+#include "cc/cuda/rule_specs.h"
+#include "cc/tf/dense_apply_op.h"
+#include "xla/stream_executor/stream.h"
+
+namespace kerasopt {
+namespace tf {
+
+template <typename T>
+constexpr cuda::DType CudaDType() {
+  if constexpr (std::is_same_v<T, Eigen::half>) return cuda::DType::kHalf;
+  if constexpr (std::is_same_v<T, ::tensorflow::bfloat16>) return cuda::DType::kBfloat16;
+  if constexpr (std::is_same_v<T, float>) return cuda::DType::kFloat;
+  if constexpr (std::is_same_v<T, double>) return cuda::DType::kDouble;
+}
+
+// The op's CUDA stream (a cudaStream_t), or nullptr.
+inline void* CudaStream(OpKernelContext* ctx) {
+  auto* device_context = ctx->op_device_context();
+  if (device_context == nullptr || device_context->stream() == nullptr) return nullptr;
+  return device_context->stream()->platform_specific_handle().stream;
+}
+
+// Replaces the variable's buffer by a copy of it (made on `stream`), so that
+// an update in place never changes a tensor a reader still holds. The
+// variable's lock is held. `name` names the variable in the error.
+inline absl::Status GpuCopyVariableBuffer(OpKernelContext* ctx, ::tensorflow::Var* var,
+                                          void* stream, const std::string& name) {
+  Tensor* tensor = var->tensor();
+  Tensor copy;
+  ::tensorflow::AllocatorAttributes attr;
+  attr.set_gpu_compatible(true);
+  attr.set_nic_compatible(true);
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(tensor->dtype(), tensor->shape(), &copy, attr));
+  if (const char* error = cuda::CopyDeviceToDevice(stream, copy.data(), tensor->data(),
+                                                   tensor->TotalBytes())) {
+    return absl::InternalError(
+        absl::StrCat("kerasopt: copying variable '", name, "': ", error));
+  }
+  *tensor = copy;
+  return absl::OkStatus();
+}
+
+// The GPU form of TensorFlow's PrepareToUpdateVariable for a dense update of
+// a looked-up variable: copied first when a reader still holds its buffer or
+// it is in copy-on-read mode. The variable's lock is held.
+inline absl::Status GpuPrepareDenseUpdate(OpKernelContext* ctx, ::tensorflow::Var* var,
+                                          void* stream, const std::string& name) {
+  if (!var->tensor()->IsInitialized()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("kerasopt: variable '", name, "' is not initialized"));
+  }
+  if (var->copy_on_read_mode.load() || !var->tensor()->RefCountIsOne()) {
+    return GpuCopyVariableBuffer(ctx, var, stream, name);
+  }
+  return absl::OkStatus();
+}
+
+// The GPU form of TensorFlow's GetInputTensorFromVariable for a dense update:
+// the variable's tensor, copied first (on `stream`) when a reader still
+// holds its buffer or the variable is in copy-on-read mode, so the update
+// never changes a tensor someone else sees. The variable's lock is held.
+inline absl::Status GpuTensorForUpdate(OpKernelContext* ctx, int input, void* stream,
+                                       Tensor* out) {
+  ::tensorflow::core::RefCountPtr<::tensorflow::Var> var;
+  TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
+      ctx, ::tensorflow::HandleFromInput(ctx, input), &var));
+  TF_RETURN_IF_ERROR(GpuPrepareDenseUpdate(ctx, var.get(), stream, VariableName(ctx, input)));
+  *out = *var->tensor();
+  return absl::OkStatus();
+}
+
+// The GPU form of TensorFlow's sparse variable access (EnsureSparseVariableAccess):
+// the variable switches to copy-on-read mode (readers copy, so rows can be
+// updated in place from then on); a buffer a reader holds at the switch is
+// copied first, on `stream`. The variable's lock is held exclusively.
+inline absl::Status GpuTensorForSparseUpdate(OpKernelContext* ctx, int input, void* stream,
+                                             Tensor* out) {
+  ::tensorflow::core::RefCountPtr<::tensorflow::Var> var;
+  TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
+      ctx, ::tensorflow::HandleFromInput(ctx, input), &var));
+  if (!var->tensor()->IsInitialized()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kerasopt: variable '", VariableName(ctx, input), "' is not initialized"));
+  }
+  if (!var->copy_on_read_mode.load()) {
+    if (!var->tensor()->RefCountIsOne()) {
+      TF_RETURN_IF_ERROR(
+          GpuCopyVariableBuffer(ctx, var.get(), stream, VariableName(ctx, input)));
+    }
+    var->copy_on_read_mode.store(true);
+  }
+  *out = *var->tensor();
+  return absl::OkStatus();
+}
+
+// Device pointer of the scalar input `name` (declared T in the op).
+template <typename S>
+absl::Status DeviceScalar(OpKernelContext* ctx, const char* name, const S** out) {
+  const Tensor* t;
+  TF_RETURN_IF_ERROR(ctx->input(name, &t));
+  if (!::tensorflow::TensorShapeUtils::IsScalar(t->shape())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: '", name, "' must be a scalar, got shape ", t->shape().DebugString()));
+  }
+  *out = t->scalar<S>().data();
+  return absl::OkStatus();
+}
+
+// The attrs and rule inputs of a GPU apply op for algorithm `Algo` (the CPU
+// op's struct: attrs, slot checks, which rule slot each resource fills) and
+// its spec (cc/cuda/rule_specs.h: the scalar inputs and attrs that build the
+// rule on the device).
+template <typename T, typename Algo, typename Spec>
+class GpuApplyOpBase : public OpKernel {
+ public:
+  using Rule = typename Algo::template Rule<ComputeType<T>>;
+  static constexpr int kNumSlots = Rule::kNumSlots;
+  static constexpr int kNumScalars = std::tuple_size<decltype(Spec::kScalars)>::value;
+  static constexpr int kNumFlags = std::tuple_size<decltype(Spec::kFlags)>::value;
+  static_assert(kNumSlots <= cuda::kMaxSlots && kNumScalars <= cuda::kMaxScalars &&
+                    kNumFlags <= cuda::kMaxFlags,
+                "raise the limits in cc/cuda/launch.h");
+  static_assert(std::is_same_v<Rule, typename Spec::template Rule<ComputeType<T>>>,
+                "the Algo and the Spec must build the same rule");
+
+  explicit GpuApplyOpBase(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
+    OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+    for (int i = 0; i < kNumFlags; ++i) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr(Spec::kFlags[i], &flags_[i]));
+    }
+  }
+
+ protected:
+  // The op's CUDA stream; an error if it has none.
+  static absl::Status Stream(OpKernelContext* ctx, void** stream) {
+    *stream = CudaStream(ctx);
+    if (*stream == nullptr) return absl::InternalError("kerasopt: the GPU op has no CUDA stream");
+    return absl::OkStatus();
+  }
+
+  // Locks the variable and its passed slots (inputs 0..num_slots, in address
+  // order) and gives their tensors, checked to hold T and made safe to update
+  // in place: for a dense update as TensorFlow's GetInputTensorFromVariable,
+  // for a sparse one as its sparse access (copy-on-read mode), with any copy
+  // made on the device. Exclusive locks either way: TensorFlow's shared sparse
+  // locking would copy with a CPU functor.
+  absl::Status LockedVariableTensors(OpKernelContext* ctx, void* stream, bool sparse,
+                                     std::optional<::tensorflow::VariableInputLockHolder>* locks,
+                                     std::vector<Tensor>* tensors) const {
+    const int num_inputs = 1 + num_slots_;
+    std::vector<int> variable_inputs(num_inputs);
+    for (int i = 0; i < num_inputs; ++i) variable_inputs[i] = i;
+    locks->emplace(::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
+        ctx, /*do_lock=*/true, /*sparse=*/false, variable_inputs));
+    tensors->resize(num_inputs);
+    for (int i = 0; i < num_inputs; ++i) {
+      TF_RETURN_IF_ERROR(CheckVariableDtype<T>(ctx, i));
+      TF_RETURN_IF_ERROR(sparse ? GpuTensorForSparseUpdate(ctx, i, stream, &(*tensors)[i])
+                                : GpuTensorForUpdate(ctx, i, stream, &(*tensors)[i]));
+    }
+    return absl::OkStatus();
+  }
+
+  // Device pointers of the scalar inputs and step, and the attrs.
+  absl::Status ReadRuleInputs(OpKernelContext* ctx, cuda::RuleInputs* inputs) const {
+    for (int i = 0; i < kNumScalars; ++i) {
+      TF_RETURN_IF_ERROR(DeviceScalar(ctx, Spec::kScalars[i], &inputs->scalars[i]));
+    }
+    if (Spec::kUsesStep) TF_RETURN_IF_ERROR(DeviceScalar(ctx, "step", &inputs->step));
+    for (int i = 0; i < kNumFlags; ++i) inputs->flags[i] = flags_[i];
+    inputs->num_slots = num_slots_;
+    return absl::OkStatus();
+  }
+
+  // Fills the rule's slot pointers from the passed slot tensors, in order;
+  // slots the op was not given are nullptr.
+  void SlotPointers(const Tensor* passed, void* (&slots)[cuda::kMaxSlots]) const {
+    int next = 0;
+    for (int k = 0; k < kNumSlots; ++k) {
+      slots[k] = algo_.SlotPresent(k, num_slots_) ? passed[next++].data() : nullptr;
+    }
+  }
+
+  Algo algo_;
+  int num_slots_ = 0;
+  std::array<bool, cuda::kMaxFlags> flags_{};
+};
+
+}  // namespace tf
+}  // namespace kerasopt
+
+#endif  // KERASOPT_WITH_CUDA
