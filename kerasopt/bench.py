@@ -22,15 +22,23 @@ median step.
 
 Columns:
 
-* ``Keras``: ``keras.optimizers.Adam`` (or ``SGD``), the baseline.
-* ``kerasopt kernel``: ``kerasopt.Adam`` traced under
-  ``kerasopt.implementation("kernel")``: one fused C++ op per variable.
+* ``Keras``: ``keras.optimizers.Adam`` (or ``SGD``, ...), the baseline.
+* ``Keras XLA``: the same, with the step compiled by XLA (``jit_compile=True``).
+* ``kerasopt``: ``kerasopt.Adam`` traced under
+  ``kerasopt.implementation("kernel")``: one multi-tensor op for all variables.
+* ``kerasopt 1 op/var``: the same with the multi-tensor path switched off
+  (``KERASOPT_MULTI_TENSOR=0``): one fused C++ op per variable.
 * ``kerasopt tf``: the same optimizer under ``kerasopt.implementation("tf")``,
   its composed-TensorFlow fallback.
 * ``raw op``: TensorFlow's own fused training op (``tf.raw_ops.ResourceApplyAdam``,
   ``ResourceApplyKerasMomentum`` for SGD), one op per variable, in a
   ``tf.function`` with only what the op needs around it (no Keras optimizer):
   a reference for what one C++ op per variable costs.
+* ``torch foreach`` / ``torch fused`` (when torch is installed): the same
+  algorithm in ``torch.optim`` with ``foreach=True`` / ``fused=True``, on the
+  same initial values and gradients. They are timed in a child process
+  (kerasopt/bench_torch.py explains why), so they take turns with each other
+  but not with the TensorFlow columns.
 
 Cases: (a) one tensor of 8M float32 parameters, (b) 200 tensors of 40K,
 (c) 1000 tensors of 1K. (a) and (b) move the same bytes: their difference is
@@ -155,7 +163,7 @@ class Algorithm:
     keras: Callable
     kerasopt: Callable
     raw: Callable | None  # None: TensorFlow has no matching op (the column shows n/a)
-    torch: Callable | None = None  # torch(params, **mode) -> torch.optim.Optimizer
+    torch: TorchOptimizer | None = None  # None: torch has no such optimizer
 
 
 ADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
@@ -318,14 +326,18 @@ def _raw_ftrl(variables):
     return apply
 
 
+@dataclasses.dataclass(frozen=True)
+class TorchOptimizer:
+    """A ``torch.optim`` class and its hyperparameters, for the torch columns
+    (timed in a child process: kerasopt/bench_torch.py)."""
+
+    name: str
+    hyperparameters: dict
+
+
 def _torch(name, **hp):
-    """A torch.optim optimizer with the same hyperparameters (names mapped)."""
-    def make(params, **mode):
-        import torch
-
-        return getattr(torch.optim, name)(params, **hp, **mode)
-
-    return make
+    """The torch.optim optimizer with the same hyperparameters (names mapped)."""
+    return TorchOptimizer(name, hp)
 
 
 def _keras(name, **hp):
@@ -584,9 +596,6 @@ class _Runner:
         from kerasopt.optimizers.fused import tf_variable
 
         self.column = column
-        if column.kind == "torch":
-            self._init_torch(algorithm, initial, gradients)
-            return
         self.variables = [
             keras.Variable(w, dtype="float32", name=f"w{i}") for i, w in enumerate(initial)
         ]
@@ -620,16 +629,6 @@ class _Runner:
             self.optimizer = optimizer
         self.step = tf.function(step, jit_compile=column.jit_compile)
 
-    def _init_torch(self, algorithm, initial, gradients):
-        import torch
-
-        if algorithm.torch is None:
-            raise RuntimeError("torch has no such optimizer")
-        self.params = [torch.tensor(w, requires_grad=True) for w in initial]
-        for p, g in zip(self.params, gradients):
-            p.grad = torch.from_numpy(g.numpy().copy())
-        self.torch_optimizer = algorithm.torch(self.params, **self.column.torch_mode)
-
     def _context(self):
         import contextlib
 
@@ -646,24 +645,16 @@ class _Runner:
 
     def call(self) -> float:
         """Runs one step; returns its wall time in seconds."""
-        if self.column.kind == "torch":
-            start = time.perf_counter()
-            self.torch_optimizer.step()  # synchronous on the CPU
-            return time.perf_counter() - start
         with self._context():
             start = time.perf_counter()
             self.step().numpy()
             return time.perf_counter() - start
 
     def weights(self):
-        if self.column.kind == "torch":
-            return [p.detach().numpy() for p in self.params]
         return [v.numpy() for v in self.variables]
 
     def op_counts(self) -> tuple[int, int]:
         """(all ops, kerasopt ops) in the traced step, nested functions included."""
-        if self.column.kind == "torch":
-            return 0, 0
         with self._context():
             graph_def = self.step.get_concrete_function().graph.as_graph_def()
         nodes = list(graph_def.node)
@@ -713,6 +704,8 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
             tensors=case.tensors, params_per_tensor=case.size, params=case.params,
             bytes_per_param=algorithm.bytes_per_param,
         )
+        if column.kind == "torch":
+            continue  # timed alone in a child process, below
         try:
             runner = _Runner(column, algorithm, initial, gradients)
             results[column.key].first_call_s = runner.call()
@@ -757,11 +750,17 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
         for res in results.values():
             res.triad_gbps = triad.gbps(statistics.median(triad_times))
 
+    weights = {key: runner.weights() for key, runner in runners.items()}
+    torch_columns = [c for c in columns if c.kind == "torch"]
+    if torch_columns:
+        weights.update(_run_torch_columns(algorithm, case, torch_columns, repeats, warmup,
+                                          seed, results))
+
     # Every column made the same number of steps from the same start.
-    if BASELINE in runners:
-        reference = runners[BASELINE].weights()
-        for key, runner in runners.items():
-            diff = max((float(np.max(np.abs(a - b))) for a, b in zip(runner.weights(), reference)
+    if BASELINE in weights:
+        reference = weights[BASELINE]
+        for key, values in weights.items():
+            diff = max((float(np.max(np.abs(a - b))) for a, b in zip(values, reference)
                         if a.size), default=0.0)
             results[key].max_abs_diff_vs_keras = diff
     base = results.get(BASELINE)
@@ -771,6 +770,50 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
     del runners
     gc.collect()
     return [results[c.key] for c in columns]
+
+
+def _run_torch_columns(algorithm: Algorithm, case: Case, columns, repeats: int, warmup: int,
+                       seed: int, results: dict) -> dict:
+    """Times the torch columns in a child process (see kerasopt/bench_torch.py);
+    fills their results and returns {column key: weights after the steps}."""
+    import subprocess
+    import tempfile
+
+    if algorithm.torch is None:
+        for c in columns:
+            results[c.key].error = "torch has no such optimizer"
+        return {}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_torch.py")
+    with tempfile.TemporaryDirectory(prefix="kerasopt-bench-torch-") as directory:
+        request = {
+            "optimizer": algorithm.torch.name,
+            "hyperparameters": algorithm.torch.hyperparameters,
+            "sizes": list(case.sizes), "seed": seed,
+            "modes": {c.key: c.torch_mode for c in columns},
+            "warmup": warmup, "repeats": repeats,
+        }
+        request_path = os.path.join(directory, "request.json")
+        with open(request_path, "w") as f:
+            json.dump(request, f)
+        child = subprocess.run([sys.executable, script, request_path, directory],
+                               capture_output=True, text=True)
+        if child.returncode != 0:
+            lines = (child.stderr or child.stdout).strip().splitlines()
+            for c in columns:
+                results[c.key].error = "torch child process failed: " + (
+                    lines[-1] if lines else f"exit code {child.returncode}")
+            return {}
+        with open(os.path.join(directory, "result.json")) as f:
+            timed = json.load(f)
+        weights = {}
+        for c in columns:
+            res, got = results[c.key], timed[c.key]
+            res.first_call_s, res.times_ms, res.error = (
+                got["first_call_s"], got["times_ms"], got["error"])
+            if res.error is None:
+                with np.load(os.path.join(directory, f"{c.key}.npz")) as saved:
+                    weights[c.key] = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        return weights
 
 
 # ------------------------------------------------------------------ printing
@@ -893,11 +936,13 @@ def _cpu_has_avx2() -> bool:
 
 
 def _torch_version() -> str | None:
+    # Not imported here: torch in this process would slow TensorFlow's columns.
+    import importlib.metadata
+
     try:
-        import torch
-    except ImportError:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
         return None
-    return torch.__version__
 
 
 # ---------------------------------------------------------------------- main
