@@ -1035,8 +1035,7 @@ def main(argv=None) -> int:
         columns = [c for c in columns if c.kind != "torch"]
         console.print("torch is not installed: no torch columns (pip install 'kerasopt\\[bench]')")
     if args.device == "gpu":
-        # torch runs on the CPU here, and there is no GPU multi-tensor op yet.
-        columns = [c for c in columns if c.kind != "torch" and c.multi_tensor is not True]
+        columns = [c for c in columns if c.kind != "torch"]  # torch runs on the CPU here
     console.print(
         f"graph mode (tf.function; the Keras XLA column: jit_compile=True); {args.warmup} warmup "
         f"+ {args.repeats} timed steps per column, columns interleaved; float32; "
