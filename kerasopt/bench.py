@@ -83,6 +83,7 @@ from typing import Callable
 
 import numpy as np
 
+from kerasopt import bench_torch
 from kerasopt.bench_device import DEVICES, check_device, copy_bandwidth_gbps, gpu_name
 
 
@@ -693,9 +694,8 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
     import tensorflow as tf
 
     algorithm = ALGORITHMS[algorithm_key]
-    rng = np.random.default_rng(seed)
-    initial = [rng.standard_normal(n, dtype=np.float32) for n in case.sizes]
-    gradients = [tf.constant(rng.standard_normal(n, dtype=np.float32)) for n in case.sizes]
+    initial, gradients = bench_torch.case_arrays(case.sizes, seed)
+    gradients = [tf.constant(g) for g in gradients]
 
     results, runners = {}, {}
     for column in columns:
@@ -735,14 +735,12 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
     gc.collect()
     gc.disable()
     try:
-        for r in range(repeats):
-            shift = r % len(live) if live else 0
-            for key in live[shift:] + live[:shift]:
-                seconds = runners[key].call()
-                if key == "__triad__":
-                    triad_times.append(seconds)
-                else:
-                    results[key].times_ms.append(seconds * 1e3)
+        for key in bench_torch.turns(live, repeats):
+            seconds = runners[key].call()
+            if key == "__triad__":
+                triad_times.append(seconds)
+            else:
+                results[key].times_ms.append(seconds * 1e3)
     finally:
         gc.enable()
         runners.pop("__triad__", None)
@@ -783,7 +781,7 @@ def _run_torch_columns(algorithm: Algorithm, case: Case, columns, repeats: int, 
         for c in columns:
             results[c.key].error = "torch has no such optimizer"
         return {}
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_torch.py")
+    script = os.path.abspath(bench_torch.__file__)
     with tempfile.TemporaryDirectory(prefix="kerasopt-bench-torch-") as directory:
         request = {
             "optimizer": algorithm.torch.name,

@@ -10,9 +10,9 @@ the parent never imports torch, and this script never imports TensorFlow (it
 is run by path, not as part of the ``kerasopt`` package, whose ``__init__``
 loads TensorFlow).
 
-The child rebuilds the case from the seed exactly as ``bench.run_case`` does
-(NumPy's generator: every tensor's initial values, then every gradient), times
-its modes (foreach, fused) taking turns, as the parent's columns do, and
+The child rebuilds the case from the seed with ``case_arrays``, as
+``bench.run_case`` does, times its modes (foreach, fused) taking turns
+(``turns``, as the parent's columns do), and
 writes the times and the final weights for the parent's "same work" check.
 
 Protocol: ``python bench_torch.py REQUEST.json RESULT_DIR``. The request holds
@@ -20,7 +20,7 @@ Protocol: ``python bench_torch.py REQUEST.json RESULT_DIR``. The request holds
 ``seed``, ``modes`` ({column key: keyword arguments such as ``{"fused": true}``}),
 ``warmup`` and ``repeats``. RESULT_DIR receives ``result.json``
 ({column key: {"first_call_s", "times_ms", "error"}}) and, per column that
-ran, ``<key>.npz`` with the weights after every step.
+ran, ``<key>.npz`` with the weights after the last step.
 """
 
 from __future__ import annotations
@@ -35,12 +35,22 @@ import traceback
 import numpy as np
 
 
+# These two are shared with bench.run_case, so both processes time the same
+# work in the same way (this module imports nothing but NumPy).
 def case_arrays(sizes, seed):
-    """The case's initial weights and gradients, as bench.run_case draws them."""
+    """The case's initial weights and gradients (float32, standard normal)."""
     rng = np.random.default_rng(seed)
     initial = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
     gradients = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
     return initial, gradients
+
+
+def turns(keys, repeats):
+    """The timed calls: `repeats` rounds of every key once, the order rotating
+    by one each round, so that slow drifts of the machine hit all alike."""
+    for r in range(repeats):
+        shift = r % len(keys) if keys else 0
+        yield from keys[shift:] + keys[:shift]
 
 
 def run(request: dict, result_dir: str) -> dict:
@@ -68,17 +78,14 @@ def run(request: dict, result_dir: str) -> dict:
         except Exception as e:  # e.g. no fused kernel for this optimizer
             results[key]["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
 
-    live = list(runners)
     gc.collect()
     gc.disable()
     try:
-        for r in range(request["repeats"]):
-            shift = r % len(live) if live else 0
-            for key in live[shift:] + live[:shift]:
-                optimizer, _ = runners[key]
-                start = time.perf_counter()
-                optimizer.step()  # synchronous on the CPU
-                results[key]["times_ms"].append((time.perf_counter() - start) * 1e3)
+        for key in turns(list(runners), request["repeats"]):
+            optimizer, _ = runners[key]
+            start = time.perf_counter()
+            optimizer.step()  # synchronous on the CPU
+            results[key]["times_ms"].append((time.perf_counter() - start) * 1e3)
     finally:
         gc.enable()
 
