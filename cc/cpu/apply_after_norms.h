@@ -38,7 +38,9 @@ struct AfterNormsStage {
 
   static bool NeedsNorms(const Rule& rule) { return rule.NeedsNorms(); }
   template <typename C>
-  static void Terms(const Rule& rule, C w, C g, C* terms) { rule.NormTerms(w, g, terms); }
+  KERASOPT_ALWAYS_INLINE static void Terms(const Rule& rule, C w, C g, C* terms) {
+    rule.NormTerms(w, g, terms);
+  }
   template <typename T>
   static auto Finish(const Rule& rule, const std::array<double, kNumNorms>& sums,
                      const std::array<T*, Rule::kNumSlots>&) {

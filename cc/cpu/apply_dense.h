@@ -20,7 +20,8 @@
 // Same rule, same arithmetic, so the same bits as the staged loop.
 //
 // The loops are compiled twice, for the baseline ISA and for AVX2 + F16C, and
-// DenseRange picks one at run time (cc/cpu/isa.h); both round identically.
+// DenseRange runs one, picked at run time (cc/cpu/isa.h's WithBestIsa); both
+// round identically.
 //
 // `parallel_for(n, cost_per_element, fn(begin, end))` splits the range over
 // threads: TensorFlow's CPU thread pool in the op, a plain loop in the NumPy
@@ -161,22 +162,6 @@ KERASOPT_ALWAYS_INLINE void DenseRangeBody(const Rule& rule_in, T* var,
   }
 }
 
-template <typename Rule, typename T, typename S>
-__attribute__((noinline)) void DenseRangeBaseline(
-    const Rule& rule, T* var, const std::array<S*, Rule::kNumSlots>& slots,
-    const T* grad, int64_t begin, int64_t end) {
-  DenseRangeBody(rule, var, slots, grad, begin, end);
-}
-
-#if KERASOPT_HAVE_AVX2_PATH
-template <typename Rule, typename T, typename S>
-KERASOPT_TARGET_AVX2 __attribute__((noinline)) void DenseRangeAvx2(
-    const Rule& rule, T* var, const std::array<S*, Rule::kNumSlots>& slots,
-    const T* grad, int64_t begin, int64_t end) {
-  DenseRangeBody(rule, var, slots, grad, begin, end);
-}
-#endif
-
 }  // namespace internal
 
 // Approximate cycles per element, for the thread pool's sharding decision.
@@ -188,13 +173,9 @@ template <typename Rule, typename T, typename S>
 inline void DenseRange(const Rule& rule, T* var,
                        const std::array<S*, Rule::kNumSlots>& slots, const T* grad,
                        int64_t begin, int64_t end) {
-#if KERASOPT_HAVE_AVX2_PATH
-  if (UseAvx2()) {
-    internal::DenseRangeAvx2(rule, var, slots, grad, begin, end);
-    return;
-  }
-#endif
-  internal::DenseRangeBaseline(rule, var, slots, grad, begin, end);
+  WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+    internal::DenseRangeBody(rule, var, slots, grad, begin, end);
+  });
 }
 
 template <typename Rule, typename T, typename S, typename ParallelFor>

@@ -42,7 +42,7 @@ struct LayerwiseStage {
 
   static bool NeedsNorms(const Rule&) { return true; }
   template <typename C>
-  static void Terms(const Rule&, C, C g, C* terms) { terms[0] = g; }
+  KERASOPT_ALWAYS_INLINE static void Terms(const Rule&, C, C g, C* terms) { terms[0] = g; }
   // Reads the layer slots, lets the rule update them, and writes them back.
   template <typename T>
   static auto Finish(const Rule& rule, const std::array<double, kNumNorms>& sums,

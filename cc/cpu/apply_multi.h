@@ -7,7 +7,7 @@
 // `parallel_for` over the caller's thread pool, so 1000 small variables cost
 // one launch instead of 1000, and one large variable is still split over all
 // threads. Every item runs the same per-range code as the single-variable
-// drivers (DenseRange, NormsPass1Block, NormsPass2Block), so the results are
+// drivers (DenseRange, NormsPass1Blocks, NormsPass2Blocks), so the results are
 // the same bits as one op per variable, for any thread count.
 #pragma once
 
@@ -130,7 +130,8 @@ struct MultiWithNorms {
 
     parallel_for(first.back(), NormsPass1Cost(refs[0]), [&](int64_t begin, int64_t end) {
       internal::ForItems(first, begin, end, [&](size_t t, int64_t b) {
-        NormsPass1Block(RuleFor(rules, t), refs[t], b, partials.data() + (first[t] + b) * kNorms);
+        NormsPass1Blocks(RuleFor(rules, t), refs[t], b, b + 1,
+                         partials.data() + (first[t] + b) * kNorms);
       });
     });
     std::vector<Step> steps;
@@ -141,7 +142,7 @@ struct MultiWithNorms {
     }
     parallel_for(first.back(), NormsPass2Cost(refs[0]), [&](int64_t begin, int64_t end) {
       internal::ForItems(first, begin, end, [&](size_t t, int64_t b) {
-        NormsPass2Block(RuleFor(rules, t), refs[t], b, steps[t]);
+        NormsPass2Blocks(RuleFor(rules, t), refs[t], b, b + 1, steps[t]);
       });
     });
   }

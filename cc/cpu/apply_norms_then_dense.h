@@ -14,7 +14,8 @@
 // halving tree per block of kBlock elements counted from element 0, the block
 // partials added in block order on one thread; so the result is the same for
 // any number of threads, and kerasopt/fallback/lamb.py's sum_of_squares
-// reproduces it.
+// reproduces it. Pass 1 runs in the ISA copy cc/cpu/isa.h picks; pass 2 is
+// ApplyDense's.
 //
 // Two drivers run this shape: ApplyNormsThenDense (one variable) and
 // MultiNormsThenDense (a list of variables in one launch, behind the
@@ -50,12 +51,23 @@ namespace cpu {
 
 namespace internal {
 
+// The Stage's norm terms of len elements into rows of `terms`.
+template <typename Stage, typename Rule, typename C>
+KERASOPT_ALWAYS_INLINE void TermsOfInputs(const Rule& rule, int64_t len, const C* __restrict w,
+                                          const C* __restrict g, C (*__restrict terms)[kBlock]) {
+  for (int64_t j = 0; j < len; ++j) {
+    C t[Stage::kNumNorms];
+    Stage::Terms(rule, Stage::kReadsWeight ? w[j] : C(0), g[j], t);
+    for (int k = 0; k < Stage::kNumNorms; ++k) terms[k][j] = t[k];
+  }
+}
+
 // A rule with one per-variable value bound as its last argument, in the shape
 // ApplyDense runs: rule(w, slots[0..kSlots)..., g, value).
 template <typename Rule, typename Value, int kSlots>
 struct BoundRule {
   static constexpr int kNumSlots = kSlots;
-  const Rule& rule;
+  Rule rule;  // a copy, so the dense loop sees its flags as loop-invariant
   Value value;
   template <typename... Args>
   KERASOPT_HOST_DEVICE void operator()(Args&&... args) const {
@@ -63,27 +75,37 @@ struct BoundRule {
   }
 };
 
-// Pass 1 on block b of one variable: stores the block's sums of squares of the
-// Stage's terms in partials[0..kNumNorms).
+// Pass 1 on blocks [first, last) of one variable: stores block b's sums of
+// squares of the Stage's terms in partials[(b - first) * kNumNorms + k]. The
+// terms are taken from the memory itself when it holds the compute type.
 template <typename Stage, typename Rule, typename T>
-void InputNormsBlock(const Rule& rule, int64_t n, const T* var, const T* grad, int64_t b,
-                     double* partials) {
-  using C = ComputeType<T>;
-  constexpr int kNorms = Stage::kNumNorms;
-  alignas(64) C w[kBlock];
-  alignas(64) C g[kBlock];
-  alignas(64) C t[kNorms][kBlock];
-  alignas(64) double scratch[kBlock];
-  const int64_t start = b * kBlock;
-  const int64_t len = std::min(kBlock, n - start);
-  if constexpr (Stage::kReadsWeight) Widen(var + start, len, w);
-  Widen(grad + start, len, g);
-  for (int64_t j = 0; j < len; ++j) {
-    C terms[kNorms];
-    Stage::Terms(rule, Stage::kReadsWeight ? w[j] : C(0), g[j], terms);
-    for (int k = 0; k < kNorms; ++k) t[k][j] = terms[k];
-  }
-  for (int k = 0; k < kNorms; ++k) partials[k] = BlockSumOfSquares(t[k], len, scratch);
+void InputNormsBlocks(const Rule& rule_in, int64_t n, const T* var, const T* grad, int64_t first,
+                      int64_t last, double* partials) {
+  WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+    const Rule rule = rule_in;
+    using C = ComputeType<T>;
+    constexpr int kNorms = Stage::kNumNorms;
+    alignas(64) C w_buffer[kBlock];
+    alignas(64) C g_buffer[kBlock];
+    alignas(64) C t[kNorms][kBlock];
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t start = b * kBlock;
+      const int64_t len = std::min(kBlock, n - start);
+      const C* w = w_buffer;
+      const C* g = g_buffer;
+      if constexpr (std::is_same_v<T, C>) {
+        w = var + start;
+        g = grad + start;
+      } else {
+        if constexpr (Stage::kReadsWeight) Widen(var + start, len, w_buffer);
+        Widen(grad + start, len, g_buffer);
+      }
+      TermsOfInputs<Stage>(rule, len, w, g, t);
+      for (int k = 0; k < kNorms; ++k) {
+        partials[(b - first) * kNorms + k] = BlockSumOfSquares(t[k], len);
+      }
+    }
+  });
 }
 
 // partials[b * K + k] (block b, term k) summed over the blocks, in block order.
@@ -117,9 +139,8 @@ void ApplyNormsThenDense(const Rule& rule, int64_t n, T* var,
     const int64_t num_blocks = internal::NumBlocks(n);
     std::vector<double> partials(static_cast<size_t>(num_blocks * kNorms));
     parallel_for(num_blocks, internal::InputNormsCost<S>(), [&](int64_t first, int64_t last) {
-      for (int64_t b = first; b < last; ++b) {
-        internal::InputNormsBlock<S>(rule, n, var, grad, b, partials.data() + b * kNorms);
-      }
+      internal::InputNormsBlocks<S>(rule, n, var, grad, first, last,
+                                    partials.data() + first * kNorms);
     });
     sums = internal::SumInBlockOrder<kNorms>(partials.data(), num_blocks);
   }
@@ -153,8 +174,8 @@ struct MultiNormsThenDense {
       parallel_for(first_block.back(), internal::InputNormsCost<S>(), [&](int64_t begin, int64_t end) {
         internal::ForItems(first_block, begin, end, [&](size_t i, int64_t b) {
           const TensorRef<Rule, T>& x = tensors[i];
-          internal::InputNormsBlock<S>(RuleFor(rules, i), x.n, x.var, x.grad, b,
-                                       partials.data() + (first_block[i] + b) * kNorms);
+          internal::InputNormsBlocks<S>(RuleFor(rules, i), x.n, x.var, x.grad, b, b + 1,
+                                        partials.data() + (first_block[i] + b) * kNorms);
         });
       });
     }

@@ -25,8 +25,11 @@
 // the sums are the same bits with 1 thread or 64. kerasopt/fallback/lamb.py
 // computes the same tree and the same in-order sum with TensorFlow ops.
 //
-// The block staging (widen into compute-type buffers, run, narrow back) is
-// apply_dense.h's.
+// Float and double variables are updated in place, block by block; 16-bit
+// ones (or a call with an absent slot) are staged as in apply_dense.h (widen
+// a block into compute-type buffers, run, narrow back). Both passes are
+// compiled for the baseline ISA and for AVX2 (cc/cpu/isa.h), which round
+// alike.
 #pragma once
 
 #include <algorithm>
@@ -44,42 +47,95 @@ namespace cpu {
 
 namespace internal {
 
-// Sum of the squares of t[0..len), in double, by the fixed halving tree.
-// `scratch` holds kBlock doubles.
+// Sum of the squares of t[0..len), in double, by the fixed halving tree over
+// kBlock terms (the tail padded with zeros). The first level of the tree is
+// taken as the squares are made: s[j] = t[j]^2 + t[j + kBlock/2]^2.
 template <typename C>
-inline double BlockSumOfSquares(const C* t, int64_t len, double* scratch) {
-  for (int64_t j = 0; j < len; ++j) {
-    const double x = static_cast<double>(t[j]);
-    scratch[j] = x * x;
+KERASOPT_ALWAYS_INLINE double BlockSumOfSquares(const C* t, int64_t len) {
+  constexpr int64_t kHalf = kBlock / 2;
+  alignas(64) double s[kHalf];
+  if (len == kBlock) {
+    for (int64_t j = 0; j < kHalf; ++j) {
+      const double a = static_cast<double>(t[j]);
+      const double b = static_cast<double>(t[j + kHalf]);
+      s[j] = a * a + b * b;
+    }
+  } else {
+    for (int64_t j = 0; j < kHalf; ++j) {
+      const double a = j < len ? static_cast<double>(t[j]) : 0.0;
+      const double b = j + kHalf < len ? static_cast<double>(t[j + kHalf]) : 0.0;
+      s[j] = a * a + b * b;
+    }
   }
-  std::fill(scratch + len, scratch + kBlock, 0.0);
-  for (int64_t h = kBlock / 2; h >= 1; h /= 2) {
-    for (int64_t j = 0; j < h; ++j) scratch[j] = scratch[j] + scratch[j + h];
+  for (int64_t h = kHalf / 2; h >= 1; h /= 2) {
+    for (int64_t j = 0; j < h; ++j) s[j] = s[j] + s[j + h];
   }
-  return scratch[0];
+  return s[0];
 }
 
-template <typename Rule, typename C, std::size_t... I>
-inline void UpdateBlock(const Rule& rule, int64_t len, const C* w,
-                        C (*slots)[kBlock], const C* g, std::index_sequence<I...>) {
-  for (int64_t j = 0; j < len; ++j) rule.Update(w[j], slots[I][j]..., g[j]);
-}
-
-template <typename Rule, typename C, std::size_t... I>
-inline void TermsBlock(const Rule& rule, int64_t len, const C* w,
-                       C (*slots)[kBlock], C (*terms)[kBlock],
-                       std::index_sequence<I...>) {
+// Pass 1's element loop: the rule's Update, then its norm terms into rows of
+// `terms`. W, G and the slots are local buffers or, when the storage is the
+// compute type, the memory itself (restrict: distinct arrays).
+template <typename Rule, typename C, typename... S>
+KERASOPT_ALWAYS_INLINE void UpdateAndTerms(const Rule& rule, int64_t len, const C* __restrict w,
+                                           const C* __restrict g, C (*__restrict terms)[kBlock],
+                                           S* __restrict... s) {
   for (int64_t j = 0; j < len; ++j) {
+    rule.Update(w[j], s[j]..., g[j]);
     C t[Rule::kNumNorms];
-    rule.NormTerms(w[j], slots[I][j]..., t);
+    rule.NormTerms(w[j], s[j]..., t);
     for (int k = 0; k < Rule::kNumNorms; ++k) terms[k][j] = t[k];
   }
 }
 
-template <typename Rule, typename C, typename Step>
-inline void ApplyBlock(const Rule& rule, int64_t len, C* w, const C* term,
-                       const Step& step) {
-  for (int64_t j = 0; j < len; ++j) rule.Apply(w[j], term[j], step);
+// Pass 2's element loop from the slots: the step term recomputed, then Apply.
+template <typename Rule, typename C, typename Step, typename... S>
+KERASOPT_ALWAYS_INLINE void TermsAndApply(const Rule& rule, int64_t len, C* __restrict w,
+                                          const Step& step, const S* __restrict... s) {
+  for (int64_t j = 0; j < len; ++j) {
+    C t[Rule::kNumNorms];
+    rule.NormTerms(w[j], s[j]..., t);
+    rule.Apply(w[j], t[Rule::kStepTerm], step);
+  }
+}
+
+// The loops above on rows given as arrays of pointers.
+template <typename Rule, typename C, std::size_t... I>
+KERASOPT_ALWAYS_INLINE void UpdateAndTermsAt(const Rule& rule, int64_t len, const C* w,
+                                             const std::array<C*, sizeof...(I)>& rows,
+                                             const C* g, C (*terms)[kBlock],
+                                             std::index_sequence<I...>) {
+  UpdateAndTerms(rule, len, w, g, terms, rows[I]...);
+}
+template <typename Rule, typename C, typename Step, std::size_t... I>
+KERASOPT_ALWAYS_INLINE void TermsAndApplyAt(const Rule& rule, int64_t len, C* w,
+                                            const Step& step,
+                                            const std::array<C*, sizeof...(I)>& rows,
+                                            std::index_sequence<I...>) {
+  TermsAndApply(rule, len, w, step, static_cast<const C*>(rows[I])...);
+}
+
+// Pointers to the rows of a block's slot buffer (see WidenSlots).
+template <int N, typename C>
+KERASOPT_ALWAYS_INLINE std::array<C*, N> RowsOf(C (*buffer)[kBlock]) {
+  std::array<C*, N> rows;
+  for (int k = 0; k < N; ++k) rows[k] = buffer[k];
+  return rows;
+}
+// Pointers to elements [start, ...) of each slot.
+template <typename T, std::size_t N>
+KERASOPT_ALWAYS_INLINE std::array<T*, N> RowsAt(const std::array<T*, N>& slots, int64_t start) {
+  std::array<T*, N> rows;
+  for (std::size_t k = 0; k < N; ++k) rows[k] = slots[k] + start;
+  return rows;
+}
+
+template <typename T, std::size_t N>
+KERASOPT_ALWAYS_INLINE bool AllPresent(const std::array<T*, N>& slots) {
+  for (T* s : slots) {
+    if (s == nullptr) return false;
+  }
+  return true;
 }
 
 }  // namespace internal
@@ -111,32 +167,47 @@ int64_t NormsPass2Cost(const NormsTensor<Rule, T>& x) {
   return kBlock * DenseCostPerElement(2 + (kCarriesStepTerm<T> ? 2 : num_present));
 }
 
-// Pass 1 on block b of x: reads w, g, slots; writes the slots (and the
-// carried term); stores the block's sums of squares in partials[0..kNumNorms).
+// Pass 1 on blocks [first, last) of x: reads w, g, slots; writes the slots
+// (and the carried term); stores block b's sums of squares in
+// partials[(b - first) * kNumNorms + k].
 template <typename Rule, typename T>
-void NormsPass1Block(const Rule& rule, const NormsTensor<Rule, T>& x, int64_t b,
-                     double* partials) {
-  using C = ComputeType<T>;
-  using Slots = std::make_index_sequence<Rule::kNumSlots>;
-  alignas(64) C w[kBlock];
-  alignas(64) C g[kBlock];
-  alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
-  alignas(64) C t[Rule::kNumNorms][kBlock];
-  alignas(64) double scratch[kBlock];
-  const int64_t start = b * kBlock;
-  const int64_t len = std::min(kBlock, x.n - start);
-  internal::Widen(x.var + start, len, w);
-  internal::Widen(x.grad + start, len, g);
-  internal::WidenSlots(x.slots, start, len, &s[0][0]);
-  internal::UpdateBlock(rule, len, w, s, g, Slots());
-  internal::NarrowSlots(&s[0][0], start, len, x.slots);
-  internal::TermsBlock(rule, len, w, s, t, Slots());
-  if constexpr (kCarriesStepTerm<T>) {
-    std::copy(t[Rule::kStepTerm], t[Rule::kStepTerm] + len, x.carried + start);
-  }
-  for (int k = 0; k < Rule::kNumNorms; ++k) {
-    partials[k] = internal::BlockSumOfSquares(t[k], len, scratch);
-  }
+void NormsPass1Blocks(const Rule& rule_in, const NormsTensor<Rule, T>& x, int64_t first,
+                      int64_t last, double* partials) {
+  WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+    const Rule rule = rule_in;  // local: its fields are plainly loop-invariant
+    using C = ComputeType<T>;
+    constexpr int kNorms = Rule::kNumNorms;
+    using Slots = std::make_index_sequence<Rule::kNumSlots>;
+    alignas(64) C t[kNorms][kBlock];
+    const bool in_place = std::is_same_v<T, C> && internal::AllPresent(x.slots);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t start = b * kBlock;
+      const int64_t len = std::min(kBlock, x.n - start);
+      if constexpr (std::is_same_v<T, C>) {
+        if (in_place) {
+          internal::UpdateAndTermsAt(rule, len, x.var + start, internal::RowsAt(x.slots, start),
+                                     x.grad + start, t, Slots());
+        }
+      }
+      if (!in_place) {
+        alignas(64) C w[kBlock];
+        alignas(64) C g[kBlock];
+        alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
+        internal::Widen(x.var + start, len, w);
+        internal::Widen(x.grad + start, len, g);
+        internal::WidenSlots(x.slots, start, len, &s[0][0]);
+        internal::UpdateAndTermsAt(rule, len, w, internal::RowsOf<Rule::kNumSlots>(s), g, t,
+                                   Slots());
+        internal::NarrowSlots(&s[0][0], start, len, x.slots);
+        if constexpr (kCarriesStepTerm<T>) {
+          std::copy(t[Rule::kStepTerm], t[Rule::kStepTerm] + len, x.carried + start);
+        }
+      }
+      for (int k = 0; k < kNorms; ++k) {
+        partials[(b - first) * kNorms + k] = internal::BlockSumOfSquares(t[k], len);
+      }
+    }
+  });
 }
 
 // The per-variable step from its blocks' partial sums, added in block order.
@@ -150,28 +221,41 @@ auto NormsFinish(const Rule& rule, const double* partials, int64_t num_blocks) {
   return rule.Finish(sums);
 }
 
-// Pass 2 on block b of x: reads w and the slots (or the carried term); writes w.
+// Pass 2 on blocks [first, last) of x: reads w and the slots (or the carried
+// term); writes w.
 template <typename Rule, typename T, typename Step>
-void NormsPass2Block(const Rule& rule, const NormsTensor<Rule, T>& x, int64_t b,
-                     const Step& step) {
-  using C = ComputeType<T>;
-  alignas(64) C w[kBlock];
-  alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
-  alignas(64) C t[Rule::kNumNorms][kBlock];
-  const int64_t start = b * kBlock;
-  const int64_t len = std::min(kBlock, x.n - start);
-  internal::Widen(x.var + start, len, w);
-  const C* term;
-  if constexpr (!kCarriesStepTerm<T>) {
-    internal::WidenSlots(x.slots, start, len, &s[0][0]);
-    internal::TermsBlock(rule, len, w, s, t,
-                         std::make_index_sequence<Rule::kNumSlots>());
-    term = t[Rule::kStepTerm];
-  } else {
-    term = x.carried + start;
-  }
-  internal::ApplyBlock(rule, len, w, term, step);
-  internal::Narrow(w, len, x.var + start);
+void NormsPass2Blocks(const Rule& rule_in, const NormsTensor<Rule, T>& x, int64_t first,
+                      int64_t last, const Step& step_in) {
+  WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+    const Rule rule = rule_in;
+    const Step step = step_in;
+    using C = ComputeType<T>;
+    using Slots = std::make_index_sequence<Rule::kNumSlots>;
+    const bool in_place = std::is_same_v<T, C> && internal::AllPresent(x.slots);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t start = b * kBlock;
+      const int64_t len = std::min(kBlock, x.n - start);
+      if constexpr (std::is_same_v<T, C>) {
+        if (in_place) {
+          internal::TermsAndApplyAt(rule, len, x.var + start, step,
+                                    internal::RowsAt(x.slots, start), Slots());
+          continue;
+        }
+      }
+      alignas(64) C w[kBlock];
+      internal::Widen(x.var + start, len, w);
+      if constexpr (kCarriesStepTerm<T>) {
+        const C* term = x.carried + start;
+        for (int64_t j = 0; j < len; ++j) rule.Apply(w[j], term[j], step);
+      } else {
+        alignas(64) C s[internal::kRows<Rule::kNumSlots>][kBlock];
+        internal::WidenSlots(x.slots, start, len, &s[0][0]);
+        internal::TermsAndApplyAt(rule, len, w, step, internal::RowsOf<Rule::kNumSlots>(s),
+                                  Slots());
+      }
+      internal::Narrow(w, len, x.var + start);
+    }
+  });
 }
 
 template <typename Rule, typename T, typename ParallelFor>
@@ -189,13 +273,11 @@ void ApplyWithNorms(const Rule& rule, int64_t n, T* var,
   std::vector<double> partials(static_cast<size_t>(num_blocks * kNorms));
 
   parallel_for(num_blocks, NormsPass1Cost(x), [&](int64_t first, int64_t last) {
-    for (int64_t b = first; b < last; ++b) {
-      NormsPass1Block(rule, x, b, partials.data() + b * kNorms);
-    }
+    NormsPass1Blocks(rule, x, first, last, partials.data() + first * kNorms);
   });
   const auto step = NormsFinish(rule, partials.data(), num_blocks);  // in block order
   parallel_for(num_blocks, NormsPass2Cost(x), [&](int64_t first, int64_t last) {
-    for (int64_t b = first; b < last; ++b) NormsPass2Block(rule, x, b, step);
+    NormsPass2Blocks(rule, x, first, last, step);
   });
 }
 

@@ -24,8 +24,12 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KERASOPT_ALWAYS_INLINE inline __attribute__((always_inline))
+#define KERASOPT_INLINE_LAMBDA __attribute__((always_inline))
+#define KERASOPT_NOINLINE __attribute__((noinline))
 #else
 #define KERASOPT_ALWAYS_INLINE inline
+#define KERASOPT_INLINE_LAMBDA
+#define KERASOPT_NOINLINE
 #endif
 
 namespace kerasopt {
@@ -44,6 +48,35 @@ inline bool UseAvx2() {
 #else
   return false;
 #endif
+}
+
+namespace internal {
+template <typename Body>
+KERASOPT_NOINLINE void CallBaseline(const Body& body) {
+  body();
+}
+#if KERASOPT_HAVE_AVX2_PATH
+template <typename Body>
+KERASOPT_TARGET_AVX2 KERASOPT_NOINLINE void CallAvx2(const Body& body) {
+  body();
+}
+#endif
+}  // namespace internal
+
+// Runs body() from a function compiled for AVX2 + F16C when UseAvx2(), else
+// from a baseline one. Only code inlined into that function gets its ISA, so
+// `body` is a lambda marked KERASOPT_INLINE_LAMBDA that calls only
+// KERASOPT_ALWAYS_INLINE functions:
+//   WithBestIsa([&]() KERASOPT_INLINE_LAMBDA { SomeLoop(...); });
+template <typename Body>
+KERASOPT_ALWAYS_INLINE void WithBestIsa(const Body& body) {
+#if KERASOPT_HAVE_AVX2_PATH
+  if (UseAvx2()) {
+    internal::CallAvx2(body);
+    return;
+  }
+#endif
+  internal::CallBaseline(body);
 }
 
 // The instruction set in use, for `kerasopt info` and the benchmark.

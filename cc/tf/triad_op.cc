@@ -30,16 +30,6 @@ KERASOPT_ALWAYS_INLINE void TriadBody(float* __restrict a, const float* __restri
                                       const float* __restrict c, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) a[i] = b[i] + s * c[i];
 }
-__attribute__((noinline)) void TriadBaseline(float* a, const float* b, const float* c,
-                                             float s, int64_t n) {
-  TriadBody(a, b, c, s, n);
-}
-#if KERASOPT_HAVE_AVX2_PATH
-KERASOPT_TARGET_AVX2 __attribute__((noinline)) void TriadAvx2(
-    float* a, const float* b, const float* c, float s, int64_t n) {
-  TriadBody(a, b, c, s, n);
-}
-#endif
 
 }  // namespace
 
@@ -65,10 +55,9 @@ class TriadOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, "s", &s));
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
     pool->ParallelFor(t[0].NumElements(), 3 * 4, [&](int64_t begin, int64_t end) {
-#if KERASOPT_HAVE_AVX2_PATH
-      if (cpu::UseAvx2()) return TriadAvx2(a + begin, b + begin, c + begin, s, end - begin);
-#endif
-      TriadBaseline(a + begin, b + begin, c + begin, s, end - begin);
+      cpu::WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+        TriadBody(a + begin, b + begin, c + begin, s, end - begin);
+      });
     });
   }
 };
