@@ -59,8 +59,6 @@ def require_gpu_kernels():
 # Every other optimizer must have one (DEVELOPERS.md, "Adding an algorithm").
 CPU_ONLY: frozenset[str] = frozenset({
     "FullMatrixAdagrad", "Shampoo",  # matrix roots (Eigen) on the host, their own op
-    # No CUDA launcher yet (their variables use the fallback on a GPU):
-    "AdaBelief", "RAdam", "Yogi", "NovoGrad", "Lars",
 })
 
 
@@ -148,6 +146,17 @@ OPTIMIZERS = {
                                                 l2_shrinkage_regularization_strength=0.01,
                                                 beta=0.5),
     "lamb": lambda: kerasopt.Lamb(learning_rate=0.01),
+    "adabelief": lambda: kerasopt.AdaBelief(learning_rate=0.05),
+    "adabelief-amsgrad": lambda: kerasopt.AdaBelief(learning_rate=0.05, amsgrad=True),
+    "radam": lambda: kerasopt.RAdam(learning_rate=0.05),
+    "yogi": lambda: kerasopt.Yogi(learning_rate=0.05),
+    "novograd": lambda: kerasopt.NovoGrad(learning_rate=0.05),
+    "novograd-grad-averaging": lambda: kerasopt.NovoGrad(learning_rate=0.05,
+                                                         grad_averaging=True),
+    "lars": lambda: kerasopt.Lars(learning_rate=0.5, weight_decay=1e-3),
+    "lars-no-momentum": lambda: kerasopt.Lars(learning_rate=0.5, momentum=0.0),
+    "lars-nesterov": lambda: kerasopt.Lars(learning_rate=0.5, nesterov=True,
+                                           exclude_from_layer_adaptation=["w1"]),
 }
 
 # Scalar, odd sizes (the vectorized body plus a tail), several LAMB chunks of 512.
@@ -244,11 +253,12 @@ def test_gpu_kernel_matches_cpu_kernel_and_reference(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_gpu_lamb_is_deterministic(dtype):
+@pytest.mark.parametrize("name", ["lamb", "lars", "novograd"])
+def test_gpu_norms_are_deterministic(name, dtype):
     require_gpu_kernels()
     weights, grads = _problem(dtype, 99)
-    first = _run("lamb", dtype, "/GPU:0", weights, grads)
-    second = _run("lamb", dtype, "/GPU:0", weights, grads)
+    first = _run(name, dtype, "/GPU:0", weights, grads)
+    second = _run(name, dtype, "/GPU:0", weights, grads)
     for a, b in zip(first[0], second[0], strict=True):
         np.testing.assert_array_equal(a, b)
 

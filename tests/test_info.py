@@ -61,4 +61,7 @@ def test_gpu_sparse_and_multi_columns_follow_the_cuda_build():
     assert report["Adam"]["gpu_multi_tensor"] == built
     assert report["Lamb"]["gpu_multi_tensor"] == built  # per-variable launches in one op
     assert report["Lamb"]["gpu_sparse"] is False  # norms: no sparse form
-    assert report["Yogi"]["gpu_sparse"] is False and report["Yogi"]["gpu_multi_tensor"] is False
+    for name in ("Yogi", "NovoGrad", "Lars"):  # no sparse op at all; multi-tensor on the GPU
+        assert report[name]["gpu_sparse"] is False, name
+        assert report[name]["gpu_multi_tensor"] == built, name
+    assert report["Shampoo"]["gpu"] is False  # matrix roots: CPU only

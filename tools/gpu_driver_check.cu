@@ -7,7 +7,9 @@
 // float64, every flag off and on: the dense launch, the multi-tensor launch
 // (tensors of 1, 70000 and 1000 elements) and, for the rules with a sparse
 // launcher, a sparse update with repeated indices (int32 and int64) and the
-// report of an out-of-range index. Results must equal the CPU's to the bit.
+// report of an out-of-range index. Results must equal the CPU's to the bit;
+// for the rules with per-variable norms (LAMB, LARS, NovoGrad: dense launches)
+// to a tolerance, as their partial sums are added in another order.
 // Prints one line per check and exits 1 if any differ.
 #include <cuda_runtime.h>
 
@@ -20,8 +22,11 @@
 #include <string>
 #include <vector>
 
+#include "cc/cpu/apply_after_norms.h"
 #include "cc/cpu/apply_dense.h"
+#include "cc/cpu/apply_layerwise.h"
 #include "cc/cpu/apply_sparse.h"
+#include "cc/cpu/apply_with_norms.h"
 #include "cc/cuda/launch.h"
 #include "cc/cuda/rule_specs.h"
 
@@ -71,6 +76,7 @@ std::vector<T> Random(size_t n, std::mt19937& gen, bool positive) {
 // learning_rate_power: CUDA's pow and glibc's are not correctly rounded and
 // differ in the last bits (in float32 the double pow is rounded away).
 double allowed = 0;
+double allowed_f32 = 0;  // the same for float32 (rules with norms only)
 
 template <typename T>
 bool Same(const std::vector<T>& a, const std::vector<T>& b, double* max_diff) {
@@ -79,7 +85,7 @@ bool Same(const std::vector<T>& a, const std::vector<T>& b, double* max_diff) {
   for (size_t i = 0; i < a.size(); ++i) {
     if (std::isnan(a[i]) && std::isnan(b[i])) continue;
     const double d = std::fabs(double(a[i]) - double(b[i]));
-    const double tolerance = sizeof(T) == 8 ? allowed : 0;
+    const double tolerance = sizeof(T) == 8 ? allowed : allowed_f32;
     if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0 && !(d <= tolerance * std::max(1.0, std::fabs(double(b[i]))))) {
       same = false;
     }
@@ -216,6 +222,59 @@ void CheckDenseAndMulti(const char* name, bool flag, const Inputs& inputs) {
   }
 }
 
+// Rules with per-variable norms (LAMB, LARS, NovoGrad): the dense launcher
+// (their multi-tensor ops run it once per variable) against the CPU driver
+// `CpuDriver`. The GPU adds the chunks' partial sums in another order than the
+// CPU, so a norm may differ in its last bits: the caller sets a tolerance.
+template <typename Spec, typename CpuDriver, typename T>
+void CheckNorms(const char* name, bool flag, const Inputs& inputs) {
+  using Rule = typename Spec::template Rule<T>;
+  constexpr int K = Rule::kNumSlots;
+  constexpr int kLayer = LayerSlotsOf<Rule>::value;  // trailing slots of one element
+  const bool flags[cuda::kMaxFlags] = {flag, flag, flag, flag};
+  if (!Spec::Accepts(kScalars, flags, K)) return;
+  std::mt19937 gen(13);
+  const std::string tag = std::string(name) + (sizeof(T) == 4 ? " f32" : " f64") +
+                          (flag ? " flags=on" : " flags=off") + " dense";
+  bool same = true;
+  double diff = 0, d;
+  for (size_t n : {size_t{1}, size_t{70000}, size_t{1000}}) {
+    State<T, K> x(n, gen);
+    for (int k = K - kLayer; k < K; ++k) x.s[k].resize(1);
+    DeviceArray<T> w(x.w), g(x.g);
+    std::vector<std::unique_ptr<DeviceArray<T>>> s;
+    cuda::DenseArgs a{};
+    a.n = n;
+    a.var = w.p;
+    a.grad = g.p;
+    for (int k = 0; k < K; ++k) {
+      s.emplace_back(new DeviceArray<T>(x.s[k]));
+      a.slots[k] = s.back()->p;
+    }
+    const int64_t bytes = cuda::DenseScratchBytes<Spec>(DTypeOf<T>(), n);
+    CUDA_OK(cudaMalloc(&a.scratch, bytes));
+    a.inputs = inputs.Get(flag, K);
+    const char* error = cuda::LaunchDense<Spec>(DTypeOf<T>(), a);
+    CUDA_OK(cudaDeviceSynchronize());
+    cudaFree(a.scratch);
+    if (error) {
+      Report(tag + ": launch failed: " + error, false, 0);
+      return;
+    }
+    const Rule rule = Spec::template Make<T>(kScalars, kStep, flags, n);
+    std::array<T*, K> slots;
+    for (int k = 0; k < K; ++k) slots[k] = x.s[k].data();
+    CpuDriver::Apply(rule, n, x.w.data(), slots, x.g.data(), serial);
+    same &= Same(w.get(), x.w, &d);
+    diff = std::max(diff, d);
+    for (int k = 0; k < K; ++k) {
+      same &= Same(s[k]->get(), x.s[k], &d);
+      diff = std::max(diff, d);
+    }
+  }
+  Report(tag, same, diff);
+}
+
 template <typename Spec, typename T, typename Index>
 void CheckSparse(const char* name, bool flag, const Inputs& inputs) {
   using Rule = typename Spec::template Rule<T>;
@@ -291,12 +350,13 @@ void CheckSparse(const char* name, bool flag, const Inputs& inputs) {
   }
 }
 
-template <typename Spec>
-void CheckAll(const char* name, bool sparse, const Inputs& inputs) {
+// kSparse: the rule has a sparse launcher.
+template <typename Spec, bool kSparse>
+void CheckAll(const char* name, const Inputs& inputs) {
   for (bool flag : {false, true}) {
     CheckDenseAndMulti<Spec, float>(name, flag, inputs);
     CheckDenseAndMulti<Spec, double>(name, flag, inputs);
-    if (sparse) {
+    if constexpr (kSparse) {
       CheckSparse<Spec, float, int32_t>(name, flag, inputs);
       CheckSparse<Spec, double, int64_t>(name, flag, inputs);
     }
@@ -315,18 +375,33 @@ int main() {
   CUDA_OK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s\n", prop.name);
   Inputs inputs;
-  CheckAll<cuda::AdadeltaSpec>("Adadelta", true, inputs);
-  CheckAll<cuda::AdagradSpec>("Adagrad", true, inputs);
-  CheckAll<cuda::AdamSpec>("Adam", true, inputs);
-  CheckAll<cuda::AdamaxSpec>("Adamax", true, inputs);
-  CheckAll<cuda::AdamwSpec>("AdamW", true, inputs);
+  CheckAll<cuda::AdaBeliefSpec, false>("AdaBelief", inputs);
+  CheckAll<cuda::AdadeltaSpec, true>("Adadelta", inputs);
+  CheckAll<cuda::AdagradSpec, true>("Adagrad", inputs);
+  CheckAll<cuda::AdamSpec, true>("Adam", inputs);
+  CheckAll<cuda::AdamaxSpec, true>("Adamax", inputs);
+  CheckAll<cuda::AdamwSpec, true>("AdamW", inputs);
   allowed = 1e-10;
-  CheckAll<cuda::FtrlSpec>("Ftrl (float64: pow within 1e-10)", true, inputs);
+  CheckAll<cuda::FtrlSpec, true>("Ftrl (float64: pow within 1e-10)", inputs);
   allowed = 0;
-  CheckAll<cuda::LionSpec>("Lion", true, inputs);
-  CheckAll<cuda::NadamSpec>("Nadam", true, inputs);
-  CheckAll<cuda::RmspropSpec>("RMSprop", true, inputs);
-  CheckAll<cuda::SgdSpec>("SGD", true, inputs);
+  CheckAll<cuda::LionSpec, true>("Lion", inputs);
+  CheckAll<cuda::NadamSpec, true>("Nadam", inputs);
+  CheckAll<cuda::RAdamSpec, false>("RAdam", inputs);
+  CheckAll<cuda::RmspropSpec, true>("RMSprop", inputs);
+  CheckAll<cuda::SgdSpec, true>("SGD", inputs);
+  CheckAll<cuda::YogiSpec, false>("Yogi", inputs);
+  allowed = 1e-12;
+  allowed_f32 = 1e-6;
+  for (bool flag : {false, true}) {
+    CheckNorms<cuda::LambSpec, cpu::WithNorms, float>("Lamb (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<cuda::LambSpec, cpu::WithNorms, double>("Lamb (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<cuda::LarsSpec, cpu::AfterNorms, float>("Lars (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<cuda::LarsSpec, cpu::AfterNorms, double>("Lars (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<cuda::NovoGradSpec, cpu::Layerwise, float>("NovoGrad (norms: 1e-6 / 1e-12)", flag,
+                                                          inputs);
+    CheckNorms<cuda::NovoGradSpec, cpu::Layerwise, double>("NovoGrad (norms: 1e-6 / 1e-12)", flag,
+                                                           inputs);
+  }
   std::printf("%d check(s) differ\n", failures);
   return failures ? 1 : 0;
 }

@@ -13,8 +13,8 @@
 // called with zero sums).
 //
 // The two passes, and their multi-tensor form, are apply_norms_then_dense.h's
-// (shared with apply_layerwise.h); this file says what LARS-like rules put in
-// them.
+// (shared with apply_layerwise.h); its Stage is cc/kernels/norm_stages.h's
+// AfterNormsStage.
 #pragma once
 
 #include <array>
@@ -23,35 +23,10 @@
 
 #include "cc/cpu/apply_multi.h"
 #include "cc/cpu/apply_norms_then_dense.h"
+#include "cc/kernels/norm_stages.h"
 
 namespace kerasopt {
 namespace cpu {
-
-// The Stage (see apply_norms_then_dense.h) of a rule with NeedsNorms,
-// NormTerms(w, g, terms), Finish(sums) -> scale and operator()(w, slots..., g,
-// scale).
-template <typename Rule>
-struct AfterNormsStage {
-  static constexpr int kNumNorms = Rule::kNumNorms;
-  static constexpr bool kReadsWeight = true;
-  static constexpr int kNumDenseSlots = Rule::kNumSlots;
-
-  static bool NeedsNorms(const Rule& rule) { return rule.NeedsNorms(); }
-  template <typename C>
-  KERASOPT_ALWAYS_INLINE static void Terms(const Rule& rule, C w, C g, C* terms) {
-    rule.NormTerms(w, g, terms);
-  }
-  template <typename T>
-  static auto Finish(const Rule& rule, const std::array<double, kNumNorms>& sums,
-                     const std::array<T*, Rule::kNumSlots>&) {
-    auto scale = rule.Finish(sums);
-    return internal::BoundRule<Rule, decltype(scale), kNumDenseSlots>{rule, scale};
-  }
-  template <typename T>
-  static std::array<T*, kNumDenseSlots> DenseSlots(const std::array<T*, Rule::kNumSlots>& slots) {
-    return slots;
-  }
-};
 
 template <typename Rule, typename T, typename ParallelFor>
 void ApplyAfterNorms(const Rule& rule, int64_t n, T* var,

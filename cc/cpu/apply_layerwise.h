@@ -13,8 +13,8 @@
 // They are widened to the compute type for Finish and narrowed back once.
 //
 // The two passes, and their multi-tensor form, are apply_norms_then_dense.h's
-// (shared with apply_after_norms.h); this file says what layer-wise rules put
-// in them. The sum is deterministic for any number of threads, so
+// (shared with apply_after_norms.h); its Stage is cc/kernels/norm_stages.h's
+// LayerwiseStage. The sum is deterministic for any number of threads, so
 // kerasopt/fallback/lamb.py's sum_of_squares gives the same bits.
 #pragma once
 
@@ -25,45 +25,10 @@
 #include "cc/cpu/apply_multi.h"
 #include "cc/cpu/apply_norms_then_dense.h"
 #include "cc/kernels/common.h"
+#include "cc/kernels/norm_stages.h"
 
 namespace kerasopt {
 namespace cpu {
-
-// The Stage (see apply_norms_then_dense.h) of a rule with kNumLayerSlots,
-// Finish(sum_of_g_squared, layer_values) -> layer and operator()(w,
-// element_slots..., g, layer).
-template <typename Rule>
-struct LayerwiseStage {
-  static constexpr int kNumNorms = 1;  // ||g||
-  static constexpr bool kReadsWeight = false;
-  static constexpr int kNumLayerSlots = Rule::kNumLayerSlots;
-  static constexpr int kNumDenseSlots = Rule::kNumSlots - kNumLayerSlots;
-  static_assert(kNumLayerSlots > 0 && kNumDenseSlots >= 0, "Layerwise needs layer slots");
-
-  static bool NeedsNorms(const Rule&) { return true; }
-  template <typename C>
-  KERASOPT_ALWAYS_INLINE static void Terms(const Rule&, C, C g, C* terms) { terms[0] = g; }
-  // Reads the layer slots, lets the rule update them, and writes them back.
-  template <typename T>
-  static auto Finish(const Rule& rule, const std::array<double, kNumNorms>& sums,
-                     const std::array<T*, Rule::kNumSlots>& slots) {
-    std::array<ComputeType<T>, kNumLayerSlots> values{};
-    for (int k = 0; k < kNumLayerSlots; ++k) {
-      values[k] = static_cast<ComputeType<T>>(*slots[kNumDenseSlots + k]);
-    }
-    auto layer = rule.Finish(sums[0], values);
-    for (int k = 0; k < kNumLayerSlots; ++k) {
-      *slots[kNumDenseSlots + k] = static_cast<T>(values[k]);
-    }
-    return internal::BoundRule<Rule, decltype(layer), kNumDenseSlots>{rule, layer};
-  }
-  template <typename T>
-  static std::array<T*, kNumDenseSlots> DenseSlots(const std::array<T*, Rule::kNumSlots>& slots) {
-    std::array<T*, kNumDenseSlots> element_slots{};
-    for (int k = 0; k < kNumDenseSlots; ++k) element_slots[k] = slots[k];
-    return element_slots;
-  }
-};
 
 template <typename Rule, typename T, typename ParallelFor>
 void ApplyLayerwise(const Rule& rule, int64_t n, T* var,

@@ -22,17 +22,9 @@
 // KerasoptMultiApply<Algo> ops). Both run the very same per-block pass 1 and
 // the same per-range pass 2, so they give the same bits.
 //
-// What differs between rules is a Stage<Rule> (see AfterNormsStage and
-// LayerwiseStage):
-//   static constexpr int kNumNorms;       // terms per element
-//   static constexpr bool kReadsWeight;   // pass 1 reads w (else g alone)
-//   static constexpr int kNumDenseSlots;  // slots pass 2 runs over
-//   static bool NeedsNorms(const Rule&);  // false: no pass 1, the sums are 0
-//   static void Terms(const Rule&, C w, C g, C* terms);
-//   static auto Finish(const Rule&, const std::array<double, kNumNorms>& sums,
-//                      const std::array<T*, Rule::kNumSlots>& slots);
-//       // the element-wise rule of pass 2 (may write the layer slots)
-//   static std::array<T*, kNumDenseSlots> DenseSlots(slots);
+// What differs between rules is a Stage<Rule> (cc/kernels/norm_stages.h:
+// AfterNormsStage for LARS, LayerwiseStage for NovoGrad), shared with the GPU
+// driver.
 #pragma once
 
 #include <algorithm>
@@ -45,6 +37,7 @@
 #include "cc/cpu/apply_multi.h"
 #include "cc/cpu/apply_with_norms.h"
 #include "cc/kernels/common.h"
+#include "cc/kernels/norm_stages.h"
 
 namespace kerasopt {
 namespace cpu {
@@ -62,18 +55,28 @@ KERASOPT_ALWAYS_INLINE void TermsOfInputs(const Rule& rule, int64_t len, const C
   }
 }
 
-// A rule with one per-variable value bound as its last argument, in the shape
-// ApplyDense runs: rule(w, slots[0..kSlots)..., g, value).
-template <typename Rule, typename Value, int kSlots>
-struct BoundRule {
-  static constexpr int kNumSlots = kSlots;
-  Rule rule;  // a copy, so the dense loop sees its flags as loop-invariant
-  Value value;
-  template <typename... Args>
-  KERASOPT_HOST_DEVICE void operator()(Args&&... args) const {
-    rule(std::forward<Args>(args)..., value);
-  }
-};
+// Stage::Finish with the layer slots (the rule's trailing ones) widened to
+// the compute type, and narrowed back into the slots after.
+template <typename Stage, typename Rule, typename T>
+auto FinishStage(const Rule& rule, const std::array<double, Stage::kNumNorms>& sums,
+                 const std::array<T*, Rule::kNumSlots>& slots) {
+  using C = ComputeType<T>;
+  constexpr int kLayer = Stage::kNumLayerSlots;
+  constexpr int kDense = Stage::kNumDenseSlots;
+  std::array<C, kRows<kLayer>> layer{};
+  for (int k = 0; k < kLayer; ++k) layer[k] = static_cast<C>(*slots[kDense + k]);
+  const auto bound = Stage::Finish(rule, sums, layer.data());
+  for (int k = 0; k < kLayer; ++k) *slots[kDense + k] = static_cast<T>(layer[k]);
+  return bound;
+}
+
+// The slots pass 2 runs over: all but the layer slots.
+template <typename Stage, typename T, std::size_t N>
+std::array<T*, Stage::kNumDenseSlots> DenseSlotsOf(const std::array<T*, N>& slots) {
+  std::array<T*, Stage::kNumDenseSlots> dense{};
+  for (int k = 0; k < Stage::kNumDenseSlots; ++k) dense[k] = slots[k];
+  return dense;
+}
 
 // Pass 1 on blocks [first, last) of one variable: stores block b's sums of
 // squares of the Stage's terms in partials[(b - first) * kNumNorms + k]. The
@@ -144,8 +147,8 @@ void ApplyNormsThenDense(const Rule& rule, int64_t n, T* var,
     });
     sums = internal::SumInBlockOrder<kNorms>(partials.data(), num_blocks);
   }
-  const auto dense_rule = S::Finish(rule, sums, slots);
-  ApplyDense(dense_rule, n, var, S::DenseSlots(slots), grad,
+  const auto dense_rule = internal::FinishStage<S>(rule, sums, slots);
+  ApplyDense(dense_rule, n, var, internal::DenseSlotsOf<S>(slots), grad,
              std::forward<ParallelFor>(parallel_for));
 }
 
@@ -180,8 +183,8 @@ struct MultiNormsThenDense {
       });
     }
 
-    using DenseRule =
-        decltype(S::Finish(rules[0], std::array<double, kNorms>{}, tensors[0].slots));
+    using DenseRule = decltype(internal::FinishStage<S>(
+        rules[0], std::array<double, kNorms>{}, tensors[0].slots));
     std::vector<DenseRule> dense_rules;
     std::vector<TensorRef<DenseRule, T>> dense_tensors;
     dense_rules.reserve(num_tensors);
@@ -190,8 +193,8 @@ struct MultiNormsThenDense {
       const TensorRef<Rule, T>& x = tensors[i];
       const auto sums = internal::SumInBlockOrder<kNorms>(
           partials.data() + first_block[i] * kNorms, first_block[i + 1] - first_block[i]);
-      dense_rules.push_back(S::Finish(RuleFor(rules, i), sums, x.slots));
-      dense_tensors.push_back({x.n, x.var, S::DenseSlots(x.slots), x.grad});
+      dense_rules.push_back(internal::FinishStage<S>(RuleFor(rules, i), sums, x.slots));
+      dense_tensors.push_back({x.n, x.var, internal::DenseSlotsOf<S>(x.slots), x.grad});
     }
     MultiDense::Apply(dense_rules, dense_tensors, std::forward<ParallelFor>(parallel_for));
   }

@@ -1,5 +1,6 @@
 // Runs a rule over a dense variable on the GPU (nvcc only); the GPU
-// counterpart of cc/cpu/apply_dense.h and cc/cpu/apply_with_norms.h.
+// counterpart of cc/cpu/apply_dense.h and cc/cpu/apply_with_norms.h (the
+// counterpart of cc/cpu/apply_norms_then_dense.h is input_norms_driver.cuh).
 //
 // Per-element rules: one grid-stride kernel. Each thread loads 16 bytes of
 // the weight, the gradient and every present slot at a time (8 half/bfloat16,
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "cc/cuda/chunk_sums.cuh"
 #include "cc/cuda/device_util.cuh"
 #include "cc/cuda/launch.h"
 #include "cc/cuda/rule_specs.h"
@@ -155,11 +157,7 @@ struct NormLayout {
   }
 };
 
-// Element j of chunk c is handled by thread j % kThreads; kNormChunk is
-// 2 * kThreads, so the first halving step (h = kThreads) is each thread's own
-// pair, and the rest is a shared-memory tree: the CPU's order exactly.
-static_assert(kNormChunk == 2 * kThreads, "the tree below assumes two elements per thread");
-
+// Chunks and their sums: cc/cuda/chunk_sums.cuh.
 template <typename Spec, typename S>
 __global__ void __launch_bounds__(kThreads) NormPass1Kernel(const DenseArgs args) {
   using C = typename S::C;
@@ -203,20 +201,7 @@ __global__ void __launch_bounds__(kThreads) NormPass1Kernel(const DenseArgs args
         pair[k] = pair[k] + x * x;  // half 0 + half 1: the h = kThreads step
       }
     }
-    for (int k = 0; k < kNorms; ++k) tree[k][threadIdx.x] = pair[k];
-    __syncthreads();
-    for (int h = kThreads / 2; h >= 1; h /= 2) {
-      if (threadIdx.x < h) {
-        for (int k = 0; k < kNorms; ++k) {
-          tree[k][threadIdx.x] = tree[k][threadIdx.x] + tree[k][threadIdx.x + h];
-        }
-      }
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) {
-      for (int k = 0; k < kNorms; ++k) layout.partials[c * kNorms + k] = tree[k][0];
-    }
-    __syncthreads();  // the tree is reused by the next chunk
+    ChunkSums<kNorms>(pair, tree, layout.partials + c * kNorms);
   }
 }
 
@@ -234,25 +219,9 @@ __global__ void __launch_bounds__(kThreads) NormFinishKernel(const DenseArgs arg
     if (threadIdx.x == 0) *layout.ok = 0;
     return;
   }
-  // Thread j sums chunks j, j + kThreads, ... in order; then a fixed tree.
-  const int64_t num_chunks = NormScratch<Spec>::NumChunks(args.n);
-  double sum[kNorms] = {};
-  for (int64_t c = threadIdx.x; c < num_chunks; c += kThreads) {
-    for (int k = 0; k < kNorms; ++k) sum[k] = sum[k] + layout.partials[c * kNorms + k];
-  }
-  for (int k = 0; k < kNorms; ++k) tree[k][threadIdx.x] = sum[k];
-  __syncthreads();
-  for (int h = kThreads / 2; h >= 1; h /= 2) {
-    if (threadIdx.x < h) {
-      for (int k = 0; k < kNorms; ++k) {
-        tree[k][threadIdx.x] = tree[k][threadIdx.x] + tree[k][threadIdx.x + h];
-      }
-    }
-    __syncthreads();
-  }
+  const std::array<double, kNorms> sums = SumChunkPartials<kNorms>(
+      layout.partials, NormScratch<Spec>::NumChunks(args.n), tree);
   if (threadIdx.x == 0) {
-    std::array<double, kNorms> sums;
-    for (int k = 0; k < kNorms; ++k) sums[k] = tree[k][0];
     *layout.step = rule.Finish(sums);
     *layout.ok = 1;
   }
@@ -308,6 +277,11 @@ const char* RunWithNorms(const DenseArgs& args) {
 
 // --- the launcher ---------------------------------------------------------------
 
+// Rules with norms of their inputs (LARS, NovoGrad): input_norms_driver.cuh,
+// which their .cu.cc files include.
+template <typename Spec, typename S>
+const char* RunInputNorms(const DenseArgs& args);
+
 template <typename Spec>
 const char* LaunchDense(DType dtype, const DenseArgs& args) {
   if (args.n == 0) return nullptr;
@@ -315,6 +289,8 @@ const char* LaunchDense(DType dtype, const DenseArgs& args) {
     using S = decltype(storage);
     if constexpr (Spec::kWithNorms) {
       return RunWithNorms<Spec, S>(args);
+    } else if constexpr (Spec::kInputNorms) {
+      return RunInputNorms<Spec, S>(args);
     } else {
       return RunDense<Spec, S>(args);
     }

@@ -127,8 +127,9 @@ const char* CopyDeviceToDevice(void* stream, void* dst, const void* src, size_t 
 
 // --- Scratch sizes (host-side arithmetic, shared by op and driver) -----------
 
-// Rules with per-variable norms (LAMB) reduce in fixed chunks of kNormChunk
-// elements, whatever the grid: one double partial sum per chunk and norm.
+// Rules with per-variable norms (LAMB, LARS, NovoGrad) reduce in fixed chunks
+// of kNormChunk elements, whatever the grid: one double partial sum per chunk
+// and norm.
 constexpr int64_t kNormChunk = 512;
 
 KERASOPT_HOST_DEVICE int64_t ComputeBytes(DType dtype) { return dtype == DType::kDouble ? 8 : 4; }
@@ -138,14 +139,15 @@ KERASOPT_HOST_DEVICE int64_t StorageBytes(DType dtype) {
 
 KERASOPT_HOST_DEVICE int64_t AlignUp(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// Scratch layout for a rule with norms: [partials | sums + step | carried term].
+// Scratch layout for a rule with norms: [partials | finish area | carried term]
+// (the finish area: LAMB's step, or the bound rule of LARS and NovoGrad).
 template <typename Spec>
 struct NormScratch {
   KERASOPT_HOST_DEVICE static int64_t NumChunks(int64_t n) { return (n + kNormChunk - 1) / kNormChunk; }
   KERASOPT_HOST_DEVICE static int64_t PartialsBytes(int64_t n, int num_norms) {
     return AlignUp(NumChunks(n) * num_norms * 8);
   }
-  KERASOPT_HOST_DEVICE static int64_t FinishBytes() { return 256; }  // the step scalar (and room)
+  KERASOPT_HOST_DEVICE static constexpr int64_t FinishBytes() { return 256; }  // step or bound rule
   KERASOPT_HOST_DEVICE static int64_t CarriedBytes(DType dtype, int64_t n) {
     // 16-bit storage rounds the slots, so pass 2 cannot recompute pass 1's
     // term from them: pass 1 keeps it in compute precision.
@@ -155,10 +157,14 @@ struct NormScratch {
 
 template <typename Spec>
 int64_t DenseScratchBytes(DType dtype, int64_t n) {
+  using S = NormScratch<Spec>;
   if constexpr (Spec::kWithNorms) {
     constexpr int kNorms = Spec::template Rule<float>::kNumNorms;
-    using S = NormScratch<Spec>;
     return S::PartialsBytes(n, kNorms) + S::FinishBytes() + S::CarriedBytes(dtype, n);
+  } else if constexpr (Spec::kInputNorms) {
+    using Rule = typename Spec::template Rule<float>;
+    constexpr int kNorms = Spec::template Stage<Rule>::kNumNorms;
+    return S::PartialsBytes(n, kNorms) + S::FinishBytes();
   } else {
     return 0;
   }

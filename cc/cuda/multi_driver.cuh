@@ -53,7 +53,8 @@ __global__ void __launch_bounds__(kThreads) MultiDenseKernel(const MultiBatch ba
 
 template <typename Spec, typename S>
 const char* RunMultiDense(const MultiArgs& args) {
-  static_assert(!Spec::kWithNorms, "multi-tensor rules with norms are not implemented");
+  static_assert(!Spec::kWithNorms && !Spec::kInputNorms,
+                "multi-tensor rules with norms are not implemented");
   constexpr int K = Spec::template Rule<typename S::C>::kNumSlots;
   const auto stream = static_cast<cudaStream_t>(args.stream);
   MultiBatch batch{};

@@ -8,6 +8,8 @@
 //
 //   template <typename C> using Rule = ...;           // from cc/kernels/
 //   kWithNorms                                         // two-pass driver (LAMB)
+//   kInputNorms, template <typename R> using Stage    // norms of the inputs, then
+//                                                      // dense (LARS, NovoGrad)
 //   kScalars, kFlags                                   // op input / attr names
 //   kUsesStep                                          // reads the `step` input
 //   Make<C>(s, step, flags, n)                         // the rule (host & device)
@@ -23,6 +25,7 @@
 #include <array>
 #include <cstdint>
 
+#include "cc/kernels/adabelief.h"
 #include "cc/kernels/adadelta.h"
 #include "cc/kernels/adagrad.h"
 #include "cc/kernels/adam.h"
@@ -31,10 +34,15 @@
 #include "cc/kernels/common.h"
 #include "cc/kernels/ftrl.h"
 #include "cc/kernels/lamb.h"
+#include "cc/kernels/lars.h"
 #include "cc/kernels/lion.h"
 #include "cc/kernels/nadam.h"
+#include "cc/kernels/norm_stages.h"
+#include "cc/kernels/novograd.h"
+#include "cc/kernels/radam.h"
 #include "cc/kernels/rmsprop.h"
 #include "cc/kernels/sgd.h"
+#include "cc/kernels/yogi.h"
 
 namespace kerasopt {
 namespace cuda {
@@ -45,9 +53,23 @@ using Names = std::array<const char*, N>;
 // Defaults for the optional parts of a spec.
 struct SpecBase {
   static constexpr bool kWithNorms = false;
+  static constexpr bool kInputNorms = false;
   static constexpr bool kUsesStep = false;
   static constexpr Names<0> kFlags{};
   KERASOPT_HOST_DEVICE static bool Accepts(const double*, const bool*, int) { return true; }
+};
+
+struct AdaBeliefSpec : SpecBase {
+  template <typename C>
+  using Rule = AdaBeliefRule<C>;
+  static constexpr bool kUsesStep = true;
+  static constexpr Names<4> kScalars{"lr", "beta_1", "beta_2", "epsilon"};
+  static constexpr Names<1> kFlags{"amsgrad"};
+  template <typename C>
+  KERASOPT_HOST_DEVICE static Rule<C> Make(const double* s, long long step, const bool* f,
+                                           int64_t) {
+    return Rule<C>::Make(s[0], s[1], s[2], s[3], step, f[0]);
+  }
 };
 
 struct AdadeltaSpec : SpecBase {
@@ -132,6 +154,24 @@ struct LambSpec : SpecBase {
   }
 };
 
+struct LarsSpec : SpecBase {
+  template <typename C>
+  using Rule = LarsRule<C>;
+  template <typename R>
+  using Stage = AfterNormsStage<R>;
+  static constexpr bool kInputNorms = true;
+  static constexpr Names<4> kScalars{"lr", "momentum", "weight_decay", "eta"};
+  static constexpr Names<2> kFlags{"nesterov", "layer_adaptation"};
+  template <typename C>
+  KERASOPT_HOST_DEVICE static Rule<C> Make(const double* s, long long, const bool* f, int64_t) {
+    return Rule<C>::Make(s[0], s[1], s[2], s[3], f[0], f[1]);
+  }
+  // momentum != 0 needs the momentum slot (as on the CPU).
+  KERASOPT_HOST_DEVICE static bool Accepts(const double* s, const bool*, int num_slots) {
+    return s[1] == 0.0 || num_slots > 0;
+  }
+};
+
 struct LionSpec : SpecBase {
   template <typename C>
   using Rule = LionRule<C>;
@@ -151,6 +191,34 @@ struct NadamSpec : SpecBase {
   KERASOPT_HOST_DEVICE static Rule<C> Make(const double* s, long long step, const bool*,
                                            int64_t) {
     return Rule<C>::Make(s[0], s[1], s[2], s[3], s[4], step);
+  }
+};
+
+struct NovoGradSpec : SpecBase {
+  template <typename C>
+  using Rule = NovoGradRule<C>;
+  template <typename R>
+  using Stage = LayerwiseStage<R>;
+  static constexpr bool kInputNorms = true;
+  static constexpr bool kUsesStep = true;
+  static constexpr Names<5> kScalars{"lr", "beta_1", "beta_2", "epsilon", "weight_decay"};
+  static constexpr Names<1> kFlags{"grad_averaging"};
+  template <typename C>
+  KERASOPT_HOST_DEVICE static Rule<C> Make(const double* s, long long step, const bool* f,
+                                           int64_t) {
+    return Rule<C>::Make(s[0], s[1], s[2], s[3], s[4], step, f[0]);
+  }
+};
+
+struct RAdamSpec : SpecBase {
+  template <typename C>
+  using Rule = RAdamRule<C>;
+  static constexpr bool kUsesStep = true;
+  static constexpr Names<4> kScalars{"lr", "beta_1", "beta_2", "epsilon"};
+  template <typename C>
+  KERASOPT_HOST_DEVICE static Rule<C> Make(const double* s, long long step, const bool*,
+                                           int64_t) {
+    return Rule<C>::Make(s[0], s[1], s[2], s[3], step);
   }
 };
 
@@ -182,6 +250,16 @@ struct SgdSpec : SpecBase {
   // momentum != 0 needs the momentum slot (as on the CPU).
   KERASOPT_HOST_DEVICE static bool Accepts(const double* s, const bool*, int num_slots) {
     return s[1] == 0.0 || num_slots > 0;
+  }
+};
+
+struct YogiSpec : SpecBase {
+  template <typename C>
+  using Rule = YogiRule<C>;
+  static constexpr Names<4> kScalars{"lr", "beta_1", "beta_2", "epsilon"};
+  template <typename C>
+  KERASOPT_HOST_DEVICE static Rule<C> Make(const double* s, long long, const bool*, int64_t) {
+    return Rule<C>::Make(s[0], s[1], s[2], s[3]);
   }
 };
 

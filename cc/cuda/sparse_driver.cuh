@@ -101,7 +101,8 @@ __global__ void __launch_bounds__(kThreads) SparseRowsKernel(const SparseArgs ar
 
 template <typename Spec>
 const char* LaunchSparse(DType dtype, const SparseArgs& args) {
-  static_assert(!Spec::kWithNorms, "sparse rules with norms are not implemented");
+  static_assert(!Spec::kWithNorms && !Spec::kInputNorms,
+                "sparse rules with norms are not implemented");
   if (args.num_indices == 0) return nullptr;
   if (const char* error = PrepareSparse(args)) return error;
   if (args.row_size == 0) return nullptr;

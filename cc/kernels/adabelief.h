@@ -33,8 +33,8 @@ struct AdaBeliefRule {
   C epsilon_in_s;  // eps / (1 - beta_2)
   bool amsgrad;
 
-  static AdaBeliefRule Make(double lr, double beta_1, double beta_2, double epsilon,
-                            long long step, bool amsgrad) {
+  KERASOPT_HOST_DEVICE static AdaBeliefRule Make(double lr, double beta_1, double beta_2,
+                                                 double epsilon, long long step, bool amsgrad) {
     const double t = static_cast<double>(step);
     AdaBeliefRule r;
     r.step_size = static_cast<C>(lr / (1.0 - std::pow(beta_1, t)));

@@ -20,9 +20,10 @@
 // of cc/cpu/apply_with_norms.h and the norms rounded once to the compute type;
 // lambda and lr * lambda are computed once per variable, in the compute type.
 //
-// The rule is split for the driver cc/cpu/apply_after_norms.h: NormTerms (w
-// and g, whose squares are summed), Finish (norms -> lr * lambda), and a
-// per-element operator() that takes that scale.
+// The rule is split for the two-pass drivers (cc/cpu/apply_after_norms.h,
+// cc/cuda/input_norms_driver.cuh): NormTerms (w and g, whose squares are
+// summed), Finish (norms -> lr * lambda), and a per-element operator() that
+// takes that scale.
 #pragma once
 
 #include <array>
@@ -45,8 +46,8 @@ struct LarsRule {
   bool nesterov;
   bool layer_adaptation;  // false: lambda = 1, no norms needed
 
-  static LarsRule Make(double lr, double momentum, double weight_decay, double eta,
-                       bool nesterov, bool layer_adaptation) {
+  KERASOPT_HOST_DEVICE static LarsRule Make(double lr, double momentum, double weight_decay,
+                                            double eta, bool nesterov, bool layer_adaptation) {
     LarsRule r;
     r.lr = static_cast<C>(lr);
     r.momentum = static_cast<C>(momentum);
@@ -58,7 +59,7 @@ struct LarsRule {
     return r;
   }
 
-  bool NeedsNorms() const { return layer_adaptation; }
+  KERASOPT_HOST_DEVICE bool NeedsNorms() const { return layer_adaptation; }
 
   KERASOPT_HOST_DEVICE void NormTerms(C w, C g, C* terms) const {
     terms[0] = w;
@@ -66,7 +67,7 @@ struct LarsRule {
   }
 
   // sums = {sum w^2, sum g^2} (double); returns lr * lambda.
-  C Finish(const std::array<double, kNumNorms>& sums) const {
+  KERASOPT_HOST_DEVICE C Finish(const std::array<double, kNumNorms>& sums) const {
     if (!layer_adaptation) return lr;
     const C w_norm = static_cast<C>(std::sqrt(sums[0]));
     const C g_norm = static_cast<C>(std::sqrt(sums[1]));

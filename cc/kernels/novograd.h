@@ -13,10 +13,11 @@
 // 0 the rule above gives that (plus eps). grad_averaging is the (1 - beta_1)
 // factor of NVIDIA's implementations (Apex, OpenSeq2Seq, TF Addons).
 //
-// The rule is split for the two-pass driver (cc/cpu/apply_layerwise.h): the
-// driver sums g^2 over the variable (in double, in a fixed order); Finish
-// turns the sum into the new v (kept in the layer slot) and the denominator
-// sqrt(v) + eps; operator() updates each weight and its momentum.
+// The rule is split for the two-pass drivers (cc/cpu/apply_layerwise.h,
+// cc/cuda/input_norms_driver.cuh): the driver sums g^2 over the variable (in
+// double, in a fixed order); Finish turns the sum into the new v (kept in the
+// layer slot) and the denominator sqrt(v) + eps; operator() updates each
+// weight and its momentum.
 #pragma once
 
 #include <array>
@@ -41,8 +42,9 @@ struct NovoGradRule {
   C weight_decay;
   bool first_step;
 
-  static NovoGradRule Make(double lr, double beta_1, double beta_2, double epsilon,
-                           double weight_decay, long long step, bool grad_averaging) {
+  KERASOPT_HOST_DEVICE static NovoGradRule Make(double lr, double beta_1, double beta_2,
+                                                double epsilon, double weight_decay,
+                                                long long step, bool grad_averaging) {
     NovoGradRule r;
     r.lr = static_cast<C>(lr);
     r.beta_1 = static_cast<C>(beta_1);
@@ -56,7 +58,8 @@ struct NovoGradRule {
   }
 
   // grad_sq_sum = sum of g^2 over the variable (double); layer[0] = v, updated.
-  Layer Finish(double grad_sq_sum, std::array<C, kNumLayerSlots>& layer) const {
+  KERASOPT_HOST_DEVICE Layer Finish(double grad_sq_sum,
+                                    std::array<C, kNumLayerSlots>& layer) const {
     const C norm_sq = static_cast<C>(grad_sq_sum);
     C& v = layer[0];
     v = first_step ? norm_sq : beta_2 * v + one_minus_b2 * norm_sq;

@@ -28,7 +28,8 @@ struct RAdamStep {
   bool rectified;    // rho_t > 4
   double step_size;  // see above; includes r_t when rectified
 
-  static RAdamStep Make(double lr, double beta_1, double beta_2, long long step) {
+  KERASOPT_HOST_DEVICE static RAdamStep Make(double lr, double beta_1, double beta_2,
+                                             long long step) {
     const double t = static_cast<double>(step);
     const double b1_correction = 1.0 - std::pow(beta_1, t);
     const double b2_power = std::pow(beta_2, t);
@@ -58,8 +59,8 @@ struct RAdamRule {
   C epsilon;
   bool rectified;
 
-  static RAdamRule Make(double lr, double beta_1, double beta_2, double epsilon,
-                        long long step) {
+  KERASOPT_HOST_DEVICE static RAdamRule Make(double lr, double beta_1, double beta_2,
+                                             double epsilon, long long step) {
     const RAdamStep s = RAdamStep::Make(lr, beta_1, beta_2, step);
     RAdamRule r;
     r.step_size = static_cast<C>(s.step_size);

@@ -24,7 +24,8 @@ struct YogiRule {
   C one_minus_b2;
   C epsilon;
 
-  static YogiRule Make(double lr, double beta_1, double beta_2, double epsilon) {
+  KERASOPT_HOST_DEVICE static YogiRule Make(double lr, double beta_1, double beta_2,
+                                            double epsilon) {
     YogiRule r;
     r.lr = static_cast<C>(lr);
     r.beta_1 = static_cast<C>(beta_1);

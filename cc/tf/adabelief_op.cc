@@ -1,7 +1,9 @@
 // KerasoptApplyAdaBelief: AdaBelief on a resource variable, in one pass.
 // The math lives in cc/kernels/adabelief.h; this file binds the op's inputs to it.
 #include "cc/kernels/adabelief.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -55,6 +57,7 @@ struct AdaBeliefAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyAdaBelief", AdaBeliefAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdaBelief", AdaBeliefAlgo, AdaBeliefSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyAdaBelief.
@@ -67,6 +70,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyAdaBelief")
     .Attr("amsgrad: bool = false")
     .Doc("KerasoptApplyAdaBelief on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyAdaBelief", AdaBeliefAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyAdaBelief", AdaBeliefAlgo, AdaBeliefSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

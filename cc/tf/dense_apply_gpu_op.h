@@ -27,7 +27,8 @@ namespace tf {
 template <typename T, typename Algo, typename Spec>
 class DenseApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
  public:
-  using GpuApplyOpBase<T, Algo, Spec>::GpuApplyOpBase;
+  using Base = GpuApplyOpBase<T, Algo, Spec>;
+  using Base::Base;
 
   void Compute(OpKernelContext* ctx) override {
     void* stream;
@@ -37,7 +38,9 @@ class DenseApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
     OP_REQUIRES_OK(ctx, this->LockedVariableTensors(ctx, stream, /*sparse=*/false, &locks,
                                                     &tensors));
     const Tensor& grad = ctx->input(1 + this->num_slots_);
-    OP_REQUIRES_OK(ctx, CheckDenseShapes(ctx, tensors, grad));
+    OP_REQUIRES_OK(ctx, CheckDenseShapes(ctx, tensors, grad,
+                                         OneValueInputs<typename Base::Rule>(
+                                             this->algo_, this->num_slots_)));
 
     cuda::DenseArgs args{};
     args.stream = stream;

@@ -102,6 +102,19 @@ absl::Status CheckVariableDtype(OpKernelContext* ctx, int input) {
 // Fails unless the gradient and every slot (tensors[1..]) have the shape of
 // the variable (tensors[0]); a slot i with one_value[i] (a rule's per-variable
 // layer slot, e.g. NovoGrad's second moment) must have shape () instead.
+// Which of the op's variable inputs (0: the weight, 1..num_slots: the passed
+// slots) hold one value per variable: the rule's trailing layer slots (shape
+// ()); the others have the variable's shape.
+template <typename Rule, typename Algo>
+std::vector<bool> OneValueInputs(const Algo& algo, int num_slots) {
+  std::vector<bool> one_value(1 + num_slots, false);
+  for (int i = 1, k = 0; i <= num_slots; ++i, ++k) {
+    while (!algo.SlotPresent(k, num_slots)) ++k;
+    one_value[i] = k >= Rule::kNumSlots - LayerSlotsOf<Rule>::value;
+  }
+  return one_value;
+}
+
 inline absl::Status CheckDenseShapes(OpKernelContext* ctx, const std::vector<Tensor>& tensors,
                                      const Tensor& grad,
                                      const std::vector<bool>& one_value = {}) {
@@ -184,14 +197,8 @@ class DenseApplyOp : public OpKernel {
     }
     const Tensor& grad = ctx->input(grad_input);
     const Tensor& var = tensors[0];
-    // Slots have the variable's shape, except the rule's trailing layer slots
-    // (one value per variable, shape ()).
-    std::vector<bool> one_value(grad_input, false);
-    for (int i = 1, k = 0; i < grad_input; ++i, ++k) {
-      while (!algo_.SlotPresent(k, num_slots_)) ++k;
-      one_value[i] = k >= kNumSlots - LayerSlotsOf<Rule>::value;
-    }
-    OP_REQUIRES_OK(ctx, CheckDenseShapes(ctx, tensors, grad, one_value));
+    OP_REQUIRES_OK(ctx, CheckDenseShapes(ctx, tensors, grad,
+                                         OneValueInputs<Rule>(algo_, num_slots_)));
 
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));

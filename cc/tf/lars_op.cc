@@ -4,7 +4,9 @@
 // lives in cc/kernels/lars.h; this file binds the op's inputs to it.
 #include "cc/cpu/apply_after_norms.h"
 #include "cc/kernels/lars.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -63,6 +65,7 @@ struct LarsAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER("KerasoptApplyLars", LarsAlgo, ::kerasopt::cpu::AfterNorms)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyLars", LarsAlgo, LarsSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h): every
 // variable's norms in one pass, then one dense pass (cpu::MultiNormsThenDense).
@@ -77,6 +80,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyLars")
     .Attr("layer_adaptation: bool = true")
     .Doc("KerasoptApplyLars on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER("KerasoptMultiApplyLars", LarsAlgo, ::kerasopt::cpu::AfterNorms)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyLars", LarsAlgo, LarsSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

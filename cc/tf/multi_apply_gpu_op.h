@@ -12,9 +12,10 @@
 // so the packed tensor sits with the variables and the placer keeps the whole
 // update on their GPU.
 //
-// Rules with per-variable norms (LAMB): the multi-tensor chunk table has no
-// per-variable reduction yet, so the op runs the dense two-pass GPU launcher
-// (deterministic chunked norms) once per variable, still in this one op.
+// Rules with per-variable norms (LAMB, LARS, NovoGrad): the multi-tensor chunk
+// table has no per-variable reduction yet, so the op runs the dense two-pass
+// GPU launcher (deterministic chunked norms) once per variable, still in this
+// one op.
 //
 // Host compiler, TensorFlow headers, no CUDA headers. Registered after the CPU
 // kernels with the same Algo and the algorithm's spec:
@@ -67,6 +68,8 @@ class MultiApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
     }
 
     const int first_grad = num_vars_ + 1;
+    const std::vector<bool> one_value =
+        OneValueInputs<typename Base::Rule>(this->algo_, this->num_slots_);
     std::vector<cuda::TensorPointers> pointers(num_vars_);
     for (int i = 0; i < num_vars_; ++i) {
       const Tensor& var = tensors[i];
@@ -81,12 +84,15 @@ class MultiApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
       p.var = tensors[i].data();
       p.grad = grad.data();
       const int first_slot = num_vars_ + i * this->num_slots_;
-      for (int r = first_slot; r < first_slot + this->num_slots_; ++r) {
-        OP_REQUIRES(ctx, tensors[r].shape() == var.shape(),
+      for (int j = 1; j <= this->num_slots_; ++j) {
+        const int r = first_slot + j - 1;
+        const bool scalar = one_value[j];
+        OP_REQUIRES(ctx, tensors[r].shape() == (scalar ? ::tensorflow::TensorShape({}) : var.shape()),
                     absl::InvalidArgumentError(absl::StrCat(
                         "kerasopt: variable '", name(i), "' has shape ",
                         var.shape().DebugString(), " but its slot '", name(r),
-                        "' has shape ", tensors[r].shape().DebugString())));
+                        "' has shape ", tensors[r].shape().DebugString(),
+                        scalar ? " (this slot holds one value per variable: shape [])" : "")));
       }
       this->SlotPointers(tensors.data() + first_slot, p.slots);
     }
@@ -96,7 +102,7 @@ class MultiApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
 
     const char* error = nullptr;
     int failed = 0;  // the variable named in the error
-    if constexpr (Spec::kWithNorms) {
+    if constexpr (Spec::kWithNorms || Spec::kInputNorms) {
       OP_REQUIRES_OK(ctx, LaunchEach(ctx, stream, pointers, inputs, &error, &failed));
     } else {
       cuda::MultiArgs args{};

@@ -4,7 +4,9 @@
 // The math lives in cc/kernels/novograd.h; this file binds the op's inputs to it.
 #include "cc/cpu/apply_layerwise.h"
 #include "cc/kernels/novograd.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -61,6 +63,7 @@ struct NovoGradAlgo {
 
 KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER("KerasoptApplyNovoGrad", NovoGradAlgo,
                                         ::kerasopt::cpu::Layerwise)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyNovoGrad", NovoGradAlgo, NovoGradSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h): every
 // variable's ||g|| in one pass, then one dense pass (cpu::MultiNormsThenDense).
@@ -77,6 +80,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyNovoGrad")
     .Doc("KerasoptApplyNovoGrad on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER("KerasoptMultiApplyNovoGrad", NovoGradAlgo,
                                         ::kerasopt::cpu::Layerwise)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyNovoGrad", NovoGradAlgo, NovoGradSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

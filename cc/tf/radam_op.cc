@@ -1,7 +1,9 @@
 // KerasoptApplyRAdam: RAdam on a resource variable, in one pass.
 // The math lives in cc/kernels/radam.h; this file binds the op's inputs to it.
 #include "cc/kernels/radam.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -50,6 +52,7 @@ struct RAdamAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyRAdam", RAdamAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyRAdam", RAdamAlgo, RAdamSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyRAdam.
@@ -61,6 +64,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyRAdam")
     .Input("step: int64")  // optimizer.iterations + 1
     .Doc("KerasoptApplyRAdam on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyRAdam", RAdamAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyRAdam", RAdamAlgo, RAdamSpec)
 
 }  // namespace tf
 }  // namespace kerasopt

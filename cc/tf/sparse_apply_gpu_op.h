@@ -35,7 +35,8 @@ class SparseApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
  public:
   using Base = GpuApplyOpBase<T, Algo, Spec>;
   using Base::Base;
-  static_assert(!Spec::kWithNorms, "sparse updates need a per-element rule");
+  static_assert(!Spec::kWithNorms && !Spec::kInputNorms,
+                "sparse updates need a per-element rule");
 
   void Compute(OpKernelContext* ctx) override {
     void* stream;

@@ -1,7 +1,9 @@
 // KerasoptApplyYogi: Yogi on a resource variable, in one pass.
 // The math lives in cc/kernels/yogi.h; this file binds the op's inputs to it.
 #include "cc/kernels/yogi.h"
+#include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -47,6 +49,7 @@ struct YogiAlgo {
 };
 
 KERASOPT_REGISTER_DENSE_CPU("KerasoptApplyYogi", YogiAlgo)
+KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyYogi", YogiAlgo, YogiSpec)
 
 // One launch for a list of variables (cc/tf/multi_apply_op.h); the same
 // scalar inputs and attrs as KerasoptApplyYogi.
@@ -57,6 +60,7 @@ KERASOPT_MULTI_APPLY_OP("KerasoptMultiApplyYogi")
     .Input("epsilon: double")
     .Doc("KerasoptApplyYogi on N variables in one launch.");
 KERASOPT_REGISTER_MULTI_CPU("KerasoptMultiApplyYogi", YogiAlgo)
+KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyYogi", YogiAlgo, YogiSpec)
 
 }  // namespace tf
 }  // namespace kerasopt
