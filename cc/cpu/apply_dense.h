@@ -34,6 +34,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "cc/cpu/float16_bits.h"
 #include "cc/cpu/isa.h"
 #include "cc/kernels/common.h"
 
@@ -50,13 +51,23 @@ constexpr int kRows = N > 0 ? N : 1;
 
 // Block staging, shared by the drivers in this directory: widen `len` elements
 // of storage into a compute-type buffer, and narrow them back.
+// 16-bit floats go through cc/cpu/float16_bits.h (the same bits as their
+// own conversions, in loops that vectorize).
 template <typename T, typename C>
 KERASOPT_ALWAYS_INLINE void Widen(const T* src, int64_t len, C* dst) {
-  for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<C>(src[j]);
+  if constexpr (LayoutOf<T>() != Float16Layout::kNone && std::is_same_v<C, float>) {
+    Float16ToFloat(src, len, dst);
+  } else {
+    for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<C>(src[j]);
+  }
 }
 template <typename T, typename C>
 KERASOPT_ALWAYS_INLINE void Narrow(const C* src, int64_t len, T* dst) {
-  for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<T>(src[j]);
+  if constexpr (LayoutOf<T>() != Float16Layout::kNone && std::is_same_v<C, float>) {
+    FloatToFloat16(src, len, dst);
+  } else {
+    for (int64_t j = 0; j < len; ++j) dst[j] = static_cast<T>(src[j]);
+  }
 }
 
 // Slot buffers are rows of kBlock elements: row k starts at s + k * kBlock.
