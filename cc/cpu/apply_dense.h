@@ -120,6 +120,15 @@ KERASOPT_ALWAYS_INLINE void RunDirectAt(const Rule& rule, int64_t begin, int64_t
   RunDirect(rule, len, var + begin, grad + begin, (slots[I] + begin)...);
 }
 
+// True when every slot was passed (absent ones are nullptr).
+template <typename T, std::size_t N>
+KERASOPT_ALWAYS_INLINE bool AllPresent(const std::array<T*, N>& slots) {
+  for (T* s : slots) {
+    if (s == nullptr) return false;
+  }
+  return true;
+}
+
 // Elements [begin, end) of one variable; the body of both ISA copies.
 template <typename Rule, typename T, typename S>
 KERASOPT_ALWAYS_INLINE void DenseRangeBody(const Rule& rule_in, T* var,
@@ -133,9 +142,7 @@ KERASOPT_ALWAYS_INLINE void DenseRangeBody(const Rule& rule_in, T* var,
   using C = ComputeType<T>;
   constexpr int kSlots = Rule::kNumSlots;
   if constexpr (std::is_same_v<T, C> && std::is_same_v<S, C>) {
-    bool all_present = true;
-    for (S* s : slots) all_present = all_present && s != nullptr;
-    if (all_present) {
+    if (AllPresent(slots)) {
       RunDirectAt(rule, begin, end - begin, var, slots, grad,
                   std::make_index_sequence<kSlots>());
       return;

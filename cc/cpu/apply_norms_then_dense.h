@@ -111,16 +111,6 @@ void InputNormsBlocks(const Rule& rule_in, int64_t n, const T* var, const T* gra
   });
 }
 
-// partials[b * K + k] (block b, term k) summed over the blocks, in block order.
-template <int K>
-std::array<double, K> SumInBlockOrder(const double* partials, int64_t num_blocks) {
-  std::array<double, K> sums{};
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    for (int k = 0; k < K; ++k) sums[k] = sums[k] + partials[b * K + k];
-  }
-  return sums;
-}
-
 template <typename Stage>
 int64_t InputNormsCost() {
   return kBlock * DenseCostPerElement((Stage::kReadsWeight ? 2 : 1) * (1 + Stage::kNumNorms));

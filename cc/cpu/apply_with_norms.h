@@ -73,6 +73,17 @@ KERASOPT_ALWAYS_INLINE double BlockSumOfSquares(const C* t, int64_t len) {
   return s[0];
 }
 
+// partials[b * K + k] (block b, term k) summed over the blocks, in block order,
+// on one thread: the same bits for any thread split.
+template <int K>
+std::array<double, K> SumInBlockOrder(const double* partials, int64_t num_blocks) {
+  std::array<double, K> sums{};
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    for (int k = 0; k < K; ++k) sums[k] = sums[k] + partials[b * K + k];
+  }
+  return sums;
+}
+
 // Pass 1's element loop: the rule's Update, then its norm terms into rows of
 // `terms`. W, G and the slots are local buffers or, when the storage is the
 // compute type, the memory itself (restrict: distinct arrays).
@@ -128,14 +139,6 @@ KERASOPT_ALWAYS_INLINE std::array<T*, N> RowsAt(const std::array<T*, N>& slots, 
   std::array<T*, N> rows;
   for (std::size_t k = 0; k < N; ++k) rows[k] = slots[k] + start;
   return rows;
-}
-
-template <typename T, std::size_t N>
-KERASOPT_ALWAYS_INLINE bool AllPresent(const std::array<T*, N>& slots) {
-  for (T* s : slots) {
-    if (s == nullptr) return false;
-  }
-  return true;
 }
 
 }  // namespace internal
@@ -213,12 +216,7 @@ void NormsPass1Blocks(const Rule& rule_in, const NormsTensor<Rule, T>& x, int64_
 // The per-variable step from its blocks' partial sums, added in block order.
 template <typename Rule>
 auto NormsFinish(const Rule& rule, const double* partials, int64_t num_blocks) {
-  constexpr int kNorms = Rule::kNumNorms;
-  std::array<double, kNorms> sums{};
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    for (int k = 0; k < kNorms; ++k) sums[k] = sums[k] + partials[b * kNorms + k];
-  }
-  return rule.Finish(sums);
+  return rule.Finish(internal::SumInBlockOrder<Rule::kNumNorms>(partials, num_blocks));
 }
 
 // Pass 2 on blocks [first, last) of x: reads w and the slots (or the carried
