@@ -104,20 +104,28 @@ KERASOPT_ALWAYS_INLINE void RunBlock(const Rule& rule, int64_t len, C* w,
   }
 }
 
-// The rule straight on the memory (storage type == compute type, all slots
-// present). `__restrict`: the weight, gradient and slots are distinct buffers.
-template <typename Rule, typename T, typename... S>
-KERASOPT_ALWAYS_INLINE void RunDirect(const Rule& rule, int64_t len,
-                                      T* __restrict w, const T* __restrict g,
-                                      S* __restrict... s) {
-  for (int64_t j = 0; j < len; ++j) rule(w[j], s[j]..., g[j]);
-}
-
+// The rule straight on the memory (storage type == compute type). Each
+// element's weight and slots are loaded into locals, updated there and stored
+// back: GCC drops `__restrict` on a parameter pack, so with the rule working
+// through references into memory it had to reload m after storing v (they
+// might alias), and buffers at the same offset modulo 4 KiB (every large
+// page-aligned tensor) then stalled each such load behind the store: float32
+// Adam on one core took 11.7 ms for 8M elements instead of 6.6. Locals cost
+// nothing (registers) and leave the same bits.
 template <typename Rule, typename T, typename S, std::size_t... I>
 KERASOPT_ALWAYS_INLINE void RunDirectAt(const Rule& rule, int64_t begin, int64_t len,
                                         T* var, const std::array<S*, Rule::kNumSlots>& slots,
                                         const T* grad, std::index_sequence<I...>) {
-  RunDirect(rule, len, var + begin, grad + begin, (slots[I] + begin)...);
+  T* __restrict w = var + begin;
+  const T* __restrict g = grad + begin;
+  S* const s[] = {(slots[I] + begin)...};
+  for (int64_t j = 0; j < len; ++j) {
+    T w_j = w[j];
+    S s_j[] = {s[I][j]...};
+    rule(w_j, s_j[I]..., g[j]);
+    w[j] = w_j;
+    ((s[I][j] = s_j[I]), ...);
+  }
 }
 
 // True when every slot was passed (absent ones are nullptr).

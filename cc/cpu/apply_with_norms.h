@@ -85,16 +85,24 @@ std::array<double, K> SumInBlockOrder(const double* partials, int64_t num_blocks
 }
 
 // Pass 1's element loop: the rule's Update, then its norm terms into rows of
-// `terms`. W, G and the slots are local buffers or, when the storage is the
-// compute type, the memory itself (restrict: distinct arrays).
-template <typename Rule, typename C, typename... S>
-KERASOPT_ALWAYS_INLINE void UpdateAndTerms(const Rule& rule, int64_t len, const C* __restrict w,
-                                           const C* __restrict g, C (*__restrict terms)[kBlock],
-                                           S* __restrict... s) {
+// `terms`. W, G and the slot rows are local buffers or, when the storage is
+// the compute type, the memory itself. The slots go through locals (see
+// RunDirectAt in apply_dense.h: GCC drops `__restrict` on a parameter pack,
+// and reloading a slot after storing another stalls on page-aligned tensors).
+template <typename Rule, typename C, std::size_t... I>
+KERASOPT_ALWAYS_INLINE void UpdateAndTermsAt(const Rule& rule, int64_t len,
+                                             const C* __restrict w,
+                                             const std::array<C*, sizeof...(I)>& rows,
+                                             const C* __restrict g,
+                                             C (*__restrict terms)[kBlock],
+                                             std::index_sequence<I...>) {
+  C* const s[] = {rows[I]...};
   for (int64_t j = 0; j < len; ++j) {
-    rule.Update(w[j], s[j]..., g[j]);
+    C s_j[] = {s[I][j]...};
+    rule.Update(w[j], s_j[I]..., g[j]);
     C t[Rule::kNumNorms];
-    rule.NormTerms(w[j], s[j]..., t);
+    rule.NormTerms(w[j], s_j[I]..., t);
+    ((s[I][j] = s_j[I]), ...);
     for (int k = 0; k < Rule::kNumNorms; ++k) terms[k][j] = t[k];
   }
 }
@@ -110,14 +118,7 @@ KERASOPT_ALWAYS_INLINE void TermsAndApply(const Rule& rule, int64_t len, C* __re
   }
 }
 
-// The loops above on rows given as arrays of pointers.
-template <typename Rule, typename C, std::size_t... I>
-KERASOPT_ALWAYS_INLINE void UpdateAndTermsAt(const Rule& rule, int64_t len, const C* w,
-                                             const std::array<C*, sizeof...(I)>& rows,
-                                             const C* g, C (*terms)[kBlock],
-                                             std::index_sequence<I...>) {
-  UpdateAndTerms(rule, len, w, g, terms, rows[I]...);
-}
+// The loop above on rows given as an array of pointers.
 template <typename Rule, typename C, typename Step, std::size_t... I>
 KERASOPT_ALWAYS_INLINE void TermsAndApplyAt(const Rule& rule, int64_t len, C* w,
                                             const Step& step,
