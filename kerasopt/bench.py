@@ -20,6 +20,14 @@ call traces), then ``--repeats`` timed steps follow, the columns taking turns
 Python's garbage collector is off while timing. The number reported is the
 median step.
 
+``--steps-per-call K`` makes every call run K steps, in a ``tf.while_loop``
+inside the step's ``tf.function`` (as Keras's ``steps_per_execution`` runs its
+train steps), and reports the call's time divided by K; torch makes K steps
+per timed call too, so every column still makes the same steps. It shows what
+remains when the cost of calling the function (per captured variable handle
+and gradient, large in case c) is spread over K steps; what a loop costs per
+iteration and per captured tensor remains.
+
 Columns:
 
 * ``Keras``: ``keras.optimizers.Adam`` (or ``SGD``, ...), the baseline.
@@ -590,13 +598,15 @@ class Result:
 class _Runner:
     """One column's variables, optimizer and traced step for one case."""
 
-    def __init__(self, column: Column, algorithm: Algorithm, initial, gradients):
+    def __init__(self, column: Column, algorithm: Algorithm, initial, gradients,
+                 steps_per_call: int = 1):
         import keras
         import tensorflow as tf
 
         from kerasopt.optimizers.fused import tf_variable
 
         self.column = column
+        self.steps_per_call = steps_per_call
         self.variables = [
             keras.Variable(w, dtype="float32", name=f"w{i}") for i, w in enumerate(initial)
         ]
@@ -614,20 +624,30 @@ class _Runner:
                 raise RuntimeError(f"no TensorFlow op: {algorithm.raw_op}")
             apply = algorithm.raw(tf_vars)
 
-            def step():
+            def one_step():
                 apply(gradients)
-                return probe()
         else:
             make = algorithm.keras if column.kind == "keras" else algorithm.kerasopt
             optimizer = make()
             optimizer.build(self.variables)
             pairs = list(zip(gradients, self.variables))
 
-            def step():
+            def one_step():
                 optimizer.apply_gradients(pairs)
-                return probe()
 
             self.optimizer = optimizer
+
+        if steps_per_call == 1:
+            def step():
+                one_step()
+                return probe()
+        else:
+            # A tf.while_loop (autograph turns the tf.range loop into one), as
+            # Keras's steps_per_execution runs its train steps.
+            def step():
+                for _ in tf.range(steps_per_call):
+                    one_step()
+                return probe()
         self.step = tf.function(step, jit_compile=column.jit_compile)
 
     def _context(self):
@@ -645,11 +665,11 @@ class _Runner:
         return stack
 
     def call(self) -> float:
-        """Runs one step; returns its wall time in seconds."""
+        """Runs one call (steps_per_call steps); returns its wall time per step, in seconds."""
         with self._context():
             start = time.perf_counter()
             self.step().numpy()
-            return time.perf_counter() - start
+            return (time.perf_counter() - start) / self.steps_per_call
 
     def weights(self):
         return [v.numpy() for v in self.variables]
@@ -689,8 +709,9 @@ def _error_line(e: Exception) -> str:
 
 
 def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
-             seed: int = 0, triad=None) -> list[Result]:
-    """Times every column on one case; `triad` (a kerasopt.bandwidth.Triad) takes turns."""
+             seed: int = 0, triad=None, steps_per_call: int = 1) -> list[Result]:
+    """Times every column on one case; `triad` (a kerasopt.bandwidth.Triad) takes turns.
+    Each call of a column makes `steps_per_call` steps; times are per step."""
     import tensorflow as tf
 
     algorithm = ALGORITHMS[algorithm_key]
@@ -707,7 +728,7 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
         if column.kind == "torch":
             continue  # timed alone in a child process, below
         try:
-            runner = _Runner(column, algorithm, initial, gradients)
+            runner = _Runner(column, algorithm, initial, gradients, steps_per_call)
             results[column.key].first_call_s = runner.call()
             for _ in range(max(warmup - 1, 0)):
                 runner.call()
@@ -752,7 +773,7 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
     torch_columns = [c for c in columns if c.kind == "torch"]
     if torch_columns:
         weights.update(_run_torch_columns(algorithm, case, torch_columns, repeats, warmup,
-                                          seed, results))
+                                          seed, results, steps_per_call))
 
     # Every column made the same number of steps from the same start.
     if BASELINE in weights:
@@ -771,7 +792,7 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
 
 
 def _run_torch_columns(algorithm: Algorithm, case: Case, columns, repeats: int, warmup: int,
-                       seed: int, results: dict) -> dict:
+                       seed: int, results: dict, steps_per_call: int = 1) -> dict:
     """Times the torch columns in a child process (see kerasopt/bench_torch.py);
     fills their results and returns {column key: weights after the steps}."""
     import subprocess
@@ -788,7 +809,7 @@ def _run_torch_columns(algorithm: Algorithm, case: Case, columns, repeats: int, 
             "hyperparameters": algorithm.torch.hyperparameters,
             "sizes": list(case.sizes), "seed": seed,
             "modes": {c.key: c.torch_mode for c in columns},
-            "warmup": warmup, "repeats": repeats,
+            "warmup": warmup, "repeats": repeats, "steps_per_call": steps_per_call,
         }
         request_path = os.path.join(directory, "request.json")
         with open(request_path, "w") as f:
@@ -833,7 +854,8 @@ def _diff(x: float | None) -> str:
     return "0" if x == 0 else f"{x:.1e}"
 
 
-def print_algorithm(console, algorithm_key: str, results: list[Result], columns, repeats: int):
+def print_algorithm(console, algorithm_key: str, results: list[Result], columns, repeats: int,
+                    steps_per_call: int = 1):
     from rich.table import Table
 
     algorithm = ALGORITHMS[algorithm_key]
@@ -841,7 +863,8 @@ def print_algorithm(console, algorithm_key: str, results: list[Result], columns,
     if "raw" in titles:
         titles["raw"] = f"raw op\n{algorithm.raw_op}"
     table = Table(
-        title=f"{algorithm.name}: one apply_gradients step, median of {repeats}",
+        title=f"{algorithm.name}: one apply_gradients step, median of {repeats}"
+              + ("" if steps_per_call == 1 else f" calls of {steps_per_call} steps"),
         caption=f"{algorithm.bytes_per_param} bytes/param ({algorithm.traffic}); "
                 "cell: median ms / speedup vs Keras / GB/s / % of the triad bandwidth",
         show_lines=True,
@@ -977,9 +1000,12 @@ def _parser() -> argparse.ArgumentParser:
                         type=lambda v: _choices(v, ALGORITHMS, "algorithm"),
                         help=f"comma-separated from {', '.join(ALGORITHMS)} (default: adam,sgd)")
     parser.add_argument("--repeats", type=_positive, default=20,
-                        help="timed steps per column (default: 20); the median is reported")
+                        help="timed calls per column (default: 20); the median is reported")
     parser.add_argument("--warmup", type=_positive, default=3,
-                        help="untimed steps per column first, including the tracing call (default: 3)")
+                        help="untimed calls per column first, including the tracing call (default: 3)")
+    parser.add_argument("--steps-per-call", type=_positive, default=1, metavar="K",
+                        help="steps per call of each column's tf.function, in a tf.while_loop "
+                             "(as Keras's steps_per_execution); times are per step (default: 1)")
     parser.add_argument("--columns", default=",".join(c.key for c in COLUMNS),
                         type=lambda v: _choices(v, {c.key: c for c in COLUMNS}, "column"),
                         help=f"comma-separated from {', '.join(c.key for c in COLUMNS)} "
@@ -1034,9 +1060,11 @@ def main(argv=None) -> int:
         console.print("torch is not installed: no torch columns (pip install 'kerasopt\\[bench]')")
     if args.device == "gpu":
         columns = [c for c in columns if c.kind != "torch"]  # torch runs on the CPU here
+    per_call = ("" if args.steps_per_call == 1 else
+                f" ({args.steps_per_call} steps per call in a tf.while_loop; times per step)")
     console.print(
         f"graph mode (tf.function; the Keras XLA column: jit_compile=True); {args.warmup} warmup "
-        f"+ {args.repeats} timed steps per column, columns interleaved; float32; "
+        f"+ {args.repeats} timed calls per column{per_call}, columns interleaved; float32; "
         f"kernels: {env['isa']}; on {args.device}"
     )
 
@@ -1063,11 +1091,13 @@ def main(argv=None) -> int:
                 with log.status(f"{ALGORITHMS[algorithm_key].name}, case {CASES[case_key].label}"), \
                         tf.device(DEVICES[args.device]):
                     case_results = run_case(algorithm_key, CASES[case_key], columns,
-                                            args.repeats, args.warmup, triad=triad)
+                                            args.repeats, args.warmup, triad=triad,
+                                            steps_per_call=args.steps_per_call)
                 for res in case_results:
                     res.copy_gbps = copy_gbps
                 results += case_results
-            print_algorithm(console, algorithm_key, results, columns, args.repeats)
+            print_algorithm(console, algorithm_key, results, columns, args.repeats,
+                            args.steps_per_call)
             all_results += results
         console.print(_summary_table(all_results, columns))
     if args.fit or args.fit_only:
@@ -1084,6 +1114,7 @@ def main(argv=None) -> int:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "settings": {
                 "repeats": args.repeats, "warmup": args.warmup, "mode": "tf.function, no XLA",
+                "steps_per_call": args.steps_per_call,
                 "dtype": "float32", "cases": args.cases, "algorithms": args.algorithms,
                 "device": args.device,
                 "columns": [dataclasses.asdict(c) for c in columns],

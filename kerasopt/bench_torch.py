@@ -18,7 +18,8 @@ writes the times and the final weights for the parent's "same work" check.
 Protocol: ``python bench_torch.py REQUEST.json RESULT_DIR``. The request holds
 ``optimizer`` (a ``torch.optim`` class name), ``hyperparameters``, ``sizes``,
 ``seed``, ``modes`` ({column key: keyword arguments such as ``{"fused": true}``}),
-``warmup`` and ``repeats``. RESULT_DIR receives ``result.json``
+``warmup``, ``repeats`` and ``steps_per_call`` (optimizer steps per timed call,
+as the parent's columns make; the time recorded is per step). RESULT_DIR receives ``result.json``
 ({column key: {"first_call_s", "times_ms", "error"}}) and, per column that
 ran, ``<key>.npz`` with the weights after the last step.
 """
@@ -59,6 +60,7 @@ def run(request: dict, result_dir: str) -> dict:
     initial, gradients = case_arrays(request["sizes"], request["seed"])
     optimizer_class = getattr(torch.optim, request["optimizer"])
     hyperparameters = dict(request["hyperparameters"])
+    steps_per_call = request.get("steps_per_call", 1)
     if "betas" in hyperparameters:  # a list after JSON; torch documents a tuple
         hyperparameters["betas"] = tuple(hyperparameters["betas"])
     results, runners = {}, {}
@@ -70,9 +72,10 @@ def run(request: dict, result_dir: str) -> dict:
                 p.grad = torch.from_numpy(g.copy())
             optimizer = optimizer_class(params, **hyperparameters, **mode)
             start = time.perf_counter()
-            optimizer.step()
+            for _ in range(steps_per_call):
+                optimizer.step()
             results[key]["first_call_s"] = time.perf_counter() - start
-            for _ in range(max(request["warmup"] - 1, 0)):
+            for _ in range(max(request["warmup"] - 1, 0) * steps_per_call):
                 optimizer.step()
             runners[key] = (optimizer, params)
         except Exception as e:  # e.g. no fused kernel for this optimizer
@@ -84,8 +87,10 @@ def run(request: dict, result_dir: str) -> dict:
         for key in turns(list(runners), request["repeats"]):
             optimizer, _ = runners[key]
             start = time.perf_counter()
-            optimizer.step()  # synchronous on the CPU
-            results[key]["times_ms"].append((time.perf_counter() - start) * 1e3)
+            for _ in range(steps_per_call):
+                optimizer.step()  # synchronous on the CPU
+            results[key]["times_ms"].append(
+                (time.perf_counter() - start) * 1e3 / steps_per_call)
     finally:
         gc.enable()
 
