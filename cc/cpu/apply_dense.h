@@ -110,8 +110,9 @@ KERASOPT_ALWAYS_INLINE void RunBlock(const Rule& rule, int64_t len, C* w,
 // through references into memory it had to reload m after storing v (they
 // might alias), and buffers at the same offset modulo 4 KiB (every large
 // page-aligned tensor) then stalled each such load behind the store: float32
-// Adam on one core took 11.7 ms for 8M elements instead of 6.6. Locals cost
-// nothing (registers) and leave the same bits.
+// Adam, 8M elements on one core, 12.6 -> 9.2-10.9 ms. Locals live in
+// registers and leave the same bits; every slot is stored back (each rule
+// writes all of its present slots anyway).
 template <typename Rule, typename T, typename S, std::size_t... I>
 KERASOPT_ALWAYS_INLINE void RunDirectAt(const Rule& rule, int64_t begin, int64_t len,
                                         T* var, const std::array<S*, Rule::kNumSlots>& slots,
