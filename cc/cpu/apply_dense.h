@@ -111,8 +111,9 @@ KERASOPT_ALWAYS_INLINE void RunBlock(const Rule& rule, int64_t len, C* w,
 // might alias), and buffers at the same offset modulo 4 KiB (every large
 // page-aligned tensor) then stalled each such load behind the store: float32
 // Adam, 8M elements on one core, 12.6 -> 9.2-10.9 ms. Locals live in
-// registers and leave the same bits; every slot is stored back (each rule
-// writes all of its present slots anyway).
+// registers and leave the same bits; every slot is stored back (unchanged
+// ones too, which costs nothing here: the optimizers pass a slot only when its
+// rule's flags update it, e.g. v_hat only with amsgrad).
 template <typename Rule, typename T, typename S, std::size_t... I>
 KERASOPT_ALWAYS_INLINE void RunDirectAt(const Rule& rule, int64_t begin, int64_t len,
                                         T* var, const std::array<S*, Rule::kNumSlots>& slots,
