@@ -60,9 +60,15 @@ def run(request: dict, result_dir: str) -> dict:
     initial, gradients = case_arrays(request["sizes"], request["seed"])
     optimizer_class = getattr(torch.optim, request["optimizer"])
     hyperparameters = dict(request["hyperparameters"])
-    steps_per_call = request.get("steps_per_call", 1)
     if "betas" in hyperparameters:  # a list after JSON; torch documents a tuple
         hyperparameters["betas"] = tuple(hyperparameters["betas"])
+    steps_per_call = request.get("steps_per_call", 1)
+
+    def call(optimizer):
+        """One timed call: steps_per_call steps (synchronous on the CPU)."""
+        for _ in range(steps_per_call):
+            optimizer.step()
+
     results, runners = {}, {}
     for key, mode in request["modes"].items():
         results[key] = {"first_call_s": None, "times_ms": [], "error": None}
@@ -72,11 +78,10 @@ def run(request: dict, result_dir: str) -> dict:
                 p.grad = torch.from_numpy(g.copy())
             optimizer = optimizer_class(params, **hyperparameters, **mode)
             start = time.perf_counter()
-            for _ in range(steps_per_call):
-                optimizer.step()
+            call(optimizer)
             results[key]["first_call_s"] = time.perf_counter() - start
-            for _ in range(max(request["warmup"] - 1, 0) * steps_per_call):
-                optimizer.step()
+            for _ in range(max(request["warmup"] - 1, 0)):
+                call(optimizer)
             runners[key] = (optimizer, params)
         except Exception as e:  # e.g. no fused kernel for this optimizer
             results[key]["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -87,8 +92,7 @@ def run(request: dict, result_dir: str) -> dict:
         for key in turns(list(runners), request["repeats"]):
             optimizer, _ = runners[key]
             start = time.perf_counter()
-            for _ in range(steps_per_call):
-                optimizer.step()  # synchronous on the CPU
+            call(optimizer)
             results[key]["times_ms"].append(
                 (time.perf_counter() - start) * 1e3 / steps_per_call)
     finally:

@@ -78,12 +78,10 @@ def test_runner_makes_steps_per_call_steps(column):
     gradients = [tf.constant(g) for g in gradients]
     runners = [bench._Runner(columns[key], bench.ALGORITHMS["adam"], initial, gradients, k)
                for key, k in ((column, 3), ("keras", 1))]
-    with runners[0]._context():
-        for _ in range(2):
-            assert runners[0].call() > 0
-    with runners[1]._context():
-        for _ in range(6):
-            runners[1].call()
+    for _ in range(2):
+        assert runners[0].call() > 0
+    for _ in range(6):
+        runners[1].call()
     if column != "raw":
         assert int(runners[0].optimizer.iterations.numpy()) == 6
     for got, want in zip(runners[0].weights(), runners[1].weights()):
