@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from kerasopt import bench
+from kerasopt.bench import steps as bench
 
 from conftest import require_kernel_library
 
@@ -74,7 +74,7 @@ def test_runner_makes_steps_per_call_steps(column):
     import tensorflow as tf
 
     columns = {c.key: c for c in bench.COLUMNS}
-    initial, gradients = bench.bench_torch.case_arrays([5, 7], seed=1)
+    initial, gradients = bench.torch_child.case_arrays([5, 7], seed=1)
     gradients = [tf.constant(g) for g in gradients]
     runners = [bench._Runner(columns[key], bench.ALGORITHMS["adam"], initial, gradients, k)
                for key, k in ((column, 3), ("keras", 1))]

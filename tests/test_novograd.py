@@ -3,7 +3,7 @@
 shape ()) and ||g|| computed inside the op; identities; weight decay as the
 paper's d (not Keras's decoupled decay); convergence, Keras training, saving.
 
-Tolerances are one-step bounds as in tests/test_adabelief_radam_yogi.py:
+Tolerances are one-step bounds as in tests/test_adam_variants_from_papers.py:
 |got - ref| <= 2 eps_s |ref| + 2 eps_c |ref| + 16 eps_c scale + tiny_s with
 `scale` the magnitudes of the terms forming the value (for the weight,
 |w| + lr (beta_1 |m| + |g| / (sqrt(v) + eps) + d |w|), since w - lr m and the

@@ -94,7 +94,7 @@ def _problem(dtype, seed=0):
 # _GRAPPLER: the steps run eagerly. In a tf.function, Grappler rewrites the
 # fallback's graph (e.g. rho * v + (1 - rho) * g * g in RMSprop, Adagrad,
 # Adadelta) into forms that round differently in the last float32 bit, which
-# 16-bit slots hid and float32 slots show (tests/test_rmsprop_adagrad_adadelta.py
+# 16-bit slots hid and float32 slots show (tests/test_accumulator_rules.py
 # compares eagerly for the same reason). The op types come from a trace.
 def _train(config, dtype, impl, *, multi=True, slot_dtype="float32", round_weights_to=None):
     """Runs STEPS steps; returns (weights, slots, op types, optimizer).

@@ -413,9 +413,9 @@ def test_fallback_runs_under_xla():
 
 
 def test_bench_sparse_runs(capsys):
-    """python -m kerasopt.bench_sparse on a tiny table: every column runs and is reported."""
+    """python -m kerasopt.bench.sparse on a tiny table: every column runs and is reported."""
     require_kernel_library()
-    from kerasopt import bench_sparse
+    from kerasopt.bench import sparse as bench_sparse
 
     bench_sparse.main(["--rows", "2000", "--width", "4", "--batch", "64", "--repeats", "2",
                        "--slow-repeats", "1", "--scaling-rows", "1000", "2000"])

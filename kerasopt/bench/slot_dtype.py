@@ -1,4 +1,4 @@
-"""``python -m kerasopt.bench_slot_dtype``: bfloat16 Adam with 16-bit vs float32 slots.
+"""``python -m kerasopt.bench.slot_dtype``: bfloat16 Adam with 16-bit vs float32 slots.
 
 Three columns on one variable of ``--size`` elements (4M by default):
 

@@ -1,4 +1,4 @@
-"""``python -m kerasopt.bench_sparse``: one sparse (embedding) step, side by side.
+"""``python -m kerasopt.bench.sparse``: one sparse (embedding) step, side by side.
 
 What is measured
 ================

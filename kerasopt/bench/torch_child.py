@@ -11,11 +11,11 @@ is run by path, not as part of the ``kerasopt`` package, whose ``__init__``
 loads TensorFlow).
 
 The child rebuilds the case from the seed with ``case_arrays``, as
-``bench.run_case`` does, times its modes (foreach, fused) taking turns
+``kerasopt.bench.steps.run_case`` does, times its modes (foreach, fused) taking turns
 (``turns``, as the parent's columns do), and
 writes the times and the final weights for the parent's "same work" check.
 
-Protocol: ``python bench_torch.py REQUEST.json RESULT_DIR``. The request holds
+Protocol: ``python torch_child.py REQUEST.json RESULT_DIR``. The request holds
 ``optimizer`` (a ``torch.optim`` class name), ``hyperparameters``, ``sizes``,
 ``seed``, ``modes`` ({column key: keyword arguments such as ``{"fused": true}``}),
 ``warmup``, ``repeats`` and ``steps_per_call`` (optimizer steps per timed call,
@@ -108,7 +108,7 @@ def run(request: dict, result_dir: str) -> dict:
 
 def main(argv) -> int:
     if len(argv) != 2:
-        print("usage: python bench_torch.py REQUEST.json RESULT_DIR", file=sys.stderr)
+        print("usage: python torch_child.py REQUEST.json RESULT_DIR", file=sys.stderr)
         return 2
     with open(argv[0]) as f:
         request = json.load(f)

@@ -45,7 +45,7 @@ Columns:
 * ``torch foreach`` / ``torch fused`` (when torch is installed): the same
   algorithm in ``torch.optim`` with ``foreach=True`` / ``fused=True``, on the
   same initial values and gradients. They are timed in a child process
-  (kerasopt/bench_torch.py explains why), so they take turns with each other
+  (kerasopt/bench/torch_child.py explains why), so they take turns with each other
   but not with the TensorFlow columns.
 
 Cases: (a) one tensor of 8M float32 parameters, (b) 200 tensors of 40K,
@@ -91,8 +91,8 @@ from typing import Callable
 
 import numpy as np
 
-from kerasopt import bench_torch
-from kerasopt.bench_device import DEVICES, check_device, copy_bandwidth_gbps, gpu_name
+from kerasopt.bench import torch_child
+from kerasopt.bench.device import DEVICES, check_device, copy_bandwidth_gbps, gpu_name
 
 
 # --------------------------------------------------------------------- cases
@@ -338,7 +338,7 @@ def _raw_ftrl(variables):
 @dataclasses.dataclass(frozen=True)
 class TorchOptimizer:
     """A ``torch.optim`` class and its hyperparameters, for the torch columns
-    (timed in a child process: kerasopt/bench_torch.py)."""
+    (timed in a child process: kerasopt/bench/torch_child.py)."""
 
     name: str
     hyperparameters: dict
@@ -709,12 +709,12 @@ def _error_line(e: Exception) -> str:
 
 def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
              seed: int = 0, triad=None, steps_per_call: int = 1) -> list[Result]:
-    """Times every column on one case; `triad` (a kerasopt.bandwidth.Triad) takes turns.
+    """Times every column on one case; `triad` (a kerasopt.bench.bandwidth.Triad) takes turns.
     Each call of a column makes `steps_per_call` steps; times are per step."""
     import tensorflow as tf
 
     algorithm = ALGORITHMS[algorithm_key]
-    initial, gradients = bench_torch.case_arrays(case.sizes, seed)
+    initial, gradients = torch_child.case_arrays(case.sizes, seed)
     gradients = [tf.constant(g) for g in gradients]
 
     results, runners = {}, {}
@@ -755,7 +755,7 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
     gc.collect()
     gc.disable()
     try:
-        for key in bench_torch.turns(live, repeats):
+        for key in torch_child.turns(live, repeats):
             seconds = runners[key].call()
             if key == "__triad__":
                 triad_times.append(seconds)
@@ -792,7 +792,7 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
 
 def _run_torch_columns(algorithm: Algorithm, case: Case, columns, repeats: int, warmup: int,
                        seed: int, results: dict, steps_per_call: int = 1) -> dict:
-    """Times the torch columns in a child process (see kerasopt/bench_torch.py);
+    """Times the torch columns in a child process (see kerasopt/bench/torch_child.py);
     fills their results and returns {column key: weights after the steps}."""
     import subprocess
     import tempfile
@@ -801,7 +801,7 @@ def _run_torch_columns(algorithm: Algorithm, case: Case, columns, repeats: int, 
         for c in columns:
             results[c.key].error = "torch has no such optimizer"
         return {}
-    script = os.path.abspath(bench_torch.__file__)
+    script = os.path.abspath(torch_child.__file__)
     with tempfile.TemporaryDirectory(prefix="kerasopt-bench-torch-") as directory:
         request = {
             "optimizer": algorithm.torch.name,
@@ -1013,7 +1013,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="where variables and steps live (default: cpu); gpu reports "
                              "%% of the GPU's measured copy bandwidth instead of the CPU triad")
     parser.add_argument("--fit", action="store_true",
-                        help="also time model.fit steps, kerasopt against Keras (kerasopt/bench_fit.py)")
+                        help="also time model.fit steps, kerasopt against Keras (kerasopt/bench/fit.py)")
     parser.add_argument("--fit-only", action="store_true", help="only the model.fit comparison")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
@@ -1067,7 +1067,7 @@ def main(argv=None) -> int:
         f"kernels: {env['isa']}; on {args.device}"
     )
 
-    from kerasopt import bandwidth
+    from kerasopt.bench import bandwidth
 
     started = time.perf_counter()
     try:
@@ -1100,7 +1100,7 @@ def main(argv=None) -> int:
             all_results += results
         console.print(_summary_table(all_results, columns))
     if args.fit or args.fit_only:
-        from kerasopt import bench_fit
+        from kerasopt.bench import fit as bench_fit
 
         with log.status("model.fit"):
             fit_results = bench_fit.run(console)

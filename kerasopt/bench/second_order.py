@@ -1,4 +1,4 @@
-"""``python -m kerasopt.bench_second_order``: the per-step cost of preconditioning.
+"""``python -m kerasopt.bench.second_order``: the per-step cost of preconditioning.
 
 What is measured
 ================

@@ -2,7 +2,7 @@
 float64 references (tests/references.py), against each other, identities that
 follow from the papers' equations, convergence, Keras training and saving.
 
-Tolerances against the references follow tests/test_adamw_adamax_nadam_lion.py:
+Tolerances against the references follow tests/test_adam_variants_in_keras.py:
 each comparison is ONE step from the stored state (widened to float64), so
 the bound is that of a single step computed in C (eps_c) and rounded once to
 the storage dtype (eps_s):
