@@ -8,56 +8,14 @@ no kernel serves (see :mod:`kerasopt.op_library`).
 """
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation
-from kerasopt.optimizers import (
-    SGD,
-    AdaBelief,
-    Adadelta,
-    Adagrad,
-    Adam,
-    Adamax,
-    AdamW,
-    AveragedOptimizer,
-    Ftrl,
-    FullMatrixAdagrad,
-    Lamb,
-    Lars,
-    Lion,
-    Lookahead,
-    Nadam,
-    NovoGrad,
-    RAdam,
-    Ranger,
-    RMSprop,
-    Shampoo,
-    SwapAveragedWeights,
-    Yogi,
-)
+
+# Every optimizer of kerasopt.optimizers is kerasopt.<Name> too.
+from kerasopt.optimizers import *  # noqa: F403
+from kerasopt.optimizers import __all__ as _optimizers
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AdaBelief",
-    "Adadelta",
-    "Adagrad",
-    "Adam",
-    "AdamW",
-    "AveragedOptimizer",
-    "Adamax",
-    "Ftrl",
-    "FullMatrixAdagrad",
-    "Lamb",
-    "Lars",
-    "Lion",
-    "Lookahead",
-    "Nadam",
-    "NovoGrad",
-    "RAdam",
-    "Ranger",
-    "RMSprop",
-    "SGD",
-    "Shampoo",
-    "SwapAveragedWeights",
-    "Yogi",
+__all__ = sorted(name for name in _optimizers if name not in ("ALL", "WRAPPERS")) + [
     "get_implementation",
     "implementation",
     "set_implementation",

@@ -180,6 +180,20 @@ def library() -> OpLibrary:
         return _library
 
 
+def python_op_name(op_name: str) -> str:
+    """The name under which the ops module has `op_name`, e.g.
+    "KerasoptApplyRMSprop" -> "kerasopt_apply_rm_sprop": TensorFlow's rule, an
+    underscore before each capital that follows a lower-case letter or comes
+    before one."""
+    out = []
+    for i, c in enumerate(op_name):
+        if c.isupper() and i > 0 and (op_name[i - 1].islower() or (
+                i + 1 < len(op_name) and op_name[i + 1].islower())):
+            out.append("_")
+        out.append(c.lower())
+    return "".join(out)
+
+
 def _device_type(variable) -> str:
     device = getattr(variable, "device", "") or ""
     return (tf.DeviceSpec.from_string(device).device_type or "CPU").upper()

@@ -123,11 +123,11 @@ CASES = {
         slots=_adam_slots, kernel=_adam_kernel, reference=_adam_reference,
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
                              epsilon=(1e-8, 1e-3), amsgrad=[False, True])),
-    "Sgd": Case(
+    "SGD": Case(
         slots=_sgd_slots, kernel=_sgd_kernel, reference=_sgd_reference,
         hyperparameters=dict(learning_rate=(1e-4, 1.0), momentum=[0.0, 0.5, 0.9],
                              nesterov=[False, True])),
-    "Rmsprop": Case(
+    "RMSprop": Case(
         slots=_rmsprop_slots, kernel=_rmsprop_kernel, reference=_rmsprop_reference,
         hyperparameters=dict(learning_rate=(1e-4, 1.0), rho=(0.5, 0.99),
                              momentum=[0.0, 0.5, 0.9], epsilon=(1e-7, 1e-3),
@@ -146,7 +146,7 @@ CASES = {
             lambda r: (r[0], list(r[1:])))(ref.adadelta(*_f64(w, g, *s), **hp)),
         hyperparameters=dict(learning_rate=(1e-3, 1.0), rho=(0.5, 0.99),
                              epsilon=(1e-7, 1e-3))),
-    "Adamw": Case(
+    "AdamW": Case(
         slots=_adam_slots,
         kernel=lambda w, g, s, hp, step: _kernels.adamw(
             w, g, s[0], s[1], s[2] if hp["amsgrad"] else None, step=step, **hp),

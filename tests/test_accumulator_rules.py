@@ -215,18 +215,21 @@ def test_rmsprop_binding_rejects_slots_that_do_not_match_the_flags():
     with pytest.raises(ValueError, match="momentum_slot"):
         _kernels.rmsprop(w, g, v, learning_rate=0.1, rho=0.9, momentum=0.5, epsilon=1e-7)
     with pytest.raises(ValueError, match="average_gradient"):
-        _kernels.rmsprop(w, g, v, learning_rate=0.1, rho=0.9, epsilon=1e-7, centered=True)
+        _kernels.rmsprop(w, g, v, learning_rate=0.1, rho=0.9, momentum=0.0, epsilon=1e-7,
+                         centered=True)
 
 
 def test_rmsprop_op_rejects_momentum_without_its_slot():
     ops = op_library.library().ops
     w, v = tf.Variable(tf.zeros(4)), tf.Variable(tf.zeros(4))
     with pytest.raises(tf.errors.InvalidArgumentError, match="momentum slot"):
-        ops.kerasopt_apply_rmsprop(var=w.handle, slots=[v.handle], grad=tf.ones(4), lr=0.1,
-                                   rho=0.9, momentum=0.5, epsilon=1e-7)
+        ops.kerasopt_apply_rm_sprop(var=w.handle, slots=[v.handle], grad=tf.ones(4),
+                                    learning_rate=0.1, step=1, rho=0.9, momentum=0.5,
+                                    epsilon=1e-7)
     with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
-        ops.kerasopt_apply_rmsprop(var=w.handle, slots=[v.handle], grad=tf.ones(4), lr=0.1,
-                                   rho=0.9, momentum=0.0, epsilon=1e-7, centered=True)
+        ops.kerasopt_apply_rm_sprop(var=w.handle, slots=[v.handle], grad=tf.ones(4),
+                                    learning_rate=0.1, step=1, rho=0.9, momentum=0.0,
+                                    epsilon=1e-7, centered=True)
 
 
 # --------------------------------------------------------- (b) parity with Keras
@@ -307,7 +310,7 @@ def test_signature_and_kernel_name(name):
     assert inspect.signature(ours.__init__) == inspect.signature(theirs.__init__)
     assert ours in kerasopt.optimizers.ALL
     ops = op_library.library().ops
-    assert hasattr(ops, "kerasopt_apply_" + ours.kernel_name.lower())
+    assert hasattr(ops, op_library.python_op_name(f"KerasoptApply{ours.kernel_name}"))
     assert name in kerasopt.__all__
 
 

@@ -122,7 +122,7 @@ def raw_ops():
 
 
 def adam_args(**overrides):
-    args = dict(lr=tf.constant(0.1, tf.float64), beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    args = dict(learning_rate=tf.constant(0.1, tf.float64), beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                 step=tf.constant(1, tf.int64))
     args.update(overrides)
     return args
@@ -169,11 +169,11 @@ def test_raw_sgd_shape_mismatch_writes_nothing():
     before = snapshot(vs)
     with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
         ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle],
-                               grad=tf.ones((5,), tf.float64), lr=tf.constant(0.1, tf.float64),
-                               momentum=0.9)
+                               grad=tf.ones((5,), tf.float64),
+                               learning_rate=tf.constant(0.1, tf.float64), step=1, momentum=0.9)
     with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
         ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[], grad=tf.ones((1,), tf.float64),
-                               lr=tf.constant(0.1, tf.float64), momentum=0.0)
+                               learning_rate=tf.constant(0.1, tf.float64), step=1, momentum=0.0)
     assert_unchanged(vs, before)
 
 
@@ -198,8 +198,8 @@ def test_raw_op_dtype_mismatch():
     before = snapshot(vs)
     with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
         ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle],
-                               grad=tf.ones((4,), tf.bfloat16), lr=tf.constant(0.1, tf.float64),
-                               momentum=0.9)
+                               grad=tf.ones((4,), tf.bfloat16),
+                               learning_rate=tf.constant(0.1, tf.float64), step=1, momentum=0.9)
     assert_unchanged(vs, before)
 
 
@@ -217,14 +217,16 @@ def test_raw_op_wrong_slot_count_and_scalars():
     # SGD with momentum needs its slot; at most one slot
     with pytest.raises(tf.errors.InvalidArgumentError, match="momentum"):
         ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[], grad=grad,
-                               lr=tf.constant(0.1, tf.float64), momentum=0.9)
+                               learning_rate=tf.constant(0.1, tf.float64), step=1,
+                               momentum=0.9)
     with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
         ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
-                               lr=tf.constant(0.1, tf.float64), momentum=0.9)
+                               learning_rate=tf.constant(0.1, tf.float64), step=1,
+                               momentum=0.9)
     # hyperparameters must be scalars
     with pytest.raises(tf.errors.InvalidArgumentError, match="scalar"):
         ops.kerasopt_apply_adam(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
-                                **adam_args(lr=tf.constant([0.1, 0.2], tf.float64)))
+                                **adam_args(learning_rate=tf.constant([0.1, 0.2], tf.float64)))
     assert_unchanged(vs, before)
 
 
@@ -333,9 +335,9 @@ def test_pybind_adam_rejects_shape_mismatch(which):
 def test_pybind_rejects_same_size_other_shape():
     w = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match="shape"):
-        _kernels.sgd(w, np.ones((3, 2), np.float32), learning_rate=0.1)
+        _kernels.sgd(w, np.ones((3, 2), np.float32), learning_rate=0.1, momentum=0.0)
     with pytest.raises(ValueError, match="shape"):
-        _kernels.sgd(w, np.ones(6, np.float32), learning_rate=0.1)
+        _kernels.sgd(w, np.ones(6, np.float32), learning_rate=0.1, momentum=0.0)
     with pytest.raises(ValueError, match="shape"):
         _kernels.sgd(w, np.ones((2, 3), np.float32), np.zeros((6, 1), np.float32),
                      learning_rate=0.1, momentum=0.9)
@@ -358,7 +360,7 @@ def test_pybind_rejects_dtype_mismatch(other):
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.complex64, np.bool_, np.float128])
 def test_pybind_rejects_unsupported_dtypes(dtype):
     with pytest.raises(TypeError, match="dtype"):
-        _kernels.sgd(np.ones(3, dtype), np.ones(3, dtype), learning_rate=0.1)
+        _kernels.sgd(np.ones(3, dtype), np.ones(3, dtype), learning_rate=0.1, momentum=0.0)
 
 
 def test_pybind_rejects_non_native_byte_order():
@@ -367,7 +369,7 @@ def test_pybind_rejects_non_native_byte_order():
     w = np.ones(4, dtype=">f4")
     g = np.ones(4, dtype=">f4")
     try:
-        _kernels.sgd(w, g, learning_rate=0.5)
+        _kernels.sgd(w, g, learning_rate=0.5, momentum=0.0)
     except (TypeError, ValueError):
         np.testing.assert_array_equal(w, 1.0)
         return
@@ -377,16 +379,17 @@ def test_pybind_rejects_non_native_byte_order():
 def test_pybind_rejects_non_contiguous_and_read_only():
     w = np.ones(8, np.float32)[::2]
     with pytest.raises(ValueError, match="contiguous"):
-        _kernels.sgd(w, np.ones(4, np.float32), learning_rate=0.1)
+        _kernels.sgd(w, np.ones(4, np.float32), learning_rate=0.1, momentum=0.0)
     with pytest.raises(ValueError, match="contiguous"):
-        _kernels.sgd(np.ones(4, np.float32), np.ones(8, np.float32)[::2], learning_rate=0.1)
+        _kernels.sgd(np.ones(4, np.float32), np.ones(8, np.float32)[::2], learning_rate=0.1,
+                     momentum=0.0)
     w = np.ones((3, 4), np.float32).T  # Fortran order
     with pytest.raises(ValueError, match="contiguous"):
-        _kernels.sgd(w, np.ones((4, 3), np.float32), learning_rate=0.1)
+        _kernels.sgd(w, np.ones((4, 3), np.float32), learning_rate=0.1, momentum=0.0)
     w = np.ones(4, np.float32)
     w.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
-        _kernels.sgd(w, np.ones(4, np.float32), learning_rate=0.1)
+        _kernels.sgd(w, np.ones(4, np.float32), learning_rate=0.1, momentum=0.0)
     m = np.zeros(4, np.float32)
     m.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
@@ -396,7 +399,7 @@ def test_pybind_rejects_non_contiguous_and_read_only():
     g = np.ones(4, np.float32)
     g.flags.writeable = False
     w = np.ones(4, np.float32)
-    _kernels.sgd(w, g, learning_rate=0.5)
+    _kernels.sgd(w, g, learning_rate=0.5, momentum=0.0)
     np.testing.assert_array_equal(w, 0.5)
 
 
@@ -411,7 +414,7 @@ def test_pybind_missing_slots():
 
 def test_pybind_rejects_non_arrays():
     with pytest.raises(TypeError):
-        _kernels.sgd([1.0, 2.0], np.ones(2), learning_rate=0.1)
+        _kernels.sgd([1.0, 2.0], np.ones(2), learning_rate=0.1, momentum=0.0)
 
 
 def test_pybind_adam_rejects_step_below_one():
@@ -427,13 +430,13 @@ def test_pybind_adam_rejects_step_below_one():
 
 # Every rule with a bias correction takes step = iterations + 1 and must refuse 0.
 STEP_OPS = {
-    "kerasopt_apply_adam": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
-    "kerasopt_apply_adamw": (2, dict(lr=0.1, weight_decay=0.01, beta_1=0.9, beta_2=0.999,
-                                     epsilon=1e-7)),
-    "kerasopt_apply_adamax": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
-    "kerasopt_apply_nadam": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    "kerasopt_apply_adam": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    "kerasopt_apply_adam_w": (2, dict(learning_rate=0.1, weight_decay=0.01, beta_1=0.9,
+                                      beta_2=0.999, epsilon=1e-7)),
+    "kerasopt_apply_adamax": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    "kerasopt_apply_nadam": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                                      u_product=0.9)),
-    "kerasopt_apply_lamb": (2, dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    "kerasopt_apply_lamb": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
 }
 
 

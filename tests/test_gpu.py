@@ -332,9 +332,9 @@ def test_pack_handles_feeds_the_multi_tensor_op_like_one_op_per_variable():
     shapes = [(5,), (2, 3)]
     starts = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [tf.constant(rng.standard_normal(s).astype(np.float32)) for s in shapes]
-    scalars = dict(lr=tf.constant(0.1, tf.float64), beta_1=tf.constant(0.9, tf.float64),
-                   beta_2=tf.constant(0.999, tf.float64), epsilon=tf.constant(1e-7, tf.float64),
-                   step=tf.constant(1, tf.int64))
+    scalars = dict(learning_rate=tf.constant(0.1, tf.float64),
+                   beta_1=tf.constant(0.9, tf.float64), beta_2=tf.constant(0.999, tf.float64),
+                   epsilon=tf.constant(1e-7, tf.float64), step=tf.constant(1, tf.int64))
 
     def variables():
         return [(tf.Variable(w), tf.Variable(np.zeros_like(w)), tf.Variable(np.zeros_like(w)))
@@ -542,7 +542,7 @@ def test_gpu_sparse_out_of_range_index_is_reported_and_nothing_written(bad, inde
                                  r"\[0, 5\).*nothing was updated"):
             ops.kerasopt_sparse_apply_adam(
                 var=var.handle, slots=[m.handle, v.handle], grad=tf.ones((5, 3)),
-                indices=indices, lr=tf.constant(0.1, tf.float64),
+                indices=indices, learning_rate=tf.constant(0.1, tf.float64),
                 beta_1=tf.constant(0.9, tf.float64), beta_2=tf.constant(0.999, tf.float64),
                 epsilon=tf.constant(1e-7, tf.float64), step=tf.constant(1, tf.int64))
         np.testing.assert_array_equal(var.numpy(), start)

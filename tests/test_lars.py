@@ -373,6 +373,8 @@ def test_bad_hyperparameters_raise(kwargs):
 def test_binding_checks():
     w = np.ones(3, np.float32)
     with pytest.raises(ValueError, match="momentum_slot"):
-        _kernels.lars(w, w.copy(), None, learning_rate=0.1, momentum=0.9)
+        _kernels.lars(w, w.copy(), None, learning_rate=0.1, momentum=0.9, weight_decay=0.0,
+                      eta=0.001)
     with pytest.raises(TypeError, match="dtype"):
-        _kernels.lars(w, np.ones(3), np.zeros(3, np.float32), learning_rate=0.1, momentum=0.9)
+        _kernels.lars(w, np.ones(3), np.zeros(3, np.float32), learning_rate=0.1, momentum=0.9,
+                      weight_decay=0.0, eta=0.001)

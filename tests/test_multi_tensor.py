@@ -161,7 +161,7 @@ def test_adamw_groups_by_weight_decay():
 
     with kerasopt.implementation("kernel"):
         graph = step.get_concrete_function([tf.TensorSpec([4], tf.float32)] * 3).graph
-    launches = [n for n in graph.as_graph_def().node if n.op == "KerasoptMultiApplyAdamw"]
+    launches = [n for n in graph.as_graph_def().node if n.op == "KerasoptMultiApplyAdamW"]
     assert sorted(n.attr["N"].i for n in launches) == [1, 2]
 
 
@@ -244,7 +244,7 @@ def test_op_rejects_a_wrong_slot_count_and_dtype():
     ops = require_kernel_library().ops
     var = tf.Variable(np.ones(3, np.float32))
     m, v = tf.Variable(np.zeros(3, np.float32)), tf.Variable(np.zeros(3, np.float32))
-    scalars = dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    scalars = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                    step=tf.constant(1, tf.int64))
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="slot"):
         ops.kerasopt_multi_apply_adam(vars=[var.handle], slots=[m.handle], grads=[tf.ones(3)],
@@ -267,7 +267,7 @@ def test_norm_ops_check_each_slot_shape_and_write_nothing_on_error():
     first = tf.Variable(np.ones(3, np.float32))
     second = tf.Variable(np.ones((2, 2), np.float32))
     grads = [tf.ones(3), tf.ones((2, 2))]
-    novograd = dict(lr=0.1, beta_1=0.9, beta_2=0.99, epsilon=1e-7, weight_decay=0.0,
+    novograd = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.99, epsilon=1e-7, weight_decay=0.0,
                     step=tf.constant(1, tf.int64))
 
     keep = []  # a tf.Variable frees its resource when collected: keep them alive
@@ -287,7 +287,7 @@ def test_norm_ops_check_each_slot_shape_and_write_nothing_on_error():
         ops.kerasopt_multi_apply_novo_grad(vars=[first.handle, second.handle],
                                            slots=novograd_slots((), ()), grads=grads,
                                            num_slots=2, **novograd)
-    lars = dict(lr=0.1, momentum=0.9, weight_decay=0.0, eta=0.01)
+    lars = dict(learning_rate=0.1, step=1, momentum=0.9, weight_decay=0.0, eta=0.01)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"slot .* has shape \[\]"):
         ops.kerasopt_multi_apply_lars(
             vars=[first.handle, second.handle],
@@ -402,7 +402,7 @@ def test_eager_slot_free_rule_runs_per_variable():
 
         step()
         launches = [n for n in step.get_concrete_function().graph.as_graph_def().node
-                    if n.op == "KerasoptMultiApplySgd"]
+                    if n.op == "KerasoptMultiApplySGD"]
     assert [n.attr["N"].i for n in launches] == [2]
     for v in variables:
         np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 0.9, np.float32))

@@ -258,7 +258,7 @@ def test_traced_function_keeps_its_path():
         step(tf.ones(3))
     with kerasopt.implementation("kernel"):
         step(tf.ones(3))  # already traced: still the fallback
-    assert "KerasoptApplySgd" not in graph_op_types(step.get_concrete_function(tf.ones(3)))
+    assert "KerasoptApplySGD" not in graph_op_types(step.get_concrete_function(tf.ones(3)))
     np.testing.assert_allclose(var.numpy(), 0.5)
 
     @tf.function
@@ -268,5 +268,5 @@ def test_traced_function_keeps_its_path():
     with kerasopt.implementation("kernel"):
         fresh(tf.ones(3))
     fresh_ops = graph_op_types(fresh.get_concrete_function(tf.ones(3)))
-    assert "KerasoptApplySgd" in fresh_ops or "KerasoptMultiApplySgd" in fresh_ops
+    assert "KerasoptApplySGD" in fresh_ops or "KerasoptMultiApplySGD" in fresh_ops
     np.testing.assert_allclose(var.numpy(), 0.25)

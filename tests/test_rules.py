@@ -90,7 +90,7 @@ CASES = {
 }
 CASE_IDS = list(CASES)
 
-KERNEL_OP = {"adam": "KerasoptApplyAdam", "sgd": "KerasoptApplySgd"}
+KERNEL_OP = {"adam": "KerasoptApplyAdam", "sgd": "KerasoptApplySGD"}
 
 
 def reference_hyperparameters(name):

@@ -316,7 +316,7 @@ def _variables(*dtypes, shape=(4,)):
 
 
 def _adam_args():
-    return dict(lr=tf.constant(0.1, tf.float64), beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    return dict(learning_rate=tf.constant(0.1, tf.float64), beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                 step=tf.constant(1, tf.int64))
 
 

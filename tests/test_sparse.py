@@ -280,11 +280,11 @@ def test_op_checks_shapes_and_indices_itself():
     with pytest.raises(tf.errors.InvalidArgumentError, match="'table.*gradient values"):
         ops.kerasopt_sparse_apply_adagrad(var=var.handle, slots=[acc.handle],
                                           grad=tf.ones([2, 3]), indices=tf.constant([0, 1, 2]),
-                                          lr=0.1, epsilon=1e-7)
+                                          learning_rate=0.1, step=1, epsilon=1e-7)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"index 11 \(at position 1"):
         ops.kerasopt_sparse_apply_adagrad(var=var.handle, slots=[acc.handle],
                                           grad=tf.ones([2, 3]), indices=tf.constant([0, 11]),
-                                          lr=0.1, epsilon=1e-7)
+                                          learning_rate=0.1, step=1, epsilon=1e-7)
 
 
 # --- determinism over thread counts (the pybind binding of the same driver) -----
@@ -324,7 +324,7 @@ def test_binding_matches_the_op():
     w0 = rng.standard_normal((300, 16)).astype(np.float32)
     var, m, v = tf.Variable(w0), tf.Variable(tf.zeros_like(w0)), tf.Variable(tf.zeros_like(w0))
     ops.kerasopt_sparse_apply_adam(var=var.handle, slots=[m.handle, v.handle], grad=values,
-                                   indices=indices, lr=0.01, beta_1=0.9, beta_2=0.999,
+                                   indices=indices, learning_rate=0.01, beta_1=0.9, beta_2=0.999,
                                    epsilon=1e-7, step=tf.constant(3, tf.int64))
     w, m_np, v_np = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
     _kernels.sparse_adam(w, values, indices, m_np, v_np, learning_rate=0.01, beta_1=0.9,

@@ -22,13 +22,25 @@
 #include <string>
 #include <vector>
 
-#include "cc/cpu/apply_after_norms.h"
-#include "cc/cpu/apply_dense.h"
-#include "cc/cpu/apply_layerwise.h"
 #include "cc/cpu/apply_sparse.h"
-#include "cc/cpu/apply_with_norms.h"
+#include "cc/cpu/driver_for.h"
 #include "cc/cuda/launch.h"
-#include "cc/cuda/rule_specs.h"
+#include "cc/kernels/adabelief.h"
+#include "cc/kernels/adadelta.h"
+#include "cc/kernels/adagrad.h"
+#include "cc/kernels/adam.h"
+#include "cc/kernels/adamax.h"
+#include "cc/kernels/adamw.h"
+#include "cc/kernels/ftrl.h"
+#include "cc/kernels/lamb.h"
+#include "cc/kernels/lars.h"
+#include "cc/kernels/lion.h"
+#include "cc/kernels/nadam.h"
+#include "cc/kernels/novograd.h"
+#include "cc/kernels/radam.h"
+#include "cc/kernels/rmsprop.h"
+#include "cc/kernels/sgd.h"
+#include "cc/kernels/yogi.h"
 
 using namespace kerasopt;
 
@@ -99,22 +111,37 @@ void Report(const std::string& what, bool same, double diff) {
   if (!same) ++failures;
 }
 
-constexpr double kScalars[cuda::kMaxScalars] = {0.01, 0.9, 0.999, 1e-7, 0.5, 0.1, 0.1, 0.1};
+// The learning rate, then the rule's scalars in declared order.
+constexpr double kLearningRate = 0.01;
+constexpr double kScalars[cuda::kMaxScalars] = {0.9, 0.999, 1e-7, 0.5, 0.1, 0.1, 0.1, 0.1};
 constexpr long long kStep = 3;
 
-// Device copies of the rule's inputs.
+// Device copies of the rule's inputs; every slot is passed (the optional one too).
 struct Inputs {
+  DeviceArray<double> learning_rate{std::vector<double>{kLearningRate}};
   DeviceArray<double> scalars{std::vector<double>(kScalars, kScalars + cuda::kMaxScalars)};
   DeviceArray<int64_t> step{std::vector<int64_t>{kStep}};
   cuda::RuleInputs Get(bool flag, int num_slots) const {
     cuda::RuleInputs in{};
+    in.learning_rate = learning_rate.p;
     for (int i = 0; i < cuda::kMaxScalars; ++i) in.scalars[i] = scalars.p + i;
     in.step = step.p;
     for (bool& f : in.flags) f = flag;
     in.num_slots = num_slots;
+    in.optional_slot = true;
     return in;
   }
 };
+
+// The rule as the device builds it, and whether the declaration accepts the values.
+template <typename Spec, typename T>
+typename Spec::template Rule<T> HostRule(const bool* flags, int64_t n) {
+  return MakeRule<Spec, T>(SharedInputs{kLearningRate, kStep, n}, kScalars, flags);
+}
+template <typename Spec>
+bool Accepted(const bool* flags) {
+  return CheckValues<Spec>(/*optional_slot=*/true, kScalars, flags) == nullptr;
+}
 
 template <typename T> constexpr cuda::DType DTypeOf();
 template <> constexpr cuda::DType DTypeOf<float>() { return cuda::DType::kFloat; }
@@ -135,7 +162,7 @@ void CheckDenseAndMulti(const char* name, bool flag, const Inputs& inputs) {
   using Rule = typename Spec::template Rule<T>;
   constexpr int K = Rule::kNumSlots;
   const bool flags[cuda::kMaxFlags] = {flag, flag, flag, flag};
-  if (!Spec::Accepts(kScalars, flags, K)) return;
+  if (!Accepted<Spec>(flags)) return;
   std::mt19937 gen(7);
   const std::string tag = std::string(name) + (sizeof(T) == 4 ? " f32" : " f64") +
                           (flag ? " flags=on" : " flags=off");
@@ -146,7 +173,7 @@ void CheckDenseAndMulti(const char* name, bool flag, const Inputs& inputs) {
   gpu_init = cpu;
   // CPU: one dense update per tensor.
   for (auto& x : cpu) {
-    const Rule rule = Spec::template Make<T>(kScalars, kStep, flags, x.w.size());
+    const Rule rule = HostRule<Spec, T>(flags, x.w.size());
     std::array<T*, K> slots;
     for (int k = 0; k < K; ++k) slots[k] = x.s[k].data();
     cpu::ApplyDense(rule, x.w.size(), x.w.data(), slots, x.g.data(), serial);
@@ -189,7 +216,7 @@ void CheckDenseAndMulti(const char* name, bool flag, const Inputs& inputs) {
         if (error) break;
       }
     } else {
-      if constexpr (!Spec::kWithNorms) {
+      if constexpr (Spec::kDriver == Driver::kElementwise) {
         cuda::MultiArgs a{};
         a.stream = nullptr;
         a.num_tensors = static_cast<int>(pointers.size());
@@ -223,16 +250,16 @@ void CheckDenseAndMulti(const char* name, bool flag, const Inputs& inputs) {
 }
 
 // Rules with per-variable norms (LAMB, LARS, NovoGrad): the dense launcher
-// (their multi-tensor ops run it once per variable) against the CPU driver
-// `CpuDriver`. The GPU adds the chunks' partial sums in another order than the
+// (their multi-tensor ops run it once per variable) against their CPU driver. The GPU adds the chunks' partial sums in another order than the
 // CPU, so a norm may differ in its last bits: the caller sets a tolerance.
-template <typename Spec, typename CpuDriver, typename T>
+template <typename Spec, typename T>
 void CheckNorms(const char* name, bool flag, const Inputs& inputs) {
+  using CpuDriver = typename cpu::DriverFor<Spec::kDriver>::type;
   using Rule = typename Spec::template Rule<T>;
   constexpr int K = Rule::kNumSlots;
   constexpr int kLayer = LayerSlotsOf<Rule>::value;  // trailing slots of one element
   const bool flags[cuda::kMaxFlags] = {flag, flag, flag, flag};
-  if (!Spec::Accepts(kScalars, flags, K)) return;
+  if (!Accepted<Spec>(flags)) return;
   std::mt19937 gen(13);
   const std::string tag = std::string(name) + (sizeof(T) == 4 ? " f32" : " f64") +
                           (flag ? " flags=on" : " flags=off") + " dense";
@@ -261,7 +288,7 @@ void CheckNorms(const char* name, bool flag, const Inputs& inputs) {
       Report(tag + ": launch failed: " + error, false, 0);
       return;
     }
-    const Rule rule = Spec::template Make<T>(kScalars, kStep, flags, n);
+    const Rule rule = HostRule<Spec, T>(flags, n);
     std::array<T*, K> slots;
     for (int k = 0; k < K; ++k) slots[k] = x.s[k].data();
     CpuDriver::Apply(rule, n, x.w.data(), slots, x.g.data(), serial);
@@ -280,7 +307,7 @@ void CheckSparse(const char* name, bool flag, const Inputs& inputs) {
   using Rule = typename Spec::template Rule<T>;
   constexpr int K = Rule::kNumSlots;
   const bool flags[cuda::kMaxFlags] = {flag, flag, flag, flag};
-  if (!Spec::Accepts(kScalars, flags, K)) return;
+  if (!Accepted<Spec>(flags)) return;
   std::mt19937 gen(11);
   const int64_t rows = 50, row_size = 600;  // a row longer than a warp's stride
   State<T, K> x(rows * row_size, gen);
@@ -292,7 +319,7 @@ void CheckSparse(const char* name, bool flag, const Inputs& inputs) {
                           (flag ? " flags=on" : " flags=off") + " sparse";
 
   State<T, K> cpu = x;
-  const Rule rule = Spec::template Make<T>(kScalars, kStep, flags, rows * row_size);
+  const Rule rule = HostRule<Spec, T>(flags, rows * row_size);
   std::array<T*, K> slots;
   for (int k = 0; k < K; ++k) slots[k] = cpu.s[k].data();
   cpu::ApplySparse(rule, row_size, cpu.w.data(), slots, values.data(), indices.data(),
@@ -350,13 +377,13 @@ void CheckSparse(const char* name, bool flag, const Inputs& inputs) {
   }
 }
 
-// kSparse: the rule has a sparse launcher.
-template <typename Spec, bool kSparse>
+// Per-element rules: dense, multi-tensor and (with kSparse) sparse launches.
+template <typename Spec>
 void CheckAll(const char* name, const Inputs& inputs) {
   for (bool flag : {false, true}) {
     CheckDenseAndMulti<Spec, float>(name, flag, inputs);
     CheckDenseAndMulti<Spec, double>(name, flag, inputs);
-    if constexpr (kSparse) {
+    if constexpr (Spec::kSparse) {
       CheckSparse<Spec, float, int32_t>(name, flag, inputs);
       CheckSparse<Spec, double, int64_t>(name, flag, inputs);
     }
@@ -375,32 +402,30 @@ int main() {
   CUDA_OK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s\n", prop.name);
   Inputs inputs;
-  CheckAll<cuda::AdaBeliefSpec, false>("AdaBelief", inputs);
-  CheckAll<cuda::AdadeltaSpec, true>("Adadelta", inputs);
-  CheckAll<cuda::AdagradSpec, true>("Adagrad", inputs);
-  CheckAll<cuda::AdamSpec, true>("Adam", inputs);
-  CheckAll<cuda::AdamaxSpec, true>("Adamax", inputs);
-  CheckAll<cuda::AdamwSpec, true>("AdamW", inputs);
+  CheckAll<AdaBelief>("AdaBelief", inputs);
+  CheckAll<Adadelta>("Adadelta", inputs);
+  CheckAll<Adagrad>("Adagrad", inputs);
+  CheckAll<Adam>("Adam", inputs);
+  CheckAll<Adamax>("Adamax", inputs);
+  CheckAll<AdamW>("AdamW", inputs);
   allowed = 1e-10;
-  CheckAll<cuda::FtrlSpec, true>("Ftrl (float64: pow within 1e-10)", inputs);
+  CheckAll<Ftrl>("Ftrl (float64: pow within 1e-10)", inputs);
   allowed = 0;
-  CheckAll<cuda::LionSpec, true>("Lion", inputs);
-  CheckAll<cuda::NadamSpec, true>("Nadam", inputs);
-  CheckAll<cuda::RAdamSpec, false>("RAdam", inputs);
-  CheckAll<cuda::RmspropSpec, true>("RMSprop", inputs);
-  CheckAll<cuda::SgdSpec, true>("SGD", inputs);
-  CheckAll<cuda::YogiSpec, false>("Yogi", inputs);
+  CheckAll<Lion>("Lion", inputs);
+  CheckAll<Nadam>("Nadam", inputs);
+  CheckAll<RAdam>("RAdam", inputs);
+  CheckAll<RMSprop>("RMSprop", inputs);
+  CheckAll<SGD>("SGD", inputs);
+  CheckAll<Yogi>("Yogi", inputs);
   allowed = 1e-12;
   allowed_f32 = 1e-6;
   for (bool flag : {false, true}) {
-    CheckNorms<cuda::LambSpec, cpu::WithNorms, float>("Lamb (norms: 1e-6 / 1e-12)", flag, inputs);
-    CheckNorms<cuda::LambSpec, cpu::WithNorms, double>("Lamb (norms: 1e-6 / 1e-12)", flag, inputs);
-    CheckNorms<cuda::LarsSpec, cpu::AfterNorms, float>("Lars (norms: 1e-6 / 1e-12)", flag, inputs);
-    CheckNorms<cuda::LarsSpec, cpu::AfterNorms, double>("Lars (norms: 1e-6 / 1e-12)", flag, inputs);
-    CheckNorms<cuda::NovoGradSpec, cpu::Layerwise, float>("NovoGrad (norms: 1e-6 / 1e-12)", flag,
-                                                          inputs);
-    CheckNorms<cuda::NovoGradSpec, cpu::Layerwise, double>("NovoGrad (norms: 1e-6 / 1e-12)", flag,
-                                                           inputs);
+    CheckNorms<Lamb, float>("Lamb (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<Lamb, double>("Lamb (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<Lars, float>("Lars (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<Lars, double>("Lars (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<NovoGrad, float>("NovoGrad (norms: 1e-6 / 1e-12)", flag, inputs);
+    CheckNorms<NovoGrad, double>("NovoGrad (norms: 1e-6 / 1e-12)", flag, inputs);
   }
   std::printf("%d check(s) differ\n", failures);
   return failures ? 1 : 0;

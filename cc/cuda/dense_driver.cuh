@@ -19,8 +19,8 @@
 // Chunks and reduction order do not depend on the grid, so the result is the
 // same bits on every run and every GPU.
 //
-// A launcher is instantiated per spec in cc/cuda/<algo>.cu.cc:
-//   template const char* LaunchDense<AdamSpec>(DType, const DenseArgs&);
+// The launchers are instantiated per declared rule (cc/kernels/declaration.h)
+// in its generated cc/cuda/rule_launchers.cu.cc.in.
 #pragma once
 
 #include <array>
@@ -30,7 +30,6 @@
 #include "cc/cuda/chunk_sums.cuh"
 #include "cc/cuda/device_util.cuh"
 #include "cc/cuda/launch.h"
-#include "cc/cuda/rule_specs.h"
 
 namespace kerasopt {
 namespace cuda {
@@ -287,9 +286,9 @@ const char* LaunchDense(DType dtype, const DenseArgs& args) {
   if (args.n == 0) return nullptr;
   return DispatchDType(dtype, [&](auto storage) -> const char* {
     using S = decltype(storage);
-    if constexpr (Spec::kWithNorms) {
+    if constexpr (kWithNorms<Spec>) {
       return RunWithNorms<Spec, S>(args);
-    } else if constexpr (Spec::kInputNorms) {
+    } else if constexpr (kInputNorms<Spec>) {
       return RunInputNorms<Spec, S>(args);
     } else {
       return RunDense<Spec, S>(args);
@@ -299,9 +298,3 @@ const char* LaunchDense(DType dtype, const DenseArgs& args) {
 
 }  // namespace cuda
 }  // namespace kerasopt
-
-// Defines the launcher of one spec (in its own .cu.cc, so nvcc compiles the
-// algorithms in parallel).
-#define KERASOPT_CUDA_DENSE_LAUNCHER(SPEC) \
-  template const char* ::kerasopt::cuda::LaunchDense<::kerasopt::cuda::SPEC>( \
-      ::kerasopt::cuda::DType, const ::kerasopt::cuda::DenseArgs&);

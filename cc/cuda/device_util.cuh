@@ -7,11 +7,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <tuple>
 #include <utility>
 
 #include "cc/cuda/launch.h"
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 namespace cuda {
@@ -55,25 +55,23 @@ const char* DispatchDType(DType dtype, Fn&& fn) {
   return "kerasopt: unknown dtype";
 }
 
-template <typename Names>
-constexpr int kCount = static_cast<int>(std::tuple_size<Names>::value);
-
-// Builds the rule on the device from the op's scalar inputs (device memory).
-// False when the values fail the checks the CPU op makes on the host (see
-// rule_specs.h): the caller then writes nothing.
+// Builds the rule on the device from the op's inputs (device memory). False
+// when the values fail the declaration's checks, which the CPU op makes on
+// the host (step >= 1 where the rule reads it, and Check): the caller then
+// writes nothing.
 template <typename Spec, typename C>
 __device__ bool BuildRule(const RuleInputs& in, int64_t n,
                           typename Spec::template Rule<C>* rule) {
-  constexpr int kScalars = kCount<decltype(Spec::kScalars)>;
+  constexpr int kScalars = kNumScalars<Spec>;
   double s[kScalars > 0 ? kScalars : 1];
   for (int i = 0; i < kScalars; ++i) s[i] = *in.scalars[i];
-  long long step = 0;
+  SharedInputs shared{*in.learning_rate, 0, n};
   if (Spec::kUsesStep) {
-    step = static_cast<long long>(*in.step);
-    if (step < 1) return false;
+    shared.step = static_cast<long long>(*in.step);
+    if (shared.step < 1) return false;
   }
-  if (!Spec::Accepts(s, in.flags, in.num_slots)) return false;
-  *rule = Spec::template Make<C>(s, step, in.flags, n);
+  if (CheckValues<Spec>(in.optional_slot, s, in.flags) != nullptr) return false;
+  *rule = MakeRule<Spec, C>(shared, s, in.flags);
   return true;
 }
 

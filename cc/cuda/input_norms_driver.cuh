@@ -32,7 +32,7 @@ template <typename Spec, typename S>
 struct InputNorms {
   using C = typename S::C;
   using Rule = typename Spec::template Rule<C>;
-  using Stage = typename Spec::template Stage<Rule>;
+  using Stage = InputNormsStage<Spec, Rule>;
   static constexpr int kNorms = Stage::kNumNorms;
   using DenseRule =
       decltype(Stage::Finish(Rule{}, std::array<double, kNorms>{}, static_cast<C*>(nullptr)));
@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(kThreads) InputNormsPass2Kernel(const DenseArg
                       static_cast<int64_t>(gridDim.x) * blockDim.x);
 }
 
-// Declared in dense_driver.cuh, whose LaunchDense calls it for specs with kInputNorms.
+// Declared in dense_driver.cuh, whose LaunchDense calls it for rules with kInputNorms.
 template <typename Spec, typename S>
 const char* RunInputNorms(const DenseArgs& args) {
   using N = InputNorms<Spec, S>;

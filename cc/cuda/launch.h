@@ -6,14 +6,17 @@
 // void*), and get back nullptr or an error message. This keeps the nvcc side
 // independent of the CUDA version TensorFlow's wheel was built with.
 //
-// Launchers are templates over a rule spec (cc/cuda/rule_specs.h), declared
-// here and explicitly instantiated once per algorithm in cc/cuda/<algo>.cu.cc.
+// Launchers are templates over a rule's declaration (cc/kernels/declaration.h,
+// called Spec here), declared here and explicitly instantiated once per
+// declared rule in its generated cc/cuda/rule_launchers.cu.cc.in.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
+#include "cc/kernels/norm_stages.h"
 
 namespace kerasopt {
 namespace cuda {
@@ -30,11 +33,22 @@ constexpr int kMaxFlags = 4;
 // in device memory: each launch builds its rule on the device from them, so
 // an update needs no device-to-host copy and no host sync.
 struct RuleInputs {
-  const double* scalars[kMaxScalars];  // the op's float64 scalar inputs, in spec order
-  const int64_t* step;                 // the op's int64 `step`, or nullptr
-  bool flags[kMaxFlags];               // the op's bool attrs, in spec order
+  const double* learning_rate;         // the op's float64 `learning_rate`
+  const int64_t* step;                 // the op's int64 `step`
+  const double* scalars[kMaxScalars];  // the rule's float64 scalar inputs, in declared order
+  bool flags[kMaxFlags];               // the rule's bool attrs, in declared order
   int num_slots;                       // slot resources passed to the op
+  bool optional_slot;                  // whether the rule's optional slot was passed
 };
+
+// The drivers a declared rule runs with (cc/kernels/declaration.h's Driver).
+template <typename Spec>
+constexpr bool kWithNorms = Spec::kDriver == Driver::kWithNorms;
+template <typename Spec>
+constexpr bool kInputNorms =
+    Spec::kDriver == Driver::kAfterNorms || Spec::kDriver == Driver::kLayerwise;
+template <typename Spec, typename Rule>
+using InputNormsStage = typename NormStageFor<Spec::kDriver, Rule>::type;
 
 struct DenseArgs {
   void* stream;  // cudaStream_t of the op's device context
@@ -158,12 +172,11 @@ struct NormScratch {
 template <typename Spec>
 int64_t DenseScratchBytes(DType dtype, int64_t n) {
   using S = NormScratch<Spec>;
-  if constexpr (Spec::kWithNorms) {
+  if constexpr (kWithNorms<Spec>) {
     constexpr int kNorms = Spec::template Rule<float>::kNumNorms;
     return S::PartialsBytes(n, kNorms) + S::FinishBytes() + S::CarriedBytes(dtype, n);
-  } else if constexpr (Spec::kInputNorms) {
-    using Rule = typename Spec::template Rule<float>;
-    constexpr int kNorms = Spec::template Stage<Rule>::kNumNorms;
+  } else if constexpr (kInputNorms<Spec>) {
+    constexpr int kNorms = InputNormsStage<Spec, typename Spec::template Rule<float>>::kNumNorms;
     return S::PartialsBytes(n, kNorms) + S::FinishBytes();
   } else {
     return 0;

@@ -11,8 +11,8 @@
 // size). So 1000 small variables cost a handful of launches instead of 1000,
 // and the results are those of LaunchDense per variable.
 //
-// Instantiated per spec next to its dense launcher:
-//   KERASOPT_CUDA_MULTI_LAUNCHER(AdamSpec)
+// Instantiated per declared rule next to its dense launcher
+// (rule_launchers.cu.cc.in).
 #pragma once
 
 #include <cstdint>
@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kThreads) MultiDenseKernel(const MultiBatch ba
 
 template <typename Spec, typename S>
 const char* RunMultiDense(const MultiArgs& args) {
-  static_assert(!Spec::kWithNorms && !Spec::kInputNorms,
+  static_assert(Spec::kDriver == Driver::kElementwise,
                 "multi-tensor rules with norms are not implemented");
   constexpr int K = Spec::template Rule<typename S::C>::kNumSlots;
   const auto stream = static_cast<cudaStream_t>(args.stream);
@@ -98,14 +98,15 @@ const char* RunMultiDense(const MultiArgs& args) {
 
 template <typename Spec>
 const char* LaunchMultiDense(DType dtype, const MultiArgs& args) {
-  return DispatchDType(dtype, [&](auto storage) -> const char* {
-    return RunMultiDense<Spec, decltype(storage)>(args);
-  });
+  if constexpr (Spec::kDriver != Driver::kElementwise) {
+    // (The multi-tensor op runs rules with norms by LaunchDense per variable.)
+    return "kerasopt: no multi-tensor launcher for rules with norms";
+  } else {
+    return DispatchDType(dtype, [&](auto storage) -> const char* {
+      return RunMultiDense<Spec, decltype(storage)>(args);
+    });
+  }
 }
 
 }  // namespace cuda
 }  // namespace kerasopt
-
-#define KERASOPT_CUDA_MULTI_LAUNCHER(SPEC) \
-  template const char* ::kerasopt::cuda::LaunchMultiDense<::kerasopt::cuda::SPEC>( \
-      ::kerasopt::cuda::DType, const ::kerasopt::cuda::MultiArgs&);

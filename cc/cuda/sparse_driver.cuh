@@ -12,8 +12,8 @@
 //     the rule over the row, its lanes striding over the row's elements.
 // Nothing is written when `bad` holds a position.
 //
-// Instantiated per spec next to its dense launcher:
-//   KERASOPT_CUDA_SPARSE_LAUNCHER(AdamSpec)
+// Instantiated per declared rule with kSparse next to its dense launcher
+// (rule_launchers.cu.cc.in).
 #pragma once
 
 #include <cstdint>
@@ -101,22 +101,20 @@ __global__ void __launch_bounds__(kThreads) SparseRowsKernel(const SparseArgs ar
 
 template <typename Spec>
 const char* LaunchSparse(DType dtype, const SparseArgs& args) {
-  static_assert(!Spec::kWithNorms && !Spec::kInputNorms,
-                "sparse rules with norms are not implemented");
-  if (args.num_indices == 0) return nullptr;
-  if (const char* error = PrepareSparse(args)) return error;
-  if (args.row_size == 0) return nullptr;
-  return DispatchDType(dtype, [&](auto storage) -> const char* {
-    using S = decltype(storage);
-    SparseRowsKernel<Spec, S><<<GridSize(args.num_indices * kWarp), kThreads, 0,
-                                static_cast<cudaStream_t>(args.stream)>>>(args);
-    return LaunchStatus();
-  });
+  if constexpr (!Spec::kSparse || Spec::kDriver != Driver::kElementwise) {
+    return "kerasopt: this rule has no sparse op";  // (nothing compiled for it)
+  } else {
+    if (args.num_indices == 0) return nullptr;
+    if (const char* error = PrepareSparse(args)) return error;
+    if (args.row_size == 0) return nullptr;
+    return DispatchDType(dtype, [&](auto storage) -> const char* {
+      using S = decltype(storage);
+      SparseRowsKernel<Spec, S><<<GridSize(args.num_indices * kWarp), kThreads, 0,
+                                  static_cast<cudaStream_t>(args.stream)>>>(args);
+      return LaunchStatus();
+    });
+  }
 }
 
 }  // namespace cuda
 }  // namespace kerasopt
-
-#define KERASOPT_CUDA_SPARSE_LAUNCHER(SPEC) \
-  template const char* ::kerasopt::cuda::LaunchSparse<::kerasopt::cuda::SPEC>( \
-      ::kerasopt::cuda::DType, const ::kerasopt::cuda::SparseArgs&);

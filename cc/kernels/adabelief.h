@@ -18,6 +18,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -33,8 +34,10 @@ struct AdaBeliefRule {
   C epsilon_in_s;  // eps / (1 - beta_2)
   bool amsgrad;
 
-  KERASOPT_HOST_DEVICE static AdaBeliefRule Make(double lr, double beta_1, double beta_2,
-                                                 double epsilon, long long step, bool amsgrad) {
+  KERASOPT_HOST_DEVICE static AdaBeliefRule Make(const SharedInputs& in, double beta_1, double beta_2,
+                                                 double epsilon, bool amsgrad) {
+    const double lr = in.learning_rate;
+    const long long step = in.step;
     const double t = static_cast<double>(step);
     AdaBeliefRule r;
     r.step_size = static_cast<C>(lr / (1.0 - std::pow(beta_1, t)));
@@ -58,6 +61,13 @@ struct AdaBeliefRule {
     s = s_new;
     w -= step_size * (m / (std::sqrt(s * inv_b2_correction) + epsilon));
   }
+};
+
+struct AdaBelief : RuleDeclaration<AdaBeliefRule> {
+  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
+  static constexpr Flags<1> kFlags{{{"amsgrad"}}};
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"belief"}}};
+  static constexpr bool kUsesStep = true;
 };
 
 }  // namespace kerasopt

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -29,7 +30,8 @@ struct AdadeltaRule {
   C one_minus_rho;  // 1 - rho, computed in double as Keras does in Python
   C epsilon;
 
-  KERASOPT_HOST_DEVICE static AdadeltaRule Make(double lr, double rho, double epsilon) {
+  KERASOPT_HOST_DEVICE static AdadeltaRule Make(const SharedInputs& in, double rho, double epsilon) {
+    const double lr = in.learning_rate;
     AdadeltaRule r;
     r.lr = static_cast<C>(lr);
     r.rho = static_cast<C>(rho);
@@ -44,6 +46,12 @@ struct AdadeltaRule {
     edx = rho * edx + one_minus_rho * (delta * delta);
     w -= lr * delta;
   }
+};
+
+struct Adadelta : RuleDeclaration<AdadeltaRule> {
+  static constexpr Scalars<2> kScalars{"rho", "epsilon"};
+  static constexpr Slots<2> kSlots{{{"accumulated_grad"}, {"accumulated_delta_var"}}};
+  static constexpr bool kSparse = true;
 };
 
 }  // namespace kerasopt

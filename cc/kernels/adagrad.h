@@ -14,6 +14,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -24,7 +25,8 @@ struct AdagradRule {
   C lr;
   C epsilon;
 
-  KERASOPT_HOST_DEVICE static AdagradRule Make(double lr, double epsilon) {
+  KERASOPT_HOST_DEVICE static AdagradRule Make(const SharedInputs& in, double epsilon) {
+    const double lr = in.learning_rate;
     AdagradRule r;
     r.lr = static_cast<C>(lr);
     r.epsilon = static_cast<C>(epsilon);
@@ -35,6 +37,12 @@ struct AdagradRule {
     acc += g * g;
     w -= (lr * g) / std::sqrt(acc + epsilon);
   }
+};
+
+struct Adagrad : RuleDeclaration<AdagradRule> {
+  static constexpr Scalars<1> kScalars{"epsilon"};
+  static constexpr Slots<1> kSlots{{{"accumulator"}}};
+  static constexpr bool kSparse = true;
 };
 
 }  // namespace kerasopt

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -27,8 +28,10 @@ struct AdamRule {
 
   // Hyperparameters arrive in double (the op's scalar inputs); the per-step
   // scalars are then computed in C, in the same order as Keras.
-  KERASOPT_HOST_DEVICE static AdamRule Make(double lr, double beta_1, double beta_2, double epsilon,
-                       long long step, bool amsgrad) {
+  KERASOPT_HOST_DEVICE static AdamRule Make(const SharedInputs& in, double beta_1, double beta_2,
+                                            double epsilon, bool amsgrad) {
+    const double lr = in.learning_rate;
+    const long long step = in.step;
     const C t = static_cast<C>(step);
     const C beta_1_power = std::pow(static_cast<C>(beta_1), t);
     const C beta_2_power = std::pow(static_cast<C>(beta_2), t);
@@ -52,6 +55,14 @@ struct AdamRule {
     }
     w -= (m * alpha) / (std::sqrt(v_used) + epsilon);
   }
+};
+
+struct Adam : RuleDeclaration<AdamRule> {
+  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
+  static constexpr Flags<1> kFlags{{{"amsgrad"}}};
+  static constexpr Slots<3> kSlots{{{"momentum"}, {"velocity"}, {"velocity_hat", /*amsgrad*/ 0}}};
+  static constexpr bool kUsesStep = true;
+  static constexpr bool kSparse = true;
 };
 
 }  // namespace kerasopt

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -25,8 +26,10 @@ struct AdamaxRule {
   C one_minus_b1_power;  // 1 - beta_1^t
   C epsilon;
 
-  KERASOPT_HOST_DEVICE static AdamaxRule Make(double lr, double beta_1, double beta_2,
-                         double epsilon, long long step) {
+  KERASOPT_HOST_DEVICE static AdamaxRule Make(const SharedInputs& in, double beta_1, double beta_2,
+                                              double epsilon) {
+    const double lr = in.learning_rate;
+    const long long step = in.step;
     const C t = static_cast<C>(step);
     AdamaxRule r;
     r.lr = static_cast<C>(lr);
@@ -44,6 +47,13 @@ struct AdamaxRule {
     u = decayed > abs_g ? decayed : abs_g;
     w -= (lr * m) / (one_minus_b1_power * (u + epsilon));
   }
+};
+
+struct Adamax : RuleDeclaration<AdamaxRule> {
+  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"norm"}}};
+  static constexpr bool kUsesStep = true;
+  static constexpr bool kSparse = true;
 };
 
 }  // namespace kerasopt

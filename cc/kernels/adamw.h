@@ -30,11 +30,12 @@
 
 #include "cc/kernels/adam.h"
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
 template <typename C>
-struct AdamwRule {
+struct AdamWRule {
   static constexpr int kNumSlots = AdamRule<C>::kNumSlots;  // momentum, velocity, velocity_hat
 
   AdamRule<C> adam;
@@ -44,11 +45,13 @@ struct AdamwRule {
   bool decay;
   bool factor_first;
 
-  KERASOPT_HOST_DEVICE static AdamwRule Make(double lr, double weight_decay, double beta_1,
-                        double beta_2, double epsilon, long long step,
-                        bool amsgrad, long long num_elements) {
-    AdamwRule r;
-    r.adam = AdamRule<C>::Make(lr, beta_1, beta_2, epsilon, step, amsgrad);
+  KERASOPT_HOST_DEVICE static AdamWRule Make(const SharedInputs& in, double weight_decay,
+                                            double beta_1, double beta_2, double epsilon,
+                                            bool amsgrad) {
+    const double lr = in.learning_rate;
+    const long long num_elements = in.num_elements;
+    AdamWRule r;
+    r.adam = AdamRule<C>::Make(in, beta_1, beta_2, epsilon, amsgrad);
     r.lr = static_cast<C>(lr);
     r.weight_decay = static_cast<C>(weight_decay);
     r.decay_factor = r.weight_decay * r.lr;
@@ -66,6 +69,21 @@ struct AdamwRule {
       }
     }
     adam(w, m, v, v_hat, g);
+  }
+};
+
+struct AdamW : RuleDeclaration<AdamWRule> {
+  // weight_decay: 0 for a variable excluded from weight decay.
+  static constexpr Scalars<4> kScalars{"weight_decay", "beta_1", "beta_2", "epsilon"};
+  static constexpr Flags<1> kFlags{{{"amsgrad"}}};
+  static constexpr Slots<3> kSlots{{{"momentum"}, {"velocity"}, {"velocity_hat", /*amsgrad*/ 0}}};
+  static constexpr bool kUsesStep = true;
+  static constexpr bool kSparse = true;
+  // The decay's rounding depends on the variable's size (see above): the
+  // multi-tensor ops set it per variable.
+  template <typename C>
+  static void ForVariable(long long num_elements, AdamWRule<C>* rule) {
+    rule->factor_first = num_elements > 1;
   }
 };
 

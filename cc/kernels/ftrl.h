@@ -28,6 +28,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -44,8 +45,10 @@ struct FtrlRule {
   C two_l2_reg;     // 2 * (l2 + beta / (2 lr))
   C two_shrinkage;  // 2 * l2_shrinkage
 
-  KERASOPT_HOST_DEVICE static FtrlRule Make(double lr, double learning_rate_power, double l1, double l2,
-                       double l2_shrinkage, double beta) {
+  KERASOPT_HOST_DEVICE static FtrlRule Make(const SharedInputs& in, double learning_rate_power,
+                                            double l1, double l2, double l2_shrinkage,
+                                            double beta) {
+    const double lr = in.learning_rate;
     FtrlRule r;
     r.lr = static_cast<C>(lr);
     r.power = static_cast<C>(-learning_rate_power);
@@ -80,6 +83,12 @@ struct FtrlRule {
     w = (clipped - z) / quadratic;
     n = n_new;
   }
+};
+
+struct Ftrl : RuleDeclaration<FtrlRule> {
+  static constexpr Scalars<5> kScalars{"learning_rate_power", "l1", "l2", "l2_shrinkage", "beta"};
+  static constexpr Slots<2> kSlots{{{"accumulator"}, {"linear"}}};
+  static constexpr bool kSparse = true;
 };
 
 }  // namespace kerasopt

@@ -30,6 +30,7 @@
 #include <array>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -46,8 +47,10 @@ struct LambRule {
   C epsilon;
   C lr;
 
-  KERASOPT_HOST_DEVICE static LambRule Make(double lr, double beta_1, double beta_2, double epsilon,
-                       long long step) {
+  KERASOPT_HOST_DEVICE static LambRule Make(const SharedInputs& in, double beta_1, double beta_2,
+                                            double epsilon) {
+    const double lr = in.learning_rate;
+    const long long step = in.step;
     const C t = static_cast<C>(step);
     LambRule r;
     r.one_minus_b1 = static_cast<C>(1.0 - beta_1);
@@ -82,6 +85,13 @@ struct LambRule {
   }
 
   KERASOPT_HOST_DEVICE void Apply(C& w, C r, C scale) const { w -= scale * r; }
+};
+
+struct Lamb : RuleDeclaration<LambRule> {
+  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"velocity"}}};
+  static constexpr bool kUsesStep = true;
+  static constexpr Driver kDriver = Driver::kWithNorms;
 };
 
 }  // namespace kerasopt

@@ -30,6 +30,7 @@
 #include <cmath>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -46,8 +47,10 @@ struct LarsRule {
   bool nesterov;
   bool layer_adaptation;  // false: lambda = 1, no norms needed
 
-  KERASOPT_HOST_DEVICE static LarsRule Make(double lr, double momentum, double weight_decay,
-                                            double eta, bool nesterov, bool layer_adaptation) {
+  KERASOPT_HOST_DEVICE static LarsRule Make(const SharedInputs& in, double momentum,
+                                            double weight_decay, double eta, bool nesterov,
+                                            bool layer_adaptation) {
+    const double lr = in.learning_rate;
     LarsRule r;
     r.lr = static_cast<C>(lr);
     r.momentum = static_cast<C>(momentum);
@@ -89,6 +92,19 @@ struct LarsRule {
     } else {
       w -= v;
     }
+  }
+};
+
+struct Lars : RuleDeclaration<LarsRule> {
+  // weight_decay: 0 for a variable excluded from weight decay.
+  static constexpr Scalars<3> kScalars{"momentum", "weight_decay", "eta"};
+  // layer_adaptation false: local rate 1, no norms (an excluded variable).
+  static constexpr Flags<2> kFlags{{{"nesterov"}, {"layer_adaptation", true}}};
+  static constexpr Slots<1> kSlots{{{"momentum", Slot::kOptional}}};
+  static constexpr Driver kDriver = Driver::kAfterNorms;
+  KERASOPT_HOST_DEVICE static const char* Check(bool momentum_slot, double momentum, double,
+                                                double, bool, bool) {
+    return momentum != 0.0 && !momentum_slot ? "momentum != 0 needs the momentum slot" : nullptr;
   }
 };
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -25,7 +26,8 @@ struct LionRule {
   C beta_1, one_minus_b1;
   C beta_2, one_minus_b2;
 
-  KERASOPT_HOST_DEVICE static LionRule Make(double lr, double beta_1, double beta_2) {
+  KERASOPT_HOST_DEVICE static LionRule Make(const SharedInputs& in, double beta_1, double beta_2) {
+    const double lr = in.learning_rate;
     LionRule r;
     r.lr = static_cast<C>(lr);
     r.beta_1 = static_cast<C>(beta_1);
@@ -46,6 +48,12 @@ struct LionRule {
     w -= lr * Sign(c);
     m = m * beta_2 + g * one_minus_b2;
   }
+};
+
+struct Lion : RuleDeclaration<LionRule> {
+  static constexpr Scalars<2> kScalars{"beta_1", "beta_2"};
+  static constexpr Slots<1> kSlots{{{"momentum"}}};
+  static constexpr bool kSparse = true;
 };
 
 }  // namespace kerasopt

@@ -23,6 +23,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -40,8 +41,10 @@ struct NadamRule {
   C one_minus_b2_power;      // 1 - beta_2^t
   C epsilon;
 
-  KERASOPT_HOST_DEVICE static NadamRule Make(double lr, double beta_1, double beta_2, double epsilon,
-                        double u_product, long long step) {
+  KERASOPT_HOST_DEVICE static NadamRule Make(const SharedInputs& in, double beta_1, double beta_2,
+                                             double epsilon, double u_product) {
+    const double lr = in.learning_rate;
+    const long long step = in.step;
     const C t = static_cast<C>(step);
     const C t_next = static_cast<C>(step + 1);
     const C b1 = static_cast<C>(beta_1);
@@ -72,6 +75,14 @@ struct NadamRule {
     const C v_hat = v / one_minus_b2_power;
     w -= (m_hat * lr) / (std::sqrt(v_hat) + epsilon);
   }
+};
+
+struct Nadam : RuleDeclaration<NadamRule> {
+  // u_product: prod of mu_1..mu_t, already including this step (optimizer state).
+  static constexpr Scalars<4> kScalars{"beta_1", "beta_2", "epsilon", "u_product"};
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"velocity"}}};
+  static constexpr bool kUsesStep = true;
+  static constexpr bool kSparse = true;
 };
 
 }  // namespace kerasopt

@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -88,6 +89,18 @@ struct LayerwiseStage {
     for (int k = 0; k < kNumLayerSlots; ++k) layer[k] = values[k];
     return BoundRule<Rule, decltype(bound), kNumDenseSlots>{rule, bound};
   }
+};
+
+// The Stage of a rule declared with Driver::kAfterNorms or kLayerwise.
+template <Driver D, typename Rule>
+struct NormStageFor;
+template <typename Rule>
+struct NormStageFor<Driver::kAfterNorms, Rule> {
+  using type = AfterNormsStage<Rule>;
+};
+template <typename Rule>
+struct NormStageFor<Driver::kLayerwise, Rule> {
+  using type = LayerwiseStage<Rule>;
 };
 
 }  // namespace kerasopt

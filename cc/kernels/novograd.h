@@ -23,6 +23,7 @@
 #include <array>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -42,9 +43,11 @@ struct NovoGradRule {
   C weight_decay;
   bool first_step;
 
-  KERASOPT_HOST_DEVICE static NovoGradRule Make(double lr, double beta_1, double beta_2,
-                                                double epsilon, double weight_decay,
-                                                long long step, bool grad_averaging) {
+  KERASOPT_HOST_DEVICE static NovoGradRule Make(const SharedInputs& in, double beta_1,
+                                                double beta_2, double epsilon,
+                                                double weight_decay, bool grad_averaging) {
+    const double lr = in.learning_rate;
+    const long long step = in.step;
     NovoGradRule r;
     r.lr = static_cast<C>(lr);
     r.beta_1 = static_cast<C>(beta_1);
@@ -71,6 +74,15 @@ struct NovoGradRule {
     m = beta_1 * m + grad_scale * u;
     w -= lr * m;
   }
+};
+
+struct NovoGrad : RuleDeclaration<NovoGradRule> {
+  static constexpr Scalars<4> kScalars{"beta_1", "beta_2", "epsilon", "weight_decay"};
+  static constexpr Flags<1> kFlags{{{"grad_averaging"}}};
+  // velocity holds one value per variable (shape ()).
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"velocity"}}};
+  static constexpr bool kUsesStep = true;
+  static constexpr Driver kDriver = Driver::kLayerwise;
 };
 
 }  // namespace kerasopt

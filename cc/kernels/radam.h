@@ -20,6 +20,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -59,9 +60,9 @@ struct RAdamRule {
   C epsilon;
   bool rectified;
 
-  KERASOPT_HOST_DEVICE static RAdamRule Make(double lr, double beta_1, double beta_2,
-                                             double epsilon, long long step) {
-    const RAdamStep s = RAdamStep::Make(lr, beta_1, beta_2, step);
+  KERASOPT_HOST_DEVICE static RAdamRule Make(const SharedInputs& in, double beta_1, double beta_2,
+                                             double epsilon) {
+    const RAdamStep s = RAdamStep::Make(in.learning_rate, beta_1, beta_2, in.step);
     RAdamRule r;
     r.step_size = static_cast<C>(s.step_size);
     r.rectified = s.rectified;
@@ -82,6 +83,12 @@ struct RAdamRule {
       w -= step_size * m;
     }
   }
+};
+
+struct RAdam : RuleDeclaration<RAdamRule> {
+  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"velocity"}}};
+  static constexpr bool kUsesStep = true;
 };
 
 }  // namespace kerasopt

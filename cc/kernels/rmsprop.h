@@ -22,11 +22,12 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
 template <typename C>
-struct RmspropRule {
+struct RMSpropRule {
   static constexpr int kNumSlots = 3;  // velocity, momentum, average_gradient
 
   C lr;
@@ -37,9 +38,10 @@ struct RmspropRule {
   bool use_momentum;
   bool centered;
 
-  KERASOPT_HOST_DEVICE static RmspropRule Make(double lr, double rho, double momentum, double epsilon,
-                          bool centered) {
-    RmspropRule r;
+  KERASOPT_HOST_DEVICE static RMSpropRule Make(const SharedInputs& in, double rho, double momentum,
+                                              double epsilon, bool centered) {
+    const double lr = in.learning_rate;
+    RMSpropRule r;
     r.lr = static_cast<C>(lr);
     r.rho = static_cast<C>(rho);
     r.one_minus_rho = static_cast<C>(1.0 - rho);
@@ -66,6 +68,23 @@ struct RmspropRule {
     } else {
       w -= increment;
     }
+  }
+};
+
+struct RMSprop : RuleDeclaration<RMSpropRule> {
+  static constexpr Scalars<3> kScalars{"rho", "momentum", "epsilon"};
+  static constexpr Flags<1> kFlags{{{"centered"}}};
+  static constexpr Slots<3> kSlots{
+      {{"velocity"}, {"momentum", Slot::kOptional}, {"average_gradient", /*centered*/ 0}}};
+  static constexpr bool kSparse = true;
+  // The momentum slot is passed exactly when momentum > 0.
+  KERASOPT_HOST_DEVICE static const char* Check(bool momentum_slot, double, double momentum,
+                                                double, bool) {
+    if (momentum > 0.0 && !momentum_slot) return "momentum > 0 needs the momentum slot";
+    if (momentum <= 0.0 && momentum_slot) {
+      return "takes no momentum slot unless momentum > 0";
+    }
+    return nullptr;
   }
 };
 

@@ -9,11 +9,12 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
 template <typename C>
-struct SgdRule {
+struct SGDRule {
   static constexpr int kNumSlots = 1;  // momentum (absent when momentum == 0)
 
   C lr;
@@ -21,8 +22,9 @@ struct SgdRule {
   bool use_momentum;
   bool nesterov;
 
-  KERASOPT_HOST_DEVICE static SgdRule Make(double lr, double momentum, bool nesterov) {
-    SgdRule r;
+  KERASOPT_HOST_DEVICE static SGDRule Make(const SharedInputs& in, double momentum, bool nesterov) {
+    const double lr = in.learning_rate;
+    SGDRule r;
     r.lr = static_cast<C>(lr);
     r.momentum = static_cast<C>(momentum);
     r.use_momentum = momentum != 0.0;
@@ -41,6 +43,16 @@ struct SgdRule {
     } else {
       w += m;
     }
+  }
+};
+
+struct SGD : RuleDeclaration<SGDRule> {
+  static constexpr Scalars<1> kScalars{"momentum"};
+  static constexpr Flags<1> kFlags{{{"nesterov"}}};
+  static constexpr Slots<1> kSlots{{{"momentum", Slot::kOptional}}};
+  static constexpr bool kSparse = true;
+  KERASOPT_HOST_DEVICE static const char* Check(bool momentum_slot, double momentum, bool) {
+    return momentum != 0.0 && !momentum_slot ? "momentum != 0 needs the momentum slot" : nullptr;
   }
 };
 

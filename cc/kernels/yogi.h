@@ -12,6 +12,7 @@
 #pragma once
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
@@ -24,8 +25,9 @@ struct YogiRule {
   C one_minus_b2;
   C epsilon;
 
-  KERASOPT_HOST_DEVICE static YogiRule Make(double lr, double beta_1, double beta_2,
+  KERASOPT_HOST_DEVICE static YogiRule Make(const SharedInputs& in, double beta_1, double beta_2,
                                             double epsilon) {
+    const double lr = in.learning_rate;
     YogiRule r;
     r.lr = static_cast<C>(lr);
     r.beta_1 = static_cast<C>(beta_1);
@@ -43,6 +45,11 @@ struct YogiRule {
     v = v - (one_minus_b2 * sign) * g2;
     w -= lr * (m / (std::sqrt(v) + epsilon));
   }
+};
+
+struct Yogi : RuleDeclaration<YogiRule> {
+  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"velocity"}}};
 };
 
 }  // namespace kerasopt

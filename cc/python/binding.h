@@ -1,6 +1,6 @@
 // What every NumPy binding of an update rule shares: dtype dispatch, argument
 // checks, and running the rule with a CPU driver (single-threaded, GIL
-// released). One `Bind<Algo>(module)` per algorithm lives in <algo>_binding.cc.
+// released). The declared rules are bound by bind_rule.h.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -91,7 +91,16 @@ inline void CheckStep(long long step) {
   }
 }
 
-inline py::array* OrNull(std::optional<py::array>& a) { return a ? &*a : nullptr; }
+// Calls fn(T{}) with T the storage type of `dtype`.
+template <typename Fn>
+void DispatchDtype(Dtype dtype, Fn&& fn) {
+  switch (dtype) {
+    case Dtype::kHalf: return fn(Eigen::half{});
+    case Dtype::kBfloat16: return fn(Eigen::bfloat16{});
+    case Dtype::kFloat: return fn(float{});
+    case Dtype::kDouble: return fn(double{});
+  }
+}
 
 // Runs Rule<ComputeType<T>> over the arrays in place with the CPU driver
 // `Driver` (cpu::Dense, or cpu::WithNorms from apply_with_norms.h). `slots`
@@ -127,35 +136,25 @@ void Run(py::array& var, py::array& grad,
       if (size > 0) fn(0, size);
     });
   };
-  switch (dtype) {
-    case Dtype::kHalf: return run(Eigen::half{});
-    case Dtype::kBfloat16: return run(Eigen::bfloat16{});
-    case Dtype::kFloat: return run(float{});
-    case Dtype::kDouble: return run(double{});
-  }
+  DispatchDtype(dtype, run);
 }
 
-// One Bind<Algo>(m) per algorithm; kernels_module.cc calls them all.
-void BindAdam(py::module_& m);
-void BindSgd(py::module_& m);
-void BindRmsprop(py::module_& m);
-void BindAdagrad(py::module_& m);
-void BindAdadelta(py::module_& m);
-void BindAdamw(py::module_& m);
-void BindAdamax(py::module_& m);
-void BindNadam(py::module_& m);
-void BindLion(py::module_& m);
-void BindFtrl(py::module_& m);
-void BindLamb(py::module_& m);
+// The bindings kernels_module.cc makes: every declared rule adds its own
+// (rule_binding.cc.in, through AddRuleBinding); the others are below.
+using Binding = void (*)(py::module_&);
+inline std::vector<Binding>& RuleBindings() {
+  static std::vector<Binding> bindings;
+  return bindings;
+}
+inline bool AddRuleBinding(Binding bind) {
+  RuleBindings().push_back(bind);
+  return true;
+}
+
 void BindSparse(py::module_& m);  // sparse_binding.cc: the sparse driver
 void BindMatrixInverseRoot(py::module_& m);
-void BindLars(py::module_& m);
 void BindLookahead(py::module_& m);
 void BindIterateAverage(py::module_& m);
-void BindAdaBelief(py::module_& m);
-void BindRAdam(py::module_& m);
-void BindYogi(py::module_& m);
-void BindNovoGrad(py::module_& m);
 
 }  // namespace python
 }  // namespace kerasopt

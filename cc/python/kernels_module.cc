@@ -8,24 +8,10 @@
 
 PYBIND11_MODULE(_kernels, m) {
   m.doc() = "kerasopt's C++ update rules on NumPy arrays (in place).";
-  kerasopt::python::BindAdam(m);
-  kerasopt::python::BindSgd(m);
-  kerasopt::python::BindRmsprop(m);
-  kerasopt::python::BindAdagrad(m);
-  kerasopt::python::BindAdadelta(m);
-  kerasopt::python::BindAdamw(m);
-  kerasopt::python::BindAdamax(m);
-  kerasopt::python::BindNadam(m);
-  kerasopt::python::BindLion(m);
-  kerasopt::python::BindFtrl(m);
-  kerasopt::python::BindLamb(m);
+  // One function per declared rule (cc/rules.bzl), named in lower case.
+  for (auto bind : kerasopt::python::RuleBindings()) bind(m);
   kerasopt::python::BindSparse(m);
   kerasopt::python::BindMatrixInverseRoot(m);
-  kerasopt::python::BindLars(m);
   kerasopt::python::BindLookahead(m);
   kerasopt::python::BindIterateAverage(m);
-  kerasopt::python::BindAdaBelief(m);
-  kerasopt::python::BindRAdam(m);
-  kerasopt::python::BindYogi(m);
-  kerasopt::python::BindNovoGrad(m);
 }

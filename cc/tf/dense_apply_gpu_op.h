@@ -5,11 +5,10 @@
 // Host compiler, TensorFlow headers, no CUDA headers; the op's scalar inputs
 // stay on the device (see gpu_apply_op_base.h).
 //
-// Registration reuses the CPU op's Algo struct (attrs, slot checks, which
-// rule slot each passed resource fills) and adds the algorithm's spec
-// (cc/cuda/rule_specs.h: which scalar inputs and attrs build the rule):
-//   KERASOPT_REGISTER_DENSE_GPU("KerasoptApplyAdam", AdamAlgo, AdamSpec)
-// It registers nothing unless the library is built with its CUDA sources
+// It takes the CPU op's Algo (attrs, slot checks, which rule slot each passed
+// resource fills) and the rule's declaration (cc/kernels/declaration.h: which
+// inputs build the rule on the device); rule_ops.h registers it for every
+// declared rule when the library is built with its CUDA sources
 // (KERASOPT_WITH_CUDA, set by CMakeLists.txt and bazel/cuda.bzl).
 #pragma once
 
@@ -69,19 +68,5 @@ class DenseApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
 
 }  // namespace tf
 }  // namespace kerasopt
-
-#define KERASOPT_REGISTER_DENSE_GPU(OP_NAME, ALGO, SPEC)                        \
-  KERASOPT_REGISTER_DENSE_GPU_T(OP_NAME, ALGO, SPEC, Eigen::half)              \
-  KERASOPT_REGISTER_DENSE_GPU_T(OP_NAME, ALGO, SPEC, ::tensorflow::bfloat16)   \
-  KERASOPT_REGISTER_DENSE_GPU_T(OP_NAME, ALGO, SPEC, float)                    \
-  KERASOPT_REGISTER_DENSE_GPU_T(OP_NAME, ALGO, SPEC, double)
-#define KERASOPT_REGISTER_DENSE_GPU_T(OP_NAME, ALGO, SPEC, T)                   \
-  REGISTER_KERNEL_BUILDER(                                                     \
-      Name(OP_NAME).Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),   \
-      ::kerasopt::tf::DenseApplyGpuOp<T, ALGO, ::kerasopt::cuda::SPEC>);
-
-#else  // !KERASOPT_WITH_CUDA
-
-#define KERASOPT_REGISTER_DENSE_GPU(OP_NAME, ALGO, SPEC)
 
 #endif  // KERASOPT_WITH_CUDA

@@ -3,7 +3,8 @@
 // shapes, builds the algorithm's rule from the op's scalar inputs and runs it
 // over the memory with the CPU driver on TensorFlow's intra-op thread pool.
 //
-// An algorithm plugs in with a small "Algo" struct (see adam_op.cc):
+// The rule plugs in through its Algo, RuleAlgo<Decl> (rule_algo.h), made from
+// the rule's declaration:
 //   template <typename C> using Rule = ...;               // from cc/kernels/
 //   explicit Algo(OpKernelConstruction*);                  // reads attrs
 //   absl::Status CheckNumSlots(int num_slots) const;
@@ -11,12 +12,13 @@
 //   absl::Status MakeRule(OpKernelContext*, int num_slots, Rule<C>*) const;
 //   bool SlotPresent(int slot, int num_slots) const;       // which rule slot each
 //                                                          // passed resource fills
-// The third template argument picks the CPU driver the rule runs with:
-// cpu::Dense (apply_dense.h, one pass, the default), cpu::WithNorms
-// (apply_with_norms.h, two passes with per-variable norms; see lamb_op.cc) or
-// cpu::Layerwise (apply_layerwise.h, per-variable scalar slots driven by
-// ||g||; see novograd_op.cc). A rule's trailing Rule::kNumLayerSlots slots
-// (0 if it declares none) must have shape (), the others the variable's.
+// The third template argument picks the CPU driver the rule runs with
+// (cc/cpu/driver_for.h): cpu::Dense (apply_dense.h, one pass, the default),
+// cpu::WithNorms (apply_with_norms.h, two passes with per-variable norms:
+// LAMB), cpu::AfterNorms (LARS) or cpu::Layerwise (apply_layerwise.h,
+// per-variable scalar slots driven by ||g||: NovoGrad). A rule's trailing
+// Rule::kNumLayerSlots slots (0 if it declares none) must have shape (), the
+// others the variable's. The ops are registered by rule_ops.h.
 #pragma once
 
 #define EIGEN_USE_THREADS
@@ -224,17 +226,3 @@ class DenseApplyOp : public OpKernel {
 
 }  // namespace tf
 }  // namespace kerasopt
-
-// Registers the CPU kernels of a dense apply op for every float dtype
-// (_WITH_DRIVER: run by a driver other than cpu::Dense).
-#define KERASOPT_REGISTER_DENSE_CPU(OP_NAME, ALGO) \
-  KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER(OP_NAME, ALGO, ::kerasopt::cpu::Dense)
-#define KERASOPT_REGISTER_DENSE_CPU_WITH_DRIVER(OP_NAME, ALGO, DRIVER)             \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, Eigen::half)               \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, ::tensorflow::bfloat16)    \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, float)                     \
-  KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, double)
-#define KERASOPT_REGISTER_DENSE_CPU_T(OP_NAME, ALGO, DRIVER, T)                      \
-  REGISTER_KERNEL_BUILDER(                                                          \
-      Name(OP_NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),        \
-      ::kerasopt::tf::DenseApplyOp<T, ALGO, DRIVER>);

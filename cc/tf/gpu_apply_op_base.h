@@ -2,7 +2,7 @@
 // multi_apply_gpu_op.h) share: the op's CUDA stream, TensorFlow's
 // copy-before-update rules done with a device copy, the device pointers of the
 // scalar inputs, and GpuApplyOpBase, which reads the attrs every apply op has
-// (num_slots and the spec's flags) and gathers the rule's inputs.
+// (num_slots and the rule's flags) and gathers the rule's inputs.
 //
 // Host compiler, TensorFlow headers, no CUDA headers: the kernels hand the
 // launchers (cc/cuda/launch.h) raw device pointers, and the stream as the
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "cc/cuda/launch.h"
-#include "cc/cuda/rule_specs.h"
+#include "cc/kernels/declaration.h"
 #include "cc/tf/dense_apply_op.h"
 #include "xla/stream_executor/stream.h"
 
@@ -129,22 +129,20 @@ absl::Status DeviceScalar(OpKernelContext* ctx, const char* name, const S** out)
   return absl::OkStatus();
 }
 
-// The attrs and rule inputs of a GPU apply op for algorithm `Algo` (the CPU
-// op's struct: attrs, slot checks, which rule slot each resource fills) and
-// its spec (cc/cuda/rule_specs.h: the scalar inputs and attrs that build the
-// rule on the device).
+// The attrs and rule inputs of a GPU apply op for a declared rule: `Algo` is
+// the CPU op's RuleAlgo (rule_algo.h: attrs, slot checks, which rule slot
+// each resource fills), `Spec` the rule's declaration (cc/kernels/
+// declaration.h: the inputs that build the rule on the device).
 template <typename T, typename Algo, typename Spec>
 class GpuApplyOpBase : public OpKernel {
  public:
   using Rule = typename Algo::template Rule<ComputeType<T>>;
   static constexpr int kNumSlots = Rule::kNumSlots;
-  static constexpr int kNumScalars = std::tuple_size<decltype(Spec::kScalars)>::value;
-  static constexpr int kNumFlags = std::tuple_size<decltype(Spec::kFlags)>::value;
+  static constexpr int kNumScalars = kerasopt::kNumScalars<Spec>;
+  static constexpr int kNumFlags = kerasopt::kNumFlags<Spec>;
   static_assert(kNumSlots <= cuda::kMaxSlots && kNumScalars <= cuda::kMaxScalars &&
                     kNumFlags <= cuda::kMaxFlags,
                 "raise the limits in cc/cuda/launch.h");
-  static_assert(std::is_same_v<Rule, typename Spec::template Rule<ComputeType<T>>>,
-                "the Algo and the Spec must build the same rule");
 
   explicit GpuApplyOpBase(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
@@ -152,9 +150,6 @@ class GpuApplyOpBase : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
-    for (int i = 0; i < kNumFlags; ++i) {
-      OP_REQUIRES_OK(ctx, ctx->GetAttr(Spec::kFlags[i], &flags_[i]));
-    }
   }
 
  protected:
@@ -190,12 +185,14 @@ class GpuApplyOpBase : public OpKernel {
 
   // Device pointers of the scalar inputs and step, and the attrs.
   absl::Status ReadRuleInputs(OpKernelContext* ctx, cuda::RuleInputs* inputs) const {
+    TF_RETURN_IF_ERROR(DeviceScalar(ctx, "learning_rate", &inputs->learning_rate));
+    TF_RETURN_IF_ERROR(DeviceScalar(ctx, "step", &inputs->step));
     for (int i = 0; i < kNumScalars; ++i) {
       TF_RETURN_IF_ERROR(DeviceScalar(ctx, Spec::kScalars[i], &inputs->scalars[i]));
     }
-    if (Spec::kUsesStep) TF_RETURN_IF_ERROR(DeviceScalar(ctx, "step", &inputs->step));
-    for (int i = 0; i < kNumFlags; ++i) inputs->flags[i] = flags_[i];
+    for (int i = 0; i < kNumFlags; ++i) inputs->flags[i] = algo_.flags()[i];
     inputs->num_slots = num_slots_;
+    inputs->optional_slot = algo_.OptionalSlotPassed(num_slots_);
     return absl::OkStatus();
   }
 
@@ -210,7 +207,6 @@ class GpuApplyOpBase : public OpKernel {
 
   Algo algo_;
   int num_slots_ = 0;
-  std::array<bool, cuda::kMaxFlags> flags_{};
 };
 
 }  // namespace tf

@@ -17,10 +17,9 @@
 // GPU launcher (deterministic chunked norms) once per variable, still in this
 // one op.
 //
-// Host compiler, TensorFlow headers, no CUDA headers. Registered after the CPU
-// kernels with the same Algo and the algorithm's spec:
-//   KERASOPT_REGISTER_MULTI_GPU("KerasoptMultiApplyAdam", AdamAlgo, AdamSpec)
-// Nothing is registered unless the library is built with its CUDA sources.
+// Host compiler, TensorFlow headers, no CUDA headers. Registered by rule_ops.h
+// with the same Algo as the CPU kernel and the rule's declaration, when the
+// library is built with its CUDA sources.
 #pragma once
 
 #if KERASOPT_WITH_CUDA
@@ -102,7 +101,7 @@ class MultiApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
 
     const char* error = nullptr;
     int failed = 0;  // the variable named in the error
-    if constexpr (Spec::kWithNorms || Spec::kInputNorms) {
+    if constexpr (Spec::kDriver != Driver::kElementwise) {
       OP_REQUIRES_OK(ctx, LaunchEach(ctx, stream, pointers, inputs, &error, &failed));
     } else {
       cuda::MultiArgs args{};
@@ -160,20 +159,5 @@ class MultiApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
 
 }  // namespace tf
 }  // namespace kerasopt
-
-// Registers the GPU kernels of a multi-tensor op for every float dtype.
-#define KERASOPT_REGISTER_MULTI_GPU(OP_NAME, ALGO, SPEC)                        \
-  KERASOPT_REGISTER_MULTI_GPU_T(OP_NAME, ALGO, SPEC, Eigen::half)              \
-  KERASOPT_REGISTER_MULTI_GPU_T(OP_NAME, ALGO, SPEC, ::tensorflow::bfloat16)   \
-  KERASOPT_REGISTER_MULTI_GPU_T(OP_NAME, ALGO, SPEC, float)                    \
-  KERASOPT_REGISTER_MULTI_GPU_T(OP_NAME, ALGO, SPEC, double)
-#define KERASOPT_REGISTER_MULTI_GPU_T(OP_NAME, ALGO, SPEC, T)                   \
-  REGISTER_KERNEL_BUILDER(                                                     \
-      Name(OP_NAME).Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),   \
-      ::kerasopt::tf::MultiApplyGpuOp<T, ALGO, ::kerasopt::cuda::SPEC>);
-
-#else  // !KERASOPT_WITH_CUDA
-
-#define KERASOPT_REGISTER_MULTI_GPU(OP_NAME, ALGO, SPEC)
 
 #endif  // KERASOPT_WITH_CUDA

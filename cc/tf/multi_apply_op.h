@@ -5,8 +5,9 @@
 // Inputs: vars (N resources), slots (ONE 1-D resource tensor of N * num_slots
 // handles, variable-major: the slots of vars[i] are slots[i*num_slots ..
 // (i+1)*num_slots)), grads (N tensors of dtype T), then the same scalar inputs
-// and attrs as the algorithm's KerasoptApply<Algo> op, so the same Algo struct
-// (see dense_apply_op.h) reads them.
+// and attrs as the rule's KerasoptApply<Algo> op, so the same RuleAlgo
+// (rule_algo.h) reads them. A rule whose Algo has kPerVariableRule (AdamW) gets
+// ForVariable called on a copy of its rule per variable.
 //
 // Why the slots come packed: every separate input of a tf.function step costs
 // the caller a few microseconds (Python hashing of the captures, one executor
@@ -26,20 +27,9 @@
 #include "cc/cpu/apply_multi.h"
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/locked_resource_list.h"
-#include "tensorflow/core/framework/op.h"
 
 namespace kerasopt {
 namespace tf {
-
-// An Algo whose rule depends on the variable (not only on the op's scalars)
-// defines `void ForVariable(int64_t num_elements, Rule<C>*) const`, called on
-// a copy of the rule for each variable (see adamw_op.cc).
-template <typename Algo, typename Rule, typename = void>
-struct HasForVariable : std::false_type {};
-template <typename Algo, typename Rule>
-struct HasForVariable<Algo, Rule,
-                      std::void_t<decltype(std::declval<const Algo&>().ForVariable(
-                          int64_t{0}, std::declval<Rule*>()))>> : std::true_type {};
 
 template <typename T, typename Algo, typename Driver = cpu::Dense>
 class MultiApplyOp : public OpKernel {
@@ -146,7 +136,7 @@ class MultiApplyOp : public OpKernel {
 
     std::vector<Rule> rules(1);
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rules[0]));
-    if constexpr (HasForVariable<Algo, Rule>::value) {
+    if constexpr (Algo::kPerVariableRule) {
       rules.resize(num_vars_, rules[0]);
       for (int i = 0; i < num_vars_; ++i) algo_.ForVariable(refs[i].n, &rules[i]);
     }
@@ -163,29 +153,3 @@ class MultiApplyOp : public OpKernel {
 
 }  // namespace tf
 }  // namespace kerasopt
-
-// The list inputs and attrs every KerasoptMultiApply<Algo> op starts with; the
-// algorithm's op file appends its scalar inputs and attrs, exactly as in its
-// KerasoptApply<Algo> op.
-#define KERASOPT_MULTI_APPLY_OP(OP_NAME)                                   \
-  REGISTER_OP(OP_NAME)                                                     \
-      .Input("vars: N * resource")                                         \
-      .Input("slots: resource")                                            \
-      .Input("grads: N * T")                                               \
-      .Attr("N: int >= 1")                                                 \
-      .Attr("num_slots: int >= 0")                                         \
-      .Attr("T: {half, bfloat16, float, double}")                          \
-      .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
-
-// Registers the CPU kernels of a multi-tensor op for every float dtype.
-#define KERASOPT_REGISTER_MULTI_CPU(OP_NAME, ALGO) \
-  KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER(OP_NAME, ALGO, ::kerasopt::cpu::Dense)
-#define KERASOPT_REGISTER_MULTI_CPU_WITH_DRIVER(OP_NAME, ALGO, DRIVER)          \
-  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, Eigen::half)            \
-  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, ::tensorflow::bfloat16) \
-  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, float)                  \
-  KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, double)
-#define KERASOPT_REGISTER_MULTI_CPU_T(OP_NAME, ALGO, DRIVER, T)               \
-  REGISTER_KERNEL_BUILDER(                                                   \
-      Name(OP_NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      ::kerasopt::tf::MultiApplyOp<T, ALGO, DRIVER>);

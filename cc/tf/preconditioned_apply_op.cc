@@ -185,7 +185,8 @@ class PreconditionedApplyOp : public OpKernel {
     // step A (Adam's, lr factored out, or the gradient itself).
     std::vector<C> graft(size);
     if (grafting_ == "adam") {
-      const AdamRule<C> rule = AdamRule<C>::Make(1.0, beta_1, beta_2, graft_epsilon, step, false);
+      const AdamRule<C> rule =
+          AdamRule<C>::Make(SharedInputs{1.0, step, size}, beta_1, beta_2, graft_epsilon, false);
       T* m = t[5].flat<T>().data();
       T* v = t[6].flat<T>().data();
       for_each([&](int64_t i) {

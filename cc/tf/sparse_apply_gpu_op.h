@@ -11,10 +11,9 @@
 // its position, as the CPU op does. Hyperparameters stay on the device.
 //
 // Host compiler, TensorFlow headers, no CUDA headers (see
-// gpu_apply_op_base.h). Registered after the CPU kernels with the same Algo
-// and the algorithm's spec:
-//   KERASOPT_REGISTER_SPARSE_GPU("KerasoptSparseApplyAdam", AdamAlgo, AdamSpec)
-// Nothing is registered unless the library is built with its CUDA sources.
+// gpu_apply_op_base.h). Registered by rule_ops.h with the same Algo as the
+// CPU kernel and the rule's declaration, when the library is built with its
+// CUDA sources.
 #pragma once
 
 #if KERASOPT_WITH_CUDA
@@ -35,8 +34,7 @@ class SparseApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
  public:
   using Base = GpuApplyOpBase<T, Algo, Spec>;
   using Base::Base;
-  static_assert(!Spec::kWithNorms && !Spec::kInputNorms,
-                "sparse updates need a per-element rule");
+  static_assert(Spec::kDriver == Driver::kElementwise, "sparse updates need a per-element rule");
 
   void Compute(OpKernelContext* ctx) override {
     void* stream;
@@ -95,27 +93,5 @@ class SparseApplyGpuOp : public GpuApplyOpBase<T, Algo, Spec> {
 
 }  // namespace tf
 }  // namespace kerasopt
-
-// Registers the GPU kernels of a sparse apply op for every float dtype and
-// both index types (indices in device memory, as TensorFlow's GPU gathers).
-#define KERASOPT_REGISTER_SPARSE_GPU(OP_NAME, ALGO, SPEC)                        \
-  KERASOPT_REGISTER_SPARSE_GPU_T(OP_NAME, ALGO, SPEC, Eigen::half)              \
-  KERASOPT_REGISTER_SPARSE_GPU_T(OP_NAME, ALGO, SPEC, ::tensorflow::bfloat16)   \
-  KERASOPT_REGISTER_SPARSE_GPU_T(OP_NAME, ALGO, SPEC, float)                    \
-  KERASOPT_REGISTER_SPARSE_GPU_T(OP_NAME, ALGO, SPEC, double)
-#define KERASOPT_REGISTER_SPARSE_GPU_T(OP_NAME, ALGO, SPEC, T)                   \
-  KERASOPT_REGISTER_SPARSE_GPU_TI(OP_NAME, ALGO, SPEC, T, int32_t)              \
-  KERASOPT_REGISTER_SPARSE_GPU_TI(OP_NAME, ALGO, SPEC, T, int64_t)
-#define KERASOPT_REGISTER_SPARSE_GPU_TI(OP_NAME, ALGO, SPEC, T, INDEX)           \
-  REGISTER_KERNEL_BUILDER(Name(OP_NAME)                                         \
-                              .Device(::tensorflow::DEVICE_GPU)                 \
-                              .TypeConstraint<T>("T")                           \
-                              .TypeConstraint<INDEX>("Tindices"),               \
-                          ::kerasopt::tf::SparseApplyGpuOp<T, INDEX, ALGO,      \
-                                                           ::kerasopt::cuda::SPEC>);
-
-#else  // !KERASOPT_WITH_CUDA
-
-#define KERASOPT_REGISTER_SPARSE_GPU(OP_NAME, ALGO, SPEC)
 
 #endif  // KERASOPT_WITH_CUDA

@@ -5,9 +5,9 @@
 // TensorFlow's intra-op thread pool. Duplicate indices are summed first, in
 // position order; every index is checked before anything is written.
 //
-// The algorithm plugs in with the same "Algo" struct as its dense op (see
-// dense_apply_op.h), so the scalar inputs and the rule are shared: the sparse
-// op declares the dense op's inputs with `indices: Tindices` after `grad`.
+// The rule plugs in with the same Algo as its dense op (see dense_apply_op.h),
+// so the scalar inputs and the rule are shared: the sparse op declares the
+// dense op's inputs with `indices: Tindices` after `grad` (rule_ops.h).
 #pragma once
 
 #define EIGEN_USE_THREADS
@@ -183,20 +183,3 @@ class SparseApplyOp : public OpKernel {
 
 }  // namespace tf
 }  // namespace kerasopt
-
-// Registers the CPU kernels of a sparse apply op for every float dtype and
-// both index types.
-#define KERASOPT_REGISTER_SPARSE_CPU(OP_NAME, ALGO)                          \
-  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, Eigen::half)                \
-  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, ::tensorflow::bfloat16)     \
-  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, float)                      \
-  KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, double)
-#define KERASOPT_REGISTER_SPARSE_CPU_T(OP_NAME, ALGO, T)                      \
-  KERASOPT_REGISTER_SPARSE_CPU_TI(OP_NAME, ALGO, T, int32_t)                 \
-  KERASOPT_REGISTER_SPARSE_CPU_TI(OP_NAME, ALGO, T, int64_t)
-#define KERASOPT_REGISTER_SPARSE_CPU_TI(OP_NAME, ALGO, T, INDEX)              \
-  REGISTER_KERNEL_BUILDER(Name(OP_NAME)                                      \
-                              .Device(::tensorflow::DEVICE_CPU)              \
-                              .TypeConstraint<T>("T")                        \
-                              .TypeConstraint<INDEX>("Tindices"),            \
-                          ::kerasopt::tf::SparseApplyOp<T, INDEX, ALGO>);

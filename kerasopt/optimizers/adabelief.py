@@ -1,7 +1,7 @@
 """kerasopt.AdaBelief: AdaBelief (and its AMSGrad form), one fused op per variable.
 
-The math: cc/kernels/adabelief.h. The op: cc/tf/adabelief_op.cc. The fallback:
-kerasopt/fallback/adabelief.py.
+The math and its declaration (from which its ops are built): cc/kernels/adabelief.h.
+The fallback: kerasopt/fallback/adabelief.py.
 """
 
 import keras
@@ -115,16 +115,8 @@ class AdaBelief(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_ada_belief(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            step=step,
-            amsgrad=self.amsgrad,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(self._hyperparameters(), amsgrad=self.amsgrad)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adabelief_fallback.apply_adabelief(

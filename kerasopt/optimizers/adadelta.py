@@ -1,7 +1,7 @@
 """kerasopt.Adadelta: Keras's Adadelta, one fused op per variable.
 
-The math: cc/kernels/adadelta.h. The op: cc/tf/adadelta_op.cc. The fallback:
-kerasopt/fallback/adadelta.py.
+The math and its declaration (from which its ops are built): cc/kernels/adadelta.h.
+The fallback: kerasopt/fallback/adadelta.py.
 """
 
 import keras
@@ -102,14 +102,8 @@ class Adadelta(FusedOptimizer):
     def _hyperparameters(self):
         return dict(rho=float(self.rho), epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_adadelta(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return self._hyperparameters()
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adadelta_fallback.apply_adadelta(

@@ -1,7 +1,7 @@
 """kerasopt.Adagrad: Keras's Adagrad, one fused op per variable.
 
-The math: cc/kernels/adagrad.h. The op: cc/tf/adagrad_op.cc. The fallback:
-kerasopt/fallback/adagrad.py.
+The math and its declaration (from which its ops are built): cc/kernels/adagrad.h.
+The fallback: kerasopt/fallback/adagrad.py.
 """
 
 import keras
@@ -102,14 +102,8 @@ class Adagrad(FusedOptimizer):
     def slots_for(self, variable):
         return [self._accumulators[self._get_variable_index(variable)]]
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_adagrad(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            epsilon=float(self.epsilon),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(epsilon=float(self.epsilon))
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adagrad_fallback.apply_adagrad(

@@ -1,7 +1,7 @@
 """kerasopt.Adam: Keras's Adam (and AMSGrad), one fused op per variable.
 
-The math: cc/kernels/adam.h. The op: cc/tf/adam_op.cc. The fallback:
-kerasopt/fallback/adam.py.
+The math and its declaration (from which its ops are built): cc/kernels/adam.h.
+The fallback: kerasopt/fallback/adam.py.
 """
 
 import keras
@@ -113,16 +113,8 @@ class Adam(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_adam(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            step=step,
-            amsgrad=self.amsgrad,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(self._hyperparameters(), amsgrad=self.amsgrad)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adam_fallback.apply_adam(

@@ -1,7 +1,7 @@
 """kerasopt.Adamax: Keras's Adamax, one fused op per variable.
 
-The math: cc/kernels/adamax.h. The op: cc/tf/adamax_op.cc. The fallback:
-kerasopt/fallback/adamax.py.
+The math and its declaration (from which its ops are built): cc/kernels/adamax.h.
+The fallback: kerasopt/fallback/adamax.py.
 """
 
 import keras
@@ -98,15 +98,8 @@ class Adamax(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_adamax(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            step=step,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return self._hyperparameters()
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adamax_fallback.apply_adamax(

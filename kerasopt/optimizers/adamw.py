@@ -1,7 +1,7 @@
 """kerasopt.AdamW: Keras's AdamW, weight decay and Adam in one fused op per variable.
 
-The math: cc/kernels/adamw.h. The op: cc/tf/adamw_op.cc. The fallback:
-kerasopt/fallback/adamw.py.
+The math and its declaration (from which its ops are built): cc/kernels/adamw.h.
+The fallback: kerasopt/fallback/adamw.py.
 """
 
 import keras
@@ -64,7 +64,7 @@ class AdamW(Adam):
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
-    kernel_name = "Adamw"
+    kernel_name = "AdamW"
     supports_lazy = True
 
     def __init__(
@@ -117,17 +117,9 @@ class AdamW(Adam):
     def _decay_for(self, variable) -> float:
         return float(self.weight_decay) if self._use_weight_decay(variable) else 0.0
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_adamw(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            weight_decay=self._decay_for(variable),
-            step=step,
-            amsgrad=self.amsgrad,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(self._hyperparameters(), weight_decay=self._decay_for(variable),
+                    amsgrad=self.amsgrad)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adamw_fallback.apply_adamw(

@@ -1,7 +1,7 @@
 """kerasopt.Ftrl: Keras's FTRL-Proximal, one fused op per variable.
 
-The math: cc/kernels/ftrl.h. The op: cc/tf/ftrl_op.cc. The fallback:
-kerasopt/fallback/ftrl.py.
+The math and its declaration (from which its ops are built): cc/kernels/ftrl.h.
+The fallback: kerasopt/fallback/ftrl.py.
 """
 
 import keras
@@ -148,14 +148,8 @@ class Ftrl(FusedOptimizer):
             beta=float(self.beta),
         )
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_ftrl(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return self._hyperparameters()
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         ftrl_fallback.apply_ftrl(

@@ -8,7 +8,8 @@ sends the variable, its gradient and its slots either to the fused C++ op or to
 the composed-TF fallback (see :mod:`kerasopt.op_library` for the choice).
 
 A subclass provides ``build`` (its slots, named as in Keras), ``slots_for``,
-``apply_kernel`` and ``apply_fallback``.
+``kernel_hyperparameters`` (its op's inputs besides the learning rate and the
+step) and ``apply_fallback``.
 
 Sparse gradients (``tf.IndexedSlices``, e.g. from ``keras.layers.Embedding``)
 update only the rows they name when that is exact for the rule
@@ -116,8 +117,9 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     :mod:`kerasopt.optimizers.slot_storage`).
     """
 
-    # Name of the update rule: "Adam" → ops KerasoptApplyAdam (dense),
-    # KerasoptSparseApplyAdam, KerasoptMultiApplyAdam when they exist.
+    # Name of the update rule, as declared in cc/kernels: "Adam" → ops
+    # KerasoptApplyAdam (dense), KerasoptSparseApplyAdam, KerasoptMultiApplyAdam
+    # when they exist.
     kernel_name: str = ""
 
     # How many of slots_for's trailing slots hold one value per variable
@@ -206,9 +208,19 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         """The slot variables of `variable`, in the op's order (only those in use)."""
         raise NotImplementedError
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        """Runs the fused op (`learning_rate_f64`: the op's scalars are float64)."""
+    def kernel_hyperparameters(self, variable) -> dict:
+        """The rule's scalar inputs and flags for `variable`, named as its op
+        names them (cc/kernels/<rule>.h: kScalars, kFlags)."""
         raise NotImplementedError
+
+    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
+        """Runs the fused op (`learning_rate_f64`: the op's scalars are float64).
+
+        `ops` is the op module, or a stand-in with the same names (the sparse
+        ops, the multi-tensor recorder): the call is the same for all."""
+        op = getattr(ops, op_library.python_op_name(f"KerasoptApply{self.kernel_name}"))
+        op(var=variable.handle, slots=[s.handle for s in slots], grad=gradient,
+           learning_rate=learning_rate_f64, step=step, **self.kernel_hyperparameters(variable))
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         raise NotImplementedError

@@ -1,8 +1,8 @@
 """kerasopt.Lamb: Keras's LAMB, one fused op per variable.
 
 The math: cc/kernels/lamb.h. The driver (two passes, the norms inside the op):
-cc/cpu/apply_with_norms.h. The op: cc/tf/lamb_op.cc. The fallback:
-kerasopt/fallback/lamb.py.
+cc/cpu/apply_with_norms.h. Its ops are built from its declaration in
+cc/kernels/lamb.h. The fallback: kerasopt/fallback/lamb.py.
 """
 
 import keras
@@ -111,15 +111,8 @@ class Lamb(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_lamb(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            step=step,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return self._hyperparameters()
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         lamb_fallback.apply_lamb(

@@ -1,8 +1,8 @@
 """kerasopt.Lars: layer-wise adaptive rate scaling, one fused op per variable.
 
 The math: cc/kernels/lars.h. The driver (the norms inside the op, then one
-dense pass): cc/cpu/apply_after_norms.h. The op: cc/tf/lars_op.cc. The
-fallback: kerasopt/fallback/lars.py.
+dense pass): cc/cpu/apply_after_norms.h. Its ops are built from its
+declaration in cc/kernels/lars.h. The fallback: kerasopt/fallback/lars.py.
 """
 
 import re
@@ -172,14 +172,8 @@ class Lars(FusedOptimizer):
                     eta=self.eta, nesterov=self.nesterov,
                     layer_adaptation=self._variable_layer_adaptation[i])
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_lars(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            **self._per_variable(variable),
-        )
+    def kernel_hyperparameters(self, variable):
+        return self._per_variable(variable)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         lars_fallback.apply_lars(

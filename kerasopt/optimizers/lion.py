@@ -1,7 +1,7 @@
 """kerasopt.Lion: Keras's Lion, one fused op per variable.
 
-The math: cc/kernels/lion.h. The op: cc/tf/lion_op.cc. The fallback:
-kerasopt/fallback/lion.py.
+The math and its declaration (from which its ops are built): cc/kernels/lion.h.
+The fallback: kerasopt/fallback/lion.py.
 """
 
 import keras
@@ -101,15 +101,8 @@ class Lion(FusedOptimizer):
     def slots_for(self, variable):
         return [self._momentums[self._get_variable_index(variable)]]
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_lion(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            beta_1=float(self.beta_1),
-            beta_2=float(self.beta_2),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2))
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         lion_fallback.apply_lion(

@@ -1,7 +1,7 @@
 """kerasopt.Nadam: Keras's Nadam, one fused op per variable.
 
-The math: cc/kernels/nadam.h. The op: cc/tf/nadam_op.cc. The fallback:
-kerasopt/fallback/nadam.py.
+The math and its declaration (from which its ops are built): cc/kernels/nadam.h.
+The fallback: kerasopt/fallback/nadam.py.
 """
 
 import keras
@@ -139,16 +139,8 @@ class Nadam(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_nadam(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            u_product=self._current_u_product()[1],
-            step=step,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(self._hyperparameters(), u_product=self._current_u_product()[1])
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         nadam_fallback.apply_nadam(

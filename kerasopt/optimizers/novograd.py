@@ -2,8 +2,8 @@
 second moment computed inside the op.
 
 The math: cc/kernels/novograd.h. The driver (||g|| over the variable, then the
-update): cc/cpu/apply_layerwise.h. The op: cc/tf/novograd_op.cc. The fallback:
-kerasopt/fallback/novograd.py.
+update): cc/cpu/apply_layerwise.h. Its ops are built from its declaration in
+cc/kernels/novograd.h. The fallback: kerasopt/fallback/novograd.py.
 """
 
 import keras
@@ -141,16 +141,8 @@ class NovoGrad(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon), weight_decay=self._decay_for(variable))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_novo_grad(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            step=step,
-            grad_averaging=self.grad_averaging,
-            **self._hyperparameters(variable),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(self._hyperparameters(variable), grad_averaging=self.grad_averaging)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         novograd_fallback.apply_novograd(

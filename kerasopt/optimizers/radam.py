@@ -1,7 +1,7 @@
 """kerasopt.RAdam: Rectified Adam, one fused op per variable.
 
-The math: cc/kernels/radam.h. The op: cc/tf/radam_op.cc. The fallback:
-kerasopt/fallback/radam.py.
+The math and its declaration (from which its ops are built): cc/kernels/radam.h.
+The fallback: kerasopt/fallback/radam.py.
 """
 
 import keras
@@ -112,15 +112,8 @@ class RAdam(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_r_adam(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            step=step,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return self._hyperparameters()
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         radam_fallback.apply_radam(

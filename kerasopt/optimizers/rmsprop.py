@@ -1,7 +1,7 @@
 """kerasopt.RMSprop: Keras's RMSprop (centered, momentum), one fused op per variable.
 
-The math: cc/kernels/rmsprop.h. The op: cc/tf/rmsprop_op.cc. The fallback:
-kerasopt/fallback/rmsprop.py.
+The math and its declaration (from which its ops are built): cc/kernels/rmsprop.h.
+The fallback: kerasopt/fallback/rmsprop.py.
 """
 
 import keras
@@ -58,7 +58,7 @@ class RMSprop(FusedOptimizer):
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
-    kernel_name = "Rmsprop"
+    kernel_name = "RMSprop"
     supports_lazy = True
 
     def __init__(
@@ -124,15 +124,8 @@ class RMSprop(FusedOptimizer):
         return dict(rho=float(self.rho), momentum=float(self.momentum),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_rmsprop(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            centered=self.centered,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(self._hyperparameters(), centered=self.centered)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         slots = list(slots)

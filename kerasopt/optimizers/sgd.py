@@ -1,7 +1,7 @@
 """kerasopt.SGD: Keras's SGD with (Nesterov) momentum, one fused op per variable.
 
-The math: cc/kernels/sgd.h. The op: cc/tf/sgd_op.cc. The fallback:
-kerasopt/fallback/sgd.py.
+The math and its declaration (from which its ops are built): cc/kernels/sgd.h.
+The fallback: kerasopt/fallback/sgd.py.
 """
 
 import keras
@@ -45,7 +45,7 @@ class SGD(FusedOptimizer):
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
-    kernel_name = "Sgd"
+    kernel_name = "SGD"
     supports_lazy = True
 
     def __init__(
@@ -99,15 +99,8 @@ class SGD(FusedOptimizer):
             return []
         return [self.momentums[self._get_variable_index(variable)]]
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_sgd(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-        )
+    def kernel_hyperparameters(self, variable):
+        return dict(momentum=self.momentum, nesterov=self.nesterov)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         sgd_fallback.apply_sgd(

@@ -205,23 +205,24 @@ class Shampoo(PreconditionedOptimizer):
         if self.grafting == "adam":
             if kernel:
                 ops.kerasopt_apply_adam(var=variable.handle, slots=[s.handle for s in graft],
-                                        grad=gradient, lr=learning_rate_f64, step=step,
-                                        amsgrad=False, **self._adam_arguments())
+                                        grad=gradient, learning_rate=learning_rate_f64,
+                                        step=step, amsgrad=False, **self._adam_arguments())
             else:
                 adam_fallback.apply_adam(variable, gradient, *graft, learning_rate=learning_rate,
                                          step=step, amsgrad=False, **self._adam_arguments())
         elif self.grafting == "sgd":
             if kernel:
                 ops.kerasopt_apply_sgd(var=variable.handle, slots=[], grad=gradient,
-                                       lr=learning_rate_f64, momentum=0.0, nesterov=False)
+                                       learning_rate=learning_rate_f64, step=step,
+                                       momentum=0.0, nesterov=False)
             else:
                 sgd_fallback.apply_sgd(variable, gradient, None, learning_rate=learning_rate,
                                        momentum=0.0, nesterov=False)
         else:
             if kernel:
                 ops.kerasopt_apply_adagrad(var=variable.handle, slots=[graft[0].handle],
-                                           grad=gradient, lr=learning_rate_f64,
-                                           epsilon=self.epsilon)
+                                           grad=gradient, learning_rate=learning_rate_f64,
+                                           step=step, epsilon=self.epsilon)
             else:
                 adagrad_fallback.apply_adagrad(variable, gradient, graft[0],
                                                learning_rate=learning_rate, epsilon=self.epsilon)

@@ -19,16 +19,16 @@ touched row: the ``KerasoptSparseApply<Algo>`` op, or the composed-TF fallback
 from __future__ import annotations
 
 import functools
-import re
 
 import tensorflow as tf
 
+from kerasopt import op_library
 from kerasopt.fallback import sparse as sparse_fallback
 
 
 def sparse_op_attribute(kernel_name: str) -> str:
-    """"Adamw" → "kerasopt_sparse_apply_adamw" (the op's Python name)."""
-    return "kerasopt_sparse_apply_" + re.sub(r"(?<!^)(?=[A-Z])", "_", kernel_name).lower()
+    """"AdamW" → "kerasopt_sparse_apply_adam_w" (the op's Python name)."""
+    return op_library.python_op_name(f"KerasoptSparseApply{kernel_name}")
 
 
 class SparseOps:

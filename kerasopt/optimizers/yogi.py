@@ -1,7 +1,7 @@
 """kerasopt.Yogi: Yogi, one fused op per variable.
 
-The math: cc/kernels/yogi.h. The op: cc/tf/yogi_op.cc. The fallback:
-kerasopt/fallback/yogi.py.
+The math and its declaration (from which its ops are built): cc/kernels/yogi.h.
+The fallback: kerasopt/fallback/yogi.py.
 """
 
 import keras
@@ -109,14 +109,8 @@ class Yogi(FusedOptimizer):
         return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                     epsilon=float(self.epsilon))
 
-    def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
-        ops.kerasopt_apply_yogi(
-            var=variable.handle,
-            slots=[s.handle for s in slots],
-            grad=gradient,
-            lr=learning_rate_f64,
-            **self._hyperparameters(),
-        )
+    def kernel_hyperparameters(self, variable):
+        return self._hyperparameters()
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         yogi_fallback.apply_yogi(variable, gradient, *slots, learning_rate=learning_rate,
