@@ -16,6 +16,7 @@ RULES = {
     "adamax": "Adamax",
     "adamw": "AdamW",
     "ftrl": "Ftrl",
+    "full_matrix_adagrad": "FullMatrixAdagrad",
     "lamb": "Lamb",
     "lars": "Lars",
     "lion": "Lion",
@@ -24,5 +25,6 @@ RULES = {
     "radam": "RAdam",
     "rmsprop": "RMSprop",
     "sgd": "SGD",
+    "shampoo": "Shampoo",
     "yogi": "Yogi",
 }

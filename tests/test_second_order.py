@@ -338,19 +338,18 @@ def test_op_rejects_mismatched_statistics():
     bad = tf.Variable(tf.zeros((2, 4, 4)), name="bad")
     with pytest.raises(tf.errors.InvalidArgumentError, match="statistics 'bad"):
         lib.ops.kerasopt_apply_full_matrix_adagrad(
-            var=var.handle, statistics=bad.handle, preconditioner=bad.handle, grad=tf.ones((10,)),
-            lr=0.1, epsilon=1e-3, recompute=True)
+            var=var.handle, slots=[bad.handle, bad.handle], grad=tf.ones((10,)),
+            learning_rate=0.1, step=1, epsilon=1e-3, update_frequency=1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="epsilon"):
         lib.ops.kerasopt_apply_full_matrix_adagrad(
-            var=var.handle, statistics=stats.handle, preconditioner=stats.handle,
-            grad=tf.ones((10,)), lr=0.1, epsilon=0.0, recompute=True)
+            var=var.handle, slots=[stats.handle, stats.handle], grad=tf.ones((10,)),
+            learning_rate=0.1, step=1, epsilon=0.0, update_frequency=1)
     np.testing.assert_array_equal(var.numpy(), 0)  # nothing half-written
     with pytest.raises(tf.errors.InvalidArgumentError, match="rank >= 2"):
         lib.ops.kerasopt_apply_shampoo(
-            var=var.handle, left_statistics=stats.handle, right_statistics=stats.handle,
-            left_preconditioner=stats.handle, right_preconditioner=stats.handle, graft_slots=[],
-            grad=tf.ones((10,)), lr=0.1, epsilon=1e-3, beta_1=0.9, beta_2=0.999,
-            graft_epsilon=1e-7, step=1, recompute=True, precondition=True, grafting="sgd")
+            var=var.handle, slots=[stats.handle] * 4, grad=tf.ones((10,)), learning_rate=0.1,
+            step=1, epsilon=1e-3, beta_1=0.9, beta_2=0.999, graft_epsilon=1e-7,
+            precondition_frequency=1, start_preconditioning_step=1, sgd_grafting=True)
 
 
 def test_jit_compile_runs_the_fallback_and_trains():

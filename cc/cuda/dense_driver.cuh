@@ -286,7 +286,9 @@ const char* LaunchDense(DType dtype, const DenseArgs& args) {
   if (args.n == 0) return nullptr;
   return DispatchDType(dtype, [&](auto storage) -> const char* {
     using S = decltype(storage);
-    if constexpr (kWithNorms<Spec>) {
+    if constexpr (Spec::kDriver == Driver::kPreconditioned) {
+      return "kerasopt: the preconditioned rules have no GPU kernel";  // (nothing compiled)
+    } else if constexpr (kWithNorms<Spec>) {
       return RunWithNorms<Spec, S>(args);
     } else if constexpr (kInputNorms<Spec>) {
       return RunInputNorms<Spec, S>(args);

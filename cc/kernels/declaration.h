@@ -42,6 +42,9 @@ enum class Driver {
   kWithNorms,    // LAMB: a pass that updates and sums norms, then one with the per-variable value
   kAfterNorms,   // LARS: norms of inputs the rule does not change, then one element-wise pass
   kLayerwise,    // NovoGrad: ||g|| and per-variable (shape ()) slots, then one element-wise pass
+  // FullMatrixAdagrad, Shampoo: block statistics and preconditioners, their own
+  // OpKernel (cc/tf/preconditioned_apply_op.h); CPU only, no NumPy binding.
+  kPreconditioned,
 };
 
 // A slot of the rule, in the order of its operator(). It is passed always,

@@ -58,8 +58,8 @@ inline std::string SlotsText(const RuleNames& names) {
   return text;
 }
 
-// The rule slots passed (nullptr where absent), checked against the flags and
-// the declaration's value checks; then the rule, built for compute type C.
+// The rule slots passed (nullptr where absent), checked against the flags, the
+// declaration's value checks and step >= 1 (as the ops check them).
 template <typename Decl, std::size_t kSlots, std::size_t kScalars, std::size_t kFlags>
 std::array<py::array*, kSlots> CheckedSlots(const RuleNames& names,
                                             std::array<std::optional<py::array>*, kSlots> given,
@@ -90,6 +90,7 @@ std::array<py::array*, kSlots> CheckedSlots(const RuleNames& names,
   return slots;
 }
 
+// The rule for compute type C.
 template <typename Decl, typename C, std::size_t kScalars, std::size_t kFlags>
 typename Decl::template Rule<C> BuildRule(double learning_rate, long long step,
                                           long long num_elements,
@@ -284,9 +285,12 @@ struct RuleBinding<Decl, std::index_sequence<K...>, std::index_sequence<I...>,
 }  // namespace internal
 
 // Binds kerasopt._kernels.<rule in lower case>.
+// (Not the preconditioned rules: their slots are matrices no CPU driver here runs.)
 template <typename Decl>
 void BindRule(py::module_& m, const char* rule) {
-  internal::RuleBinding<Decl>::Bind(m, rule);
+  if constexpr (Decl::kDriver != Driver::kPreconditioned) {
+    internal::RuleBinding<Decl>::Bind(m, rule);
+  }
 }
 
 // Binds kerasopt._kernels.sparse_<rule in lower case>.

@@ -5,7 +5,9 @@
 //                              (sparse_apply_op.h; rules with kSparse)
 //   KerasoptMultiApply<Name>   a list of variables in one launch (multi_apply_op.h)
 // with their CPU kernels for every float dtype, and their GPU kernels
-// (*_gpu_op.h) when the library is built with its CUDA sources.
+// (*_gpu_op.h) when the library is built with its CUDA sources. A rule with
+// the preconditioned driver has the first op only, with its own CPU kernel
+// (preconditioned_apply_op.h).
 //
 // Every op takes its variable, slots and gradient, then the inputs every rule
 // shares (learning_rate: double, step: int64), then the rule's kScalars
@@ -28,6 +30,7 @@
 #include "cc/tf/dense_apply_op.h"
 #include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
+#include "cc/tf/preconditioned_apply_op.h"
 #include "cc/tf/rule_algo.h"
 #include "cc/tf/sparse_apply_gpu_op.h"
 #include "cc/tf/sparse_apply_op.h"
@@ -91,7 +94,7 @@ void RegisterOpDefs(const char* rule, const char* header, const std::string& den
                         "`indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h."));
     op();
   }
-  {
+  if (!multi.empty()) {
     // vars: N resources; slots: ONE 1-D tensor of N * num_slots handles,
     // variable-major (see multi_apply_op.h); grads: N tensors.
     ::tensorflow::register_op::OpDefBuilderWrapper op(multi.c_str());
@@ -132,8 +135,22 @@ const ::tensorflow::KernelDef* KernelFor(const std::string& op, const char* devi
 
 }  // namespace internal
 
+// The preconditioned rules: one op, its own CPU kernel.
 template <typename Decl>
-bool RegisterRuleOps(const char* rule, const char* header) {
+void RegisterPreconditionedOps(const char* rule, const char* header) {
+  using namespace internal;  // NOLINT(build/namespaces)
+  const std::string dense = absl::StrCat("KerasoptApply", rule);
+  RegisterOpDefs<Decl>(rule, header, dense, "", "");
+  ForEachDtype([&](auto dtype) {
+    using T = decltype(dtype);
+    RegisterKernel<PreconditionedApplyOp<T, RuleAlgo<Decl>>>(KernelFor<T>(dense, "CPU"),
+                                                             "PreconditionedApplyOp");
+  });
+}
+
+// The ops of the rules the CPU drivers (and the CUDA ones) run.
+template <typename Decl>
+bool RegisterElementOps(const char* rule, const char* header) {
   using namespace internal;  // NOLINT(build/namespaces)
   using Algo = RuleAlgo<Decl>;
   using Driver = typename cpu::DriverFor<Decl::kDriver>::type;
@@ -166,6 +183,17 @@ bool RegisterRuleOps(const char* rule, const char* header) {
 #endif
   });
   return true;
+}
+
+template <typename Decl>
+bool RegisterRuleOps(const char* rule, const char* header) {
+  using namespace internal;  // NOLINT(build/namespaces)
+  if constexpr (Decl::kDriver == kerasopt::Driver::kPreconditioned) {
+    RegisterPreconditionedOps<Decl>(rule, header);
+    return true;
+  } else {
+    return RegisterElementOps<Decl>(rule, header);
+  }
 }
 
 }  // namespace tf

@@ -1,5 +1,5 @@
 """Block-diagonal full-matrix AdaGrad as composed TF ops: the math of
-cc/tf/preconditioned_apply_op.cc (KerasoptApplyFullMatrixAdagrad)."""
+cc/tf/preconditioned_apply_op.h (KerasoptApplyFullMatrixAdagrad)."""
 
 import tensorflow as tf
 

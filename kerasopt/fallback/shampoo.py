@@ -1,5 +1,5 @@
 """Blocked Shampoo with grafting as composed TF ops: the math of
-cc/tf/preconditioned_apply_op.cc (KerasoptApplyShampoo)."""
+cc/tf/preconditioned_apply_op.h (KerasoptApplyShampoo)."""
 
 import tensorflow as tf
 

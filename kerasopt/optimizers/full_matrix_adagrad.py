@@ -1,6 +1,7 @@
 """kerasopt.FullMatrixAdagrad: AdaGrad with full (block-diagonal) matrix statistics.
 
-The op: cc/tf/preconditioned_apply_op.cc (KerasoptApplyFullMatrixAdagrad).
+The op: declared in cc/kernels/full_matrix_adagrad.h, run by
+cc/tf/preconditioned_apply_op.h (KerasoptApplyFullMatrixAdagrad).
 The fallback: kerasopt/fallback/full_matrix_adagrad.py.
 """
 
@@ -114,14 +115,15 @@ class FullMatrixAdagrad(PreconditionedOptimizer):
         statistics = tf_variable(self._statistics[i])
         preconditioner = tf_variable(self._preconditioners[i])
         step, learning_rate_f64 = self.step_inputs(learning_rate)
-        recompute = tf.equal((step - 1) % self.update_frequency, 0)
         with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
             if op_library.use_kernel(variable):
+                # (The op recomputes on the same steps, from step and update_frequency.)
                 op_library.library().ops.kerasopt_apply_full_matrix_adagrad(
-                    var=variable.handle, statistics=statistics.handle,
-                    preconditioner=preconditioner.handle, grad=gradient,
-                    lr=learning_rate_f64, epsilon=self.epsilon, recompute=recompute)
+                    var=variable.handle, slots=[statistics.handle, preconditioner.handle],
+                    grad=gradient, learning_rate=learning_rate_f64, step=step,
+                    epsilon=self.epsilon, update_frequency=self.update_frequency)
             else:
+                recompute = tf.equal((step - 1) % self.update_frequency, 0)
                 fallback.apply_full_matrix_adagrad(
                     variable, gradient, statistics, preconditioner,
                     learning_rate=learning_rate, epsilon=self.epsilon, recompute=recompute)

@@ -1,6 +1,7 @@
 """kerasopt.Shampoo: blocked Shampoo with learning-rate grafting.
 
-The op: cc/tf/preconditioned_apply_op.cc (KerasoptApplyShampoo). The fallback:
+The op: declared in cc/kernels/shampoo.h, run by cc/tf/preconditioned_apply_op.h
+(KerasoptApplyShampoo). The fallback:
 kerasopt/fallback/shampoo.py. Variables of rank <= 1 take the grafted
 optimizer's own fused op (Adam, SGD, or Adagrad without grafting).
 """
@@ -178,21 +179,21 @@ class Shampoo(PreconditionedOptimizer):
 
     def _shampoo_step(self, kernel, variable, gradient, matrices, graft,
                       learning_rate, learning_rate_f64, step):
-        start = self.start_preconditioning_step
-        precondition = step >= start
-        recompute = tf.logical_and(
-            precondition, tf.equal((step - start) % self.precondition_frequency, 0))
         beta_1, beta_2, graft_epsilon = float(self.beta_1), float(self.beta_2), float(self.grafting_epsilon)
         if kernel:
+            # (The op preconditions and recomputes on the same steps as below.)
             op_library.library().ops.kerasopt_apply_shampoo(
-                var=variable.handle,
-                left_statistics=matrices[0].handle, right_statistics=matrices[1].handle,
-                left_preconditioner=matrices[2].handle, right_preconditioner=matrices[3].handle,
-                graft_slots=[s.handle for s in graft], grad=gradient,
-                lr=learning_rate_f64, epsilon=self.epsilon, beta_1=beta_1, beta_2=beta_2,
-                graft_epsilon=graft_epsilon, step=step, recompute=recompute,
-                precondition=precondition, grafting=self.grafting or "none")
+                var=variable.handle, slots=[s.handle for s in matrices + graft], grad=gradient,
+                learning_rate=learning_rate_f64, step=step, epsilon=self.epsilon,
+                beta_1=beta_1, beta_2=beta_2, graft_epsilon=graft_epsilon,
+                precondition_frequency=self.precondition_frequency,
+                start_preconditioning_step=self.start_preconditioning_step,
+                adam_grafting=self.grafting == "adam", sgd_grafting=self.grafting == "sgd")
         else:
+            start = self.start_preconditioning_step
+            precondition = step >= start
+            recompute = tf.logical_and(
+                precondition, tf.equal((step - start) % self.precondition_frequency, 0))
             fallback.apply_shampoo(
                 variable, gradient, *matrices, graft,
                 learning_rate=learning_rate, epsilon=self.epsilon, beta_1=beta_1,

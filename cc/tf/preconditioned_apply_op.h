@@ -1,16 +1,23 @@
-// KerasoptApplyFullMatrixAdagrad and KerasoptApplyShampoo: one op per variable
-// and step that accumulates the block statistics, recomputes the block
-// preconditioners when `recompute` is true (the only expensive part; the
-// optimizers ask for it every update_frequency / precondition_frequency
-// steps), and applies the preconditioned step, all under the variables' locks.
-// The math lives in cc/kernels/block_preconditioner.h and matrix_root.h.
+// The named driver of the block-preconditioned rules (Driver::kPreconditioned:
+// FullMatrixAdagrad, Shampoo): the OpKernel of their KerasoptApply<Rule> op,
+// registered by rule_ops.h from the rule's declaration. One op per variable
+// and step accumulates the block statistics, recomputes the block
+// preconditioners when the rule says so (the only expensive part: every
+// update_frequency / precondition_frequency steps), and applies the
+// preconditioned step, all under the variables' locks. The math lives in
+// cc/kernels/block_preconditioner.h and matrix_root.h; the rule struct
+// (cc/kernels/full_matrix_adagrad.h, shampoo.h) holds what one step computes
+// from the op's inputs.
 //
-// The block layout is read from the slot shapes: statistics of shape
-// [num_blocks, b, b] tile the variable's matrix view (full-matrix AdaGrad:
-// the flattened variable as one column; Shampoo: [prod(shape[:-1]), shape[-1]])
-// into blocks of b rows (and, for Shampoo, b' columns from the right
-// statistics). Statistics and preconditioners are stored in the compute type
-// (float32 for 16-bit variables); Adam's grafting slots in the variable's type.
+// The rule's first 2 * kSides slots are its statistics and preconditioners,
+// [num_blocks, b, b], stored in the compute type (float32 for 16-bit
+// variables); the block layout is read from their shapes: they tile the
+// variable's matrix view (kSides 1: the flattened variable as one column;
+// 2: [prod(shape[:-1]), shape[-1]]) into blocks of b rows (and b' columns
+// from the right statistics). The others (Shampoo's grafted Adam) have the
+// variable's shape and type.
+#pragma once
+
 #define EIGEN_USE_THREADS
 
 #include <cmath>
@@ -20,67 +27,26 @@
 #include "cc/kernels/adam.h"
 #include "cc/kernels/block_preconditioner.h"
 #include "cc/tf/dense_apply_op.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/shape_inference.h"
 
 namespace kerasopt {
 namespace tf {
 
-REGISTER_OP("KerasoptApplyFullMatrixAdagrad")
-    .Input("var: resource")
-    .Input("statistics: resource")      // [num_blocks, b, b], sum of g g^T per block
-    .Input("preconditioner: resource")  // [num_blocks, b, b], (statistics + eps I)^(-1/2)
-    .Input("grad: T")
-    .Input("lr: double")
-    .Input("epsilon: double")
-    .Input("recompute: bool")  // recompute the preconditioner before the step
-    .Attr("T: {half, bfloat16, float, double}")
-    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
-    .Doc("Block-diagonal full-matrix AdaGrad step; see cc/kernels/block_preconditioner.h.");
-
-REGISTER_OP("KerasoptApplyShampoo")
-    .Input("var: resource")
-    .Input("left_statistics: resource")      // [num_blocks, b, b]
-    .Input("right_statistics: resource")     // [num_blocks, b', b']
-    .Input("left_preconditioner: resource")  // (L + eps I)^(-1/4)
-    .Input("right_preconditioner: resource")  // (R + eps I)^(-1/4)
-    .Input("graft_slots: num_graft_slots * resource")  // adam: momentum, velocity
-    .Input("grad: T")
-    .Input("lr: double")
-    .Input("epsilon: double")  // damping of the roots
-    .Input("beta_1: double")   // grafted Adam's
-    .Input("beta_2: double")
-    .Input("graft_epsilon: double")
-    .Input("step: int64")         // optimizer.iterations + 1
-    .Input("recompute: bool")     // recompute the preconditioners before the step
-    .Input("precondition: bool")  // false: the grafted step alone
-    .Attr("T: {half, bfloat16, float, double}")
-    .Attr("grafting: {'adam', 'sgd', 'none'}")
-    .Attr("num_graft_slots: int >= 0")
-    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
-    .Doc("Blocked Shampoo step with learning-rate grafting; see cc/kernels/block_preconditioner.h.");
-
-template <typename T, bool kShampoo>
+template <typename T, typename Algo>
 class PreconditionedApplyOp : public OpKernel {
  public:
   using C = ComputeType<T>;
+  using Rule = typename Algo::template Rule<C>;
+  static constexpr bool kTwoSided = Rule::kSides == 2;
 
-  explicit PreconditionedApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    if (kShampoo) {
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("grafting", &grafting_));
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("num_graft_slots", &num_graft_slots_));
-      const int want = grafting_ == "adam" ? 2 : 0;
-      OP_REQUIRES(ctx, num_graft_slots_ == want,
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "KerasoptApplyShampoo with grafting='", grafting_, "' needs ", want,
-                      " grafting slots, got ", num_graft_slots_)));
-    }
+  explicit PreconditionedApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
+    OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
   }
 
   void Compute(OpKernelContext* ctx) override {
     // Resource inputs: var, statistics, preconditioners, then grafting slots.
-    const int num_matrix = kShampoo ? 4 : 2;
-    const int num_resources = 1 + num_matrix + num_graft_slots_;
+    const int num_matrix = 2 * Rule::kSides;
+    const int num_resources = 1 + num_slots_;
     std::vector<int> inputs(num_resources);
     for (int i = 0; i < num_resources; ++i) inputs[i] = i;
     auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
@@ -107,10 +73,10 @@ class PreconditionedApplyOp : public OpKernel {
 
     // The matrix view and its tiles, checked against the slot shapes.
     int64_t rows = var.NumElements(), cols = 1;
-    if (kShampoo) {
+    if (kTwoSided) {
       OP_REQUIRES(ctx, var.dims() >= 2,
                   absl::InvalidArgumentError(absl::StrCat(
-                      "kerasopt: KerasoptApplyShampoo preconditions variables of rank >= 2; '",
+                      "kerasopt: ", type_string(), " preconditions variables of rank >= 2; '",
                       name, "' has shape ", var.shape().DebugString())));
       cols = var.dim_size(var.dims() - 1);
       rows = cols == 0 ? 0 : var.NumElements() / cols;  // empty variables have no tiles
@@ -118,25 +84,9 @@ class PreconditionedApplyOp : public OpKernel {
     BlockLayout layout;
     OP_REQUIRES_OK(ctx, CheckLayout(ctx, name, t, rows, cols, &layout));
 
-    double lr, epsilon;
-    bool recompute;
-    OP_REQUIRES_OK(ctx, ReadScalar(ctx, "lr", &lr));
-    OP_REQUIRES_OK(ctx, ReadScalar(ctx, "epsilon", &epsilon));
-    OP_REQUIRES_OK(ctx, ReadScalar(ctx, "recompute", &recompute));
-    OP_REQUIRES(ctx, epsilon > 0.0,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: ", type_string(), ": epsilon must be > 0 (it keeps the inverse "
-                    "roots finite), got ", epsilon)));
-    bool precondition = true;
-    double beta_1 = 0, beta_2 = 0, graft_epsilon = 0;
-    int64_t step = 1;
-    if (kShampoo) {
-      OP_REQUIRES_OK(ctx, ReadScalar(ctx, "precondition", &precondition));
-      OP_REQUIRES_OK(ctx, ReadScalar(ctx, "beta_1", &beta_1));
-      OP_REQUIRES_OK(ctx, ReadScalar(ctx, "beta_2", &beta_2));
-      OP_REQUIRES_OK(ctx, ReadScalar(ctx, "graft_epsilon", &graft_epsilon));
-      OP_REQUIRES_OK(ctx, ReadStep(ctx, &step));
-    }
+    Rule rule;
+    OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
+    const bool precondition = rule.precondition, recompute = rule.recompute;
     if (layout.size() == 0) return;
 
     T* w = t[0].flat<T>().data();
@@ -146,7 +96,7 @@ class PreconditionedApplyOp : public OpKernel {
 
     // 1. Per tile: statistics, roots when asked, preconditioned direction D.
     std::vector<C> direction(precondition ? size : 0);
-    const int p = kShampoo ? 4 : 2;
+    const int p = Rule::kRoot;
     const int64_t br = layout.block_rows, bc = layout.block_cols;
     const int64_t tile_cost = 2 * br * bc * (br + bc) + (recompute ? 10 * (br * br * br + bc * bc * bc) : 0);
     C* stats[4];
@@ -157,12 +107,12 @@ class PreconditionedApplyOp : public OpKernel {
       for (int64_t k = begin; k < end; ++k) {
         TileState<C> s;
         s.left_statistics = stats[0] + k * left_size;
-        s.left_preconditioner = stats[kShampoo ? 2 : 1] + k * left_size;
-        s.right_statistics = kShampoo ? stats[1] + k * right_size : nullptr;
-        s.right_preconditioner = kShampoo ? stats[3] + k * right_size : nullptr;
+        s.left_preconditioner = stats[Rule::kSides] + k * left_size;
+        s.right_statistics = kTwoSided ? stats[1] + k * right_size : nullptr;
+        s.right_preconditioner = kTwoSided ? stats[3] + k * right_size : nullptr;
         GatherBlock<C>(layout, k, g, &tile);
         AccumulateStatistics(tile, s);
-        if (recompute) RecomputePreconditioners(br, bc, p, epsilon, s);
+        if (recompute) RecomputePreconditioners(br, bc, p, rule.epsilon, s);
         if (precondition) {
           Precondition(tile, s, &d);
           ScatterBlock(layout, k, d, direction.data());
@@ -171,27 +121,37 @@ class PreconditionedApplyOp : public OpKernel {
     });
 
     // 2. The step. Full-matrix AdaGrad: w -= lr * D.
-    const C lr_c = static_cast<C>(lr);
+    const C lr_c = static_cast<C>(rule.learning_rate);
     auto for_each = [&](auto&& fn) {
       pool->ParallelFor(size, 8, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) fn(i);
       });
     };
-    if (!kShampoo || (precondition && grafting_ == "none")) {
-      for_each([&](int64_t i) { w[i] = static_cast<T>(static_cast<C>(w[i]) - lr_c * direction[i]); });
-      return;
+    if constexpr (kTwoSided) {
+      if (!precondition || rule.adam_grafting || rule.sgd_grafting) {
+        GraftedStep(rule, t, g, direction, lr_c, for_each);
+        return;
+      }
     }
-    // Shampoo with grafting (or before preconditioning starts): the grafted
-    // step A (Adam's, lr factored out, or the gradient itself).
+    for_each([&](int64_t i) { w[i] = static_cast<T>(static_cast<C>(w[i]) - lr_c * direction[i]); });
+  }
+
+ private:
+  // Shampoo with grafting (or before preconditioning starts): the grafted
+  // step A (Adam's, lr factored out, or the gradient itself).
+  template <typename ForEach>
+  void GraftedStep(const Rule& rule, std::vector<Tensor>& t, const T* g,
+                   const std::vector<C>& direction, C lr_c, ForEach&& for_each) {
+    const int64_t size = t[0].NumElements();
+    T* w = t[0].flat<T>().data();
     std::vector<C> graft(size);
-    if (grafting_ == "adam") {
-      const AdamRule<C> rule =
-          AdamRule<C>::Make(SharedInputs{1.0, step, size}, beta_1, beta_2, graft_epsilon, false);
+    if (rule.adam_grafting) {
+      const AdamRule<C>& adam = rule.adam;
       T* m = t[5].flat<T>().data();
       T* v = t[6].flat<T>().data();
       for_each([&](int64_t i) {
         C a = 0, mi = static_cast<C>(m[i]), vi = static_cast<C>(v[i]), unused = 0;
-        rule(a, mi, vi, unused, static_cast<C>(g[i]));
+        adam(a, mi, vi, unused, static_cast<C>(g[i]));
         m[i] = static_cast<T>(mi);
         v[i] = static_cast<T>(vi);
         graft[i] = -a;
@@ -203,7 +163,7 @@ class PreconditionedApplyOp : public OpKernel {
     // w -= lr * (|A| / |D|) * D  (the grafted step itself where D = 0).
     const C* step_dir = graft.data();
     C scale = 1;
-    if (precondition) {
+    if (rule.precondition) {
       double graft_sq = 0, direction_sq = 0;  // serial sums: the same bits for any thread count
       for (int64_t i = 0; i < size; ++i) {
         graft_sq += static_cast<double>(graft[i]) * graft[i];
@@ -247,7 +207,7 @@ class PreconditionedApplyOp : public OpKernel {
                            const std::vector<Tensor>& t, int64_t rows, int64_t cols,
                            BlockLayout* layout) {
     int64_t block[2] = {1, 1};
-    const int sides = kShampoo ? 2 : 1;
+    const int sides = Rule::kSides;
     for (int side = 0; side < sides; ++side) {
       const Tensor& s = t[1 + side];
       const Tensor& pre = t[1 + sides + side];
@@ -274,23 +234,9 @@ class PreconditionedApplyOp : public OpKernel {
     return absl::OkStatus();
   }
 
-  std::string grafting_ = "none";
-  int num_graft_slots_ = 0;
+  Algo algo_;
+  int num_slots_ = 0;
 };
-
-#define KERASOPT_REGISTER_PRECONDITIONED(T)                                              \
-  REGISTER_KERNEL_BUILDER(Name("KerasoptApplyFullMatrixAdagrad")                         \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T"),                                   \
-                          PreconditionedApplyOp<T, false>);                              \
-  REGISTER_KERNEL_BUILDER(                                                               \
-      Name("KerasoptApplyShampoo").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      PreconditionedApplyOp<T, true>);
-KERASOPT_REGISTER_PRECONDITIONED(Eigen::half)
-KERASOPT_REGISTER_PRECONDITIONED(::tensorflow::bfloat16)
-KERASOPT_REGISTER_PRECONDITIONED(float)
-KERASOPT_REGISTER_PRECONDITIONED(double)
-#undef KERASOPT_REGISTER_PRECONDITIONED
 
 }  // namespace tf
 }  // namespace kerasopt
