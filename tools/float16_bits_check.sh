@@ -8,7 +8,7 @@ python=${1:-python3}
 include=$("$python" -c "import tensorflow as tf; print(tf.sysconfig.get_include())" 2>/dev/null)
 out=build/float16_bits_check
 mkdir -p build
-# The math flags of the op library (CMakeLists.txt).
-g++ -std=c++17 -O3 -ffp-contract=off -fno-math-errno -fno-trapping-math -I. -I"$include" \
-  tools/float16_bits_check.cc -o "$out"
+# The math flags of the op library (cc/compile_flags.bzl, plain Python literals).
+copts=$("$python" -c 'exec(open("cc/compile_flags.bzl").read()); print(" ".join(COPTS))')
+g++ -std=c++17 $copts -I. -I"$include" tools/float16_bits_check.cc -o "$out"
 "$out"

@@ -5,7 +5,8 @@
 // preconditioners when the rule says so (the only expensive part: every
 // update_frequency / precondition_frequency steps), and applies the
 // preconditioned step, all under the variables' locks. The math lives in
-// cc/kernels/block_preconditioner.h and matrix_root.h; the rule struct
+// cc/kernels/block_preconditioner.h and matrix_root.h, run by the tile pass
+// of precondition_blocks.h (compiled once for every rule); the rule struct
 // (cc/kernels/full_matrix_adagrad.h, shampoo.h) holds what one step computes
 // from the op's inputs.
 //
@@ -25,8 +26,9 @@
 #include <vector>
 
 #include "cc/kernels/adam.h"
-#include "cc/kernels/block_preconditioner.h"
+#include "cc/kernels/block_layout.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/precondition_blocks.h"
 
 namespace kerasopt {
 namespace tf {
@@ -96,29 +98,10 @@ class PreconditionedApplyOp : public OpKernel {
 
     // 1. Per tile: statistics, roots when asked, preconditioned direction D.
     std::vector<C> direction(precondition ? size : 0);
-    const int p = Rule::kRoot;
-    const int64_t br = layout.block_rows, bc = layout.block_cols;
-    const int64_t tile_cost = 2 * br * bc * (br + bc) + (recompute ? 10 * (br * br * br + bc * bc * bc) : 0);
-    C* stats[4];
-    for (int i = 0; i < 4; ++i) stats[i] = i < num_matrix ? t[1 + i].flat<C>().data() : nullptr;
-    const int64_t left_size = br * br, right_size = bc * bc;
-    pool->ParallelFor(layout.num_blocks(), tile_cost, [&](int64_t begin, int64_t end) {
-      BlockMatrix<C> tile, d;
-      for (int64_t k = begin; k < end; ++k) {
-        TileState<C> s;
-        s.left_statistics = stats[0] + k * left_size;
-        s.left_preconditioner = stats[Rule::kSides] + k * left_size;
-        s.right_statistics = kTwoSided ? stats[1] + k * right_size : nullptr;
-        s.right_preconditioner = kTwoSided ? stats[3] + k * right_size : nullptr;
-        GatherBlock<C>(layout, k, g, &tile);
-        AccumulateStatistics(tile, s);
-        if (recompute) RecomputePreconditioners(br, bc, p, rule.epsilon, s);
-        if (precondition) {
-          Precondition(tile, s, &d);
-          ScatterBlock(layout, k, d, direction.data());
-        }
-      }
-    });
+    C* matrices[4] = {};
+    for (int i = 0; i < num_matrix; ++i) matrices[i] = t[1 + i].flat<C>().data();
+    PreconditionBlocks<C, T>(layout, g, matrices, Rule::kSides, Rule::kRoot, rule.epsilon,
+                             recompute, precondition ? direction.data() : nullptr, pool);
 
     // 2. The step. Full-matrix AdaGrad: w -= lr * D.
     const C lr_c = static_cast<C>(rule.learning_rate);
