@@ -6,7 +6,7 @@ fused kernel does), so 16-bit variables are rounded once, not twice.
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read
+from kerasopt.fallback import compute_dtype, constant, read
 from kerasopt.fallback.adam import apply_adam
 
 
@@ -18,9 +18,9 @@ def apply_adamw(variable, gradient, momentum, velocity, velocity_hat=None, *,
     """
     c = compute_dtype(variable.dtype)
     w = read(variable, c)
-    if weight_decay != 0:
+    if tf.is_tensor(weight_decay) or weight_decay != 0:  # a variable may become nonzero
         lr = tf.cast(learning_rate, c)
-        wd = tf.constant(weight_decay, c)
+        wd = constant(weight_decay, c)
         # As Keras's w * wd * lr after Grappler's regrouping (see adamw.h).
         size = variable.shape.num_elements()
         if size is None or size > 1:

@@ -3,7 +3,7 @@ summed exactly as cc/cpu/apply_with_norms.h sums them."""
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 BLOCK = 512  # cc/cpu/apply_dense.h's kBlock
 
@@ -34,21 +34,21 @@ def apply_lamb(variable, gradient, momentum, velocity, *, learning_rate, beta_1,
     """One LAMB step on tf.Variables; `step` is iterations + 1."""
     c = compute_dtype(variable.dtype)
     t = tf.cast(step, c)
-    b1_correction = 1 - tf.pow(tf.constant(beta_1, c), t)
-    b2_correction = 1 - tf.pow(tf.constant(beta_2, c), t)
+    b1_correction = 1 - tf.pow(constant(beta_1, c), t)
+    b2_correction = 1 - tf.pow(constant(beta_2, c), t)
 
     g = read(gradient, c)
     m = read(momentum, c)
     v = read(velocity, c)
-    m = m + (g - m) * tf.constant(1.0 - beta_1, c)
-    v = v + (g * g - v) * tf.constant(1.0 - beta_2, c)
+    m = m + (g - m) * constant(1.0 - beta_1, c)
+    v = v + (g * g - v) * constant(1.0 - beta_2, c)
     write(momentum, m)
     write(velocity, v)
-    r = (m / b1_correction) / (tf.sqrt(v / b2_correction) + tf.constant(epsilon, c))
+    r = (m / b1_correction) / (tf.sqrt(v / b2_correction) + constant(epsilon, c))
 
     w = read(variable, c)
     w_norm = tf.cast(tf.sqrt(sum_of_squares(w)), c)
     r_norm = tf.cast(tf.sqrt(sum_of_squares(r)), c)
-    one = tf.constant(1.0, c)
+    one = constant(1.0, c)
     ratio = tf.where(w_norm > 0, tf.where(r_norm > 0, w_norm / r_norm, one), one)
     write(variable, w - (ratio * tf.cast(learning_rate, c)) * r)
