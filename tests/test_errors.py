@@ -553,11 +553,11 @@ def test_pybind_adam_rejects_step_below_one():
     """Adam's bias correction divides by 1 - beta_1^t, which is 0 at t = 0:
     step=0 must be refused rather than writing NaN into the weights."""
     w, m, v = arrays(3, np.float32, 3)
-    try:
+    with pytest.raises(ValueError, match="step counts from 1"):
         _kernels.adam(w, np.ones(3, np.float32), m, v, **adam_kwargs(step=0))
-    except ValueError:
-        pass
-    assert np.all(np.isfinite(w)) and np.all(np.isfinite(m)) and np.all(np.isfinite(v)), w
+    np.testing.assert_array_equal(w, 1.0)
+    np.testing.assert_array_equal(m, 0.0)
+    np.testing.assert_array_equal(v, 0.0)
 
 
 # Every rule with a bias correction takes step = iterations + 1 and must refuse 0.
@@ -584,3 +584,42 @@ def test_ops_refuse_step_zero_and_write_nothing(op_name):
     np.testing.assert_array_equal(w.numpy(), np.ones(3, np.float32))
     for s in slots:
         np.testing.assert_array_equal(s.numpy(), np.zeros(3, np.float32))
+
+
+# --- the words of the errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: kerasopt.Adam(epsilon=-1.0), "`epsilon` must be >= 0, got -1.0"),
+    (lambda: kerasopt.Adam(beta_1=1.5), "`beta_1` must be in [0, 1), got 1.5"),
+    (lambda: kerasopt.Adamax(beta_2=2.0), "`beta_2` must be in [0, 1], got 2.0"),
+])
+def test_plain_range_messages(make, words):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value) == words
+
+
+# Where Keras validates the same argument: its exception type and its words.
+KERAS_VALIDATED = [
+    ("SGD", dict(momentum=1.5)),
+    ("SGD", dict(momentum=-0.1)),
+    ("Lion", dict(beta_1=0.0)),
+    ("Lion", dict(beta_1=1.5)),
+    ("Ftrl", dict(learning_rate_power=0.5)),
+    ("Ftrl", dict(initial_accumulator_value=-1.0)),
+    ("Ftrl", dict(l1_regularization_strength=-1.0)),
+    ("Ftrl", dict(l2_regularization_strength=-1.0)),
+    ("Ftrl", dict(l2_shrinkage_regularization_strength=-1.0)),
+    ("AdamW", dict(weight_decay=None)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs", KERAS_VALIDATED, ids=str)
+def test_keras_validated_arguments_fail_with_keras_words(name, kwargs):
+    with pytest.raises(Exception) as keras_error:
+        getattr(keras.optimizers, name)(**kwargs)
+    with pytest.raises(Exception) as ours:
+        getattr(kerasopt, name)(**kwargs)
+    assert type(ours.value) is type(keras_error.value)
+    assert str(ours.value) == str(keras_error.value)

@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from kerasopt import op_library
+from kerasopt.backend_check import require_tensorflow_backend
 from kerasopt.optimizers import multi_tensor, slot_storage, sparse_update, step_checks
 from kerasopt.optimizers import nonfinite as nonfinite_policy
 from kerasopt.optimizers.step_checks import variable_name
@@ -188,6 +189,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     constant_hyperparameters: tuple = ()
 
     def __init__(self, *args, lazy=False, nonfinite="propagate", slot_dtype=None, **kwargs):
+        require_tensorflow_backend(type(self).__name__)
         super().__init__(*args, **kwargs)
         self.nonfinite = nonfinite_policy.check_mode(nonfinite)
         if not isinstance(lazy, bool):

@@ -83,7 +83,7 @@ class SGD(FusedOptimizer):
         )
         # Keras's check and words; the ints 0 and 1 are taken too. A variable is
         # refused, as Keras does: the momentum decides whether the slot exists.
-        keras_momentum = "`momentum` must be a float between [0, 1]. Received: momentum={value}"
+        keras_momentum = "`momentum` must be a float between [0, 1]."
         check_constant("momentum", momentum, keras_momentum)
         self.momentum = float(check_hyperparameter("momentum", momentum, 0.0, 1.0,
                                                    high_inclusive=True,

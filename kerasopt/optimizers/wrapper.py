@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras.src import backend
 from keras.src.utils import tracking
 
+from kerasopt.backend_check import require_tensorflow_backend
 from kerasopt.optimizers import step_checks
 
 # Base-optimizer arguments and their defaults: set them on the inner optimizer.
@@ -59,6 +60,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
 
     def __init__(self, optimizer, name=None, **kwargs):
         cls = type(self).__name__
+        require_tensorflow_backend(cls)
         for arg, default in _INNER_ONLY.items():
             if arg in kwargs:
                 value = kwargs.pop(arg)
