@@ -19,6 +19,8 @@ import tensorflow as tf
 import kerasopt
 
 from conftest import assert_bit_identical
+from test_nonfinite import assert_same_state, gradients, make_variables, state
+from test_nonfinite import stepper as nonfinite_stepper
 from optimizer_table import optimizer_params
 
 # Each wrapper with settings under which every step does wrapper work: a
@@ -30,36 +32,8 @@ WRAPPERS = {
 }
 
 
-def make_variables():
-    rng = np.random.default_rng(0)
-    return [keras.Variable(rng.standard_normal((3, 4)).astype(np.float32), name="good_weight"),
-            keras.Variable(rng.standard_normal((5,)).astype(np.float32), name="bad_weight")]
-
-
-def gradients(seed, bad=None):
-    rng = np.random.default_rng(seed)
-    grads = [rng.standard_normal((3, 4)).astype(np.float32),
-             rng.standard_normal((5,)).astype(np.float32)]
-    if bad is not None:
-        grads[1][3] = bad
-    return [tf.constant(g) for g in grads]
-
-
-def state(optimizer, variables):
-    return [np.array(v.numpy()) for v in list(variables) + list(optimizer.variables)]
-
-
-def assert_same_state(got, want, what):
-    assert len(got) == len(want), what
-    for i, (a, b) in enumerate(zip(got, want)):
-        assert_bit_identical(a, b, f"{what}: array {i}")
-
-
 def stepper(optimizer, variables):
-    @tf.function
-    def step(grads):
-        optimizer.apply_gradients(zip(grads, variables))
-    return step
+    return nonfinite_stepper(optimizer, variables, compiled=True)
 
 
 def run_skip(make, twin_make):
