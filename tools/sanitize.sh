@@ -40,6 +40,8 @@ PYTHON=${1:-.venv/bin/python}
 shift || true
 [ "${1:-}" = "--" ] && shift
 PYTHON=$(command -v "$PYTHON")
+# Absolute, but not through symlinks (a venv's python is a symlink to its base).
+PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 
 if ! "$PYTHON" -c "import pybind11" 2>/dev/null; then
@@ -47,7 +49,7 @@ if ! "$PYTHON" -c "import pybind11" 2>/dev/null; then
 fi
 
 COMMON="-fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-OPS_UB_OFF=null,alignment,pointer-overflow,vptr,nonnull-attribute,returns-nonnull-attribute,bool,enum,builtin,object-size
+OPS_UB_OFF=null,pointer-overflow,vptr,nonnull-attribute,returns-nonnull-attribute,alignment,bool,enum,builtin,object-size
 
 configure() {  # configure DIR CXX_FLAGS
   cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=Release -DKERASOPT_CUDA=OFF -DKERASOPT_OPTIMIZE=-O1 \
