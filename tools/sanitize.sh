@@ -31,8 +31,12 @@
 # FullMatrixAdagrad, the wrapper ops (Lookahead's sync, the iterate average)
 # and every binding and op error path (test_errors' raw-op and pybind tests).
 #
-# Time, measured on the shared 2-core machine (load from other jobs):
-# see MEASURED below.
+# Time (measured once, on the shared 2-core machine while four other jobs
+# compiled and tested, load average ~10, so read it as an upper bound): the
+# op library's sanitized build 2222 s (24 op files, 2 jobs, -O1); with both
+# builds cached, the tests 739 s (350 passed) and the whole script 825 s. On
+# an idle machine a single sanitized op file compiles in about half the time
+# it took here; the lead's quiet-machine rerun should replace these numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -151,5 +155,10 @@ TESTS += [f"tests/test_errors.py::{name}" for name in (
     "test_pybind_rejects_non_native_byte_order", "test_pybind_rejects_non_contiguous_and_read_only",
     "test_pybind_missing_slots", "test_pybind_rejects_non_arrays",
     "test_pybind_adam_rejects_step_below_one")]
-sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *TESTS, *sys.argv[1:]]))
+# float32 cases only where a test is parametrized over dtypes (a quarter of
+# the time): the property tests draw every dtype for the same drivers through
+# the pybind module, so the op library's 16-bit and float64 instantiations are
+# the part left out.
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *TESTS,
+                      "-k", "not float16 and not bfloat16 and not float64", *sys.argv[1:]]))
 EOF
