@@ -171,7 +171,7 @@ def muon_adamw(w, g, m, v, *, learning_rate, adam_lr_ratio, adam_weight_decay, b
 
 
 def schedule_free(x, z, v, g, *, learning_rate, beta_1, step, warmup_steps=0, weight_decay=0.0,
-                  adam=True, beta_2=0.999, epsilon=1e-8):
+                  adam=True, beta_2=0.999, epsilon=1e-8, interpolate=True):
     """Schedule-Free AdamW / SGD, Defazio et al. ("The Road Less Scheduled",
     NeurIPS 2024, arXiv:2405.15682), Algorithm 1, on the three sequences::
 
@@ -192,8 +192,16 @@ def schedule_free(x, z, v, g, *, learning_rate, beta_1, step, warmup_steps=0, we
       learning rate without warmup), and the step recovers x_t from that
       decayed y, so x_t absorbs the decay (divided by beta_1) instead of z.
 
+    * ``interpolate=False`` is Keras 3.15.1's ScheduleFreeAdamW as it runs:
+      it recovers x_t from y_t with z_{t+1} in place of z_t (its
+      ``momentum.value`` is the variable, read after z's update), which works
+      out to the paper's rule with beta_1 = 1 ("primal averaging"): y_t = x_t,
+      the running average of z. This reference then runs with beta_1 = 1.
+
     ``g`` is the gradient at the (undecayed) y_t the caller computed it at.
     """
+    if not interpolate:
+        beta_1 = 1.0
     x, z, g = _f64(x), _f64(z), _f64(g)
     t = float(step)
     lr = float(learning_rate)
