@@ -152,7 +152,11 @@ class Muon(FusedOptimizer):
                              f"got {exclude_layers!r}")
         self.exclude_layers = list(exclude_layers or [])
         for keyword in self.exclude_layers:
-            re.compile(keyword)  # a bad expression fails here, not in build
+            try:
+                re.compile(keyword)  # a bad expression fails here, not in build
+            except re.error as e:
+                raise ValueError(f"`exclude_layers`: {keyword!r} is not a regular expression "
+                                 f"({e})") from None
         self.adam_weight_decay = _check_optional_decay("adam_weight_decay", adam_weight_decay)
         self.rms_rate = None if rms_rate is None else check_hyperparameter(
             "rms_rate", rms_rate, low=0.0)
