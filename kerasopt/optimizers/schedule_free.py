@@ -53,12 +53,11 @@ class ScheduleFreeBase(FusedOptimizer):
         if self.built:
             return
         super().build(var_list)
-        names = ["momentum", "velocity"] if self.uses_second_moment else ["momentum"]
-        slots = self.add_optimizer_variables(var_list, names)
         if self.uses_second_moment:
-            self._momentums, self._velocities = slots
+            self._momentums, self._velocities = self.add_optimizer_variables(
+                var_list, ["momentum", "velocity"])
         else:
-            self._momentums = slots
+            self._momentums = self.add_optimizer_variables(var_list, "momentum")
         # z starts at the initial weights (as Keras does), so x = y = z at step 0.
         # Eagerly, also when built while a step is traced: an assign traced
         # into the step would reset z at every step.
