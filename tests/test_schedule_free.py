@@ -138,3 +138,25 @@ def test_config_keeps_interpolate_only_when_not_the_default():
     config = kerasopt.ScheduleFreeSGD(interpolate=False, warmup_steps=3).get_config()
     again = kerasopt.ScheduleFreeSGD.from_config(config)
     assert again.interpolate is False and again.warmup_steps == 3
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_float32_slots_for_bfloat16_weights(cls):
+    """slot_dtype="float32": z (and v) in float32, z starting at the widened
+    weights; training follows the float32 run to bfloat16 precision."""
+    rng = np.random.default_rng(5)
+    start = rng.standard_normal(64).astype(np.float32)
+    grads = [rng.standard_normal(64).astype(np.float32) for _ in range(4)]
+    runs = {}
+    for dtype, slot_dtype in (("bfloat16", "float32"), ("float32", None)):
+        variable = keras.Variable(start, dtype=dtype)
+        optimizer = cls(learning_rate=0.05, slot_dtype=slot_dtype)
+        optimizer.build([variable])
+        for slot in optimizer.slots_for(variable):
+            assert slot.dtype == "float32"
+        np.testing.assert_array_equal(optimizer.slots_for(variable)[0].numpy(),
+                                      variable.numpy().astype(np.float32))
+        for g in grads:
+            optimizer.apply_gradients([(tf.constant(g, dtype), variable)])
+        runs[dtype] = variable.numpy().astype(np.float32)
+    np.testing.assert_allclose(runs["bfloat16"], runs["float32"], rtol=2e-2, atol=2e-2)
