@@ -14,7 +14,7 @@
 //     v = (r_i / mean(r)) * c_j
 //   rank < 2:
 //     v = beta * v + (1 - beta) * G2
-//   u = g / sqrt(v)
+//   u = g / sqrt(v)                               (0 where v == 0; Keras: NaN)
 //   w -= alpha * (u / max(1, RMS(u) / d))
 // RMS(x) = sqrt(mean(x^2)) over the whole variable. The paper's row and column
 // sums R, C and V = R C / sum(R) give the same v as Keras's means.
@@ -49,7 +49,8 @@ struct AdafactorRule {
   C rho;
   C beta, one_minus_beta;
   C epsilon_1, epsilon_2;
-  C clip_threshold;
+  C inverse_clip;  // 1 / clip_threshold, rounded: Grappler's constant folding
+                   // turns Keras's (and the fallback's) division by it into this
   long long num_elements;
 
   // What Finish gives the apply pass.
@@ -71,7 +72,7 @@ struct AdafactorRule {
     r.one_minus_beta = C(1) - r.beta;
     r.epsilon_1 = static_cast<C>(epsilon_1);
     r.epsilon_2 = static_cast<C>(epsilon_2);
-    r.clip_threshold = static_cast<C>(clip_threshold);
+    r.inverse_clip = C(1) / static_cast<C>(clip_threshold);
     r.num_elements = num_elements;
     return r;
   }
@@ -97,7 +98,12 @@ struct AdafactorRule {
   // Factored v from row i's r, the mean of r over its rows, and column j's c.
   KERASOPT_HOST_DEVICE static C Velocity(C r_i, C r_mean, C c_j) { return (r_i / r_mean) * c_j; }
 
-  KERASOPT_HOST_DEVICE static C Direction(C g, C v) { return g / std::sqrt(v); }
+  // g / sqrt(v), 0 where v == 0 (epsilon_1 == 0 and a zero gradient; Keras:
+  // NaN), as tf.math.divide_no_nan in the fallback.
+  KERASOPT_HOST_DEVICE static C Direction(C g, C v) {
+    const C root = std::sqrt(v);
+    return root == C(0) ? C(0) : g / root;
+  }
 
   // sums = {sum w^2, sum u^2} over the whole variable.
   KERASOPT_HOST_DEVICE Step Finish(const std::array<double, kNumNorms>& sums) const {
@@ -105,7 +111,7 @@ struct AdafactorRule {
     const C rms_u = Rms(sums[1], num_elements);
     Step s;
     s.alpha = (epsilon_2 > rms_w ? epsilon_2 : rms_w) * rho;
-    const C ratio = rms_u / clip_threshold;
+    const C ratio = rms_u * inverse_clip;
     s.clip = C(1) > ratio ? C(1) : ratio;
     return s;
   }

@@ -10,7 +10,7 @@
 //   d   = g + mu * m   (Nesterov)   or   m
 //   x   = d / (||d||_F + 1e-7)      in the orientation rows <= cols
 //   ns_steps times:  A = x x^T;  x = a * x + (b * A + (c * A) A) x
-//   w  -= ((lr * x) * sqrt(max(rows, cols))) * rms_rate   (rms_rate absent: lr * x)
+//   w  -= x * (lr * (sqrt(max(rows, cols)) * rms_rate))   (rms_rate absent: lr * x)
 // ||d||_F is summed in double as cc/kernels/adafactor.h's whole-variable sums
 // (and kerasopt/fallback/muon.py's); the matrix products are the op's.
 // Keras's float32 operation order is kept element by element (mu - 1 is formed
@@ -39,9 +39,7 @@ struct MuonRule {
   bool nesterov;
   C a, b, c;  // the quintic's coefficients
   C lr;
-  C size_scale;  // sqrt(max(rows, cols))
-  C rms_rate;
-  bool scaled;  // rms_rate given
+  C step_scale;  // lr * (sqrt(max(rows, cols)) * rms_rate), or lr without rms_rate
 
   KERASOPT_HOST_DEVICE static MuonRule Make(double lr, double weight_decay, double momentum,
                                             bool nesterov, double a, double b, double c,
@@ -56,9 +54,8 @@ struct MuonRule {
     r.b = static_cast<C>(b);
     r.c = static_cast<C>(c);
     r.lr = static_cast<C>(lr);
-    r.size_scale = std::sqrt(static_cast<C>(rows > cols ? rows : cols));
-    r.rms_rate = static_cast<C>(rms_rate);
-    r.scaled = scaled;
+    const C size_scale = std::sqrt(static_cast<C>(rows > cols ? rows : cols));
+    r.step_scale = scaled ? r.lr * (size_scale * static_cast<C>(rms_rate)) : r.lr;
     return r;
   }
 
@@ -80,12 +77,13 @@ struct MuonRule {
   }
   KERASOPT_HOST_DEVICE C Next(C x, C polynomial_times_x) const { return a * x + polynomial_times_x; }
 
-  // After the iterations, per element: decay and the scaled step.
+  // After the iterations, per element: decay and the scaled step. Keras
+  // writes (lr * x) * sqrt(max) * rms_rate; Grappler folds the constants and
+  // multiplies the scalars first, x * (lr * (sqrt(max) * rms_rate)), and so
+  // does this (without rms_rate: lr * x).
   KERASOPT_HOST_DEVICE void Apply(C& w, C x) const {
     decay(w);
-    C update = lr * x;
-    if (scaled) update = update * size_scale * rms_rate;
-    w -= update;
+    w -= x * step_scale;
   }
 };
 

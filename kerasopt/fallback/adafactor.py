@@ -73,6 +73,10 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
     else:
         v = beta * read(velocity, c) + (1 - beta) * regulated
     write(velocity, v)
-    u = g / tf.sqrt(v)
+    # divide_no_nan, not g / sqrt(v): in a graph Grappler rewrites the latter
+    # as g * rsqrt(v), whose vectorized rsqrt is not correctly rounded (so the
+    # kernel could not give the same bits). It differs from g / sqrt(v) only
+    # where v == 0 (epsilon_1 == 0 and a zero gradient): a zero step, not NaN.
+    u = tf.math.divide_no_nan(g, tf.sqrt(v))
     clip = tf.maximum(tf.constant(1, c), rms(u, c) / tf.constant(clip_threshold, c))
     write(variable, w - alpha * (u / clip))

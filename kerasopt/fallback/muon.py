@@ -44,10 +44,15 @@ def apply_muon(variable, gradient, momentum, *, learning_rate, weight_decay, mom
         write(momentum, m)
     direction = g + tf.constant(momentum_decay, c) * m if nesterov else m
     a, b, c_ = (tf.constant(k, c) for k in coefficients)
-    update = lr * newton_schulz5(direction, steps=ns_steps, a=a, b=b, c=c_)
-    if rms_rate is not None:  # Moonlight's scaling: sqrt(max(rows, cols)) * rms_rate
-        update = update * tf.sqrt(tf.constant(float(max(variable.shape)), c)) * \
-            tf.constant(rms_rate, c)
+    x = newton_schulz5(direction, steps=ns_steps, a=a, b=b, c=c_)
+    if rms_rate is None:
+        update = lr * x
+    else:
+        # Moonlight's scaling. Keras writes (lr * x) * sqrt(max(rows, cols)) *
+        # rms_rate; in a graph Grappler folds the constants and multiplies the
+        # scalars first: x * (lr * (sqrt(max) * rms_rate)). So does this.
+        size_scale = tf.sqrt(tf.constant(float(max(variable.shape)), c))
+        update = x * (lr * (size_scale * tf.constant(rms_rate, c)))
     write(variable, w - update)
 
 
