@@ -20,7 +20,7 @@ import tensorflow as tf
 from tensorflow.python.framework import kernels as tf_kernels
 
 from kerasopt import op_library
-from kerasopt.optimizers import ALL, SGD, WRAPPERS
+from kerasopt.optimizers import ALL, AWAITING_KERNELS, SGD, WRAPPERS
 
 # Op name patterns per path; "{}" is an optimizer's kernel_name ("Adam").
 OP_NAMES = {
@@ -60,7 +60,8 @@ def collect() -> dict:
     """The `--json` document: versions, op library, and paths per algorithm."""
     lib = op_library.library()
     algorithms = {}
-    for optimizer in ALL:
+    # AWAITING_KERNELS too: their rows show what runs today (the fallback).
+    for optimizer in ALL + AWAITING_KERNELS:
         devices = {path: _devices_with_kernel(name.format(optimizer.kernel_name)) if lib.loaded else set()
                    for path, name in OP_NAMES.items()}
         algorithms[optimizer.__name__] = {

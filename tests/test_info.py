@@ -7,7 +7,7 @@ import sys
 
 import kerasopt
 from kerasopt import info
-from kerasopt.optimizers import ALL
+from kerasopt.optimizers import ALL, AWAITING_KERNELS
 
 
 def test_collect_reports_every_optimizer_with_its_cpu_kernel():
@@ -15,10 +15,11 @@ def test_collect_reports_every_optimizer_with_its_cpu_kernel():
     assert isinstance(report["tensorflow"], str) and isinstance(report["keras"], str)
     assert report["load_error"] is None
     assert report["op_library"].endswith(".so")
-    assert set(report["algorithms"]) == {cls.__name__ for cls in ALL}
+    assert set(report["algorithms"]) == {cls.__name__ for cls in ALL + AWAITING_KERNELS}
     for name, paths in report["algorithms"].items():
         assert set(paths) >= {"cpu", "gpu", "sparse", "multi_tensor"}
-        assert paths["cpu"] is True, name
+        # Every class in ALL has its CPU kernel; those awaiting theirs show none.
+        assert paths["cpu"] is (name in {cls.__name__ for cls in ALL}), name
         assert paths["fallback"] is True
 
 
