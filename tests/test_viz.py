@@ -179,7 +179,7 @@ def test_trajectory_runs_the_fused_kernel_and_matches_pybind():
     adam = trajectories.run(landscape, "adam:learning_rate=0.3", start, 6)
     sgd = trajectories.run(landscape, "sgd:learning_rate=5,momentum=0.9,nesterov=True", start, 6)
     assert adam.kernel_ops == ("KerasoptMultiApplyAdam",)
-    assert sgd.kernel_ops == ("KerasoptMultiApplySgd",)
+    assert sgd.kernel_ops == ("KerasoptMultiApplySGD",)
     assert adam.points.shape == (7, 2) and adam.gradients.shape == (6, 2) and adam.losses.shape == (7,)
     np.testing.assert_allclose(adam.losses, landscape.value(adam.points[:, 0], adam.points[:, 1]))
 
@@ -240,7 +240,7 @@ def test_quadratic_study_measured_contraction_equals_theory():
     assert list(runs) == ["too small", "optimal", "oscillating", "divergent", "diagonal precond.",
                           "ideal precond. Q⁻¹"]
     for run in runs.values():
-        assert run.kernel_ops == ("KerasoptMultiApplySgd",)
+        assert run.kernel_ops == ("KerasoptMultiApplySGD",)
         np.testing.assert_allclose(run.components.sum(axis=1), run.losses, rtol=1e-10, atol=1e-25)
         np.testing.assert_allclose(run.measured, run.theory, rtol=0, atol=1e-9, err_msg=run.method.name)
 
@@ -325,7 +325,7 @@ def test_tiny_race_is_repeatable(tmp_path):
         np.testing.assert_array_equal(a.val_losses, b.val_losses)
         np.testing.assert_array_equal(a.train_losses, b.train_losses)
     adam, sgd = first
-    assert adam.kernel_ops == ("KerasoptMultiApplyAdam",) and sgd.kernel_ops == ("KerasoptMultiApplySgd",)
+    assert adam.kernel_ops == ("KerasoptMultiApplyAdam",) and sgd.kernel_ops == ("KerasoptMultiApplySGD",)
     assert adam.val_losses.shape == (6,) and adam.val_losses[-1] < adam.val_losses[0]
     assert adam.first_below == race.first_step_below(adam.val_losses, 0.2)
     # Both runs start from the same weights: the first batch's loss is the same.

@@ -103,12 +103,12 @@ class Adagrad(FusedOptimizer):
         return [self._accumulators[self._get_variable_index(variable)]]
 
     def kernel_hyperparameters(self, variable):
-        return dict(epsilon=float(self.epsilon))
+        return dict(epsilon=self.hyperparameter(self.epsilon))
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adagrad_fallback.apply_adagrad(
             variable, gradient, slots[0],
-            learning_rate=learning_rate, epsilon=float(self.epsilon),
+            learning_rate=learning_rate, epsilon=self.hyperparameter(self.epsilon),
         )
 
     def get_config(self):

@@ -115,7 +115,7 @@ class AdamW(Adam):
         return
 
     def _decay_for(self, variable) -> float:
-        return float(self.weight_decay) if self._use_weight_decay(variable) else 0.0
+        return self.hyperparameter(self.weight_decay) if self._use_weight_decay(variable) else 0.0
 
     def kernel_hyperparameters(self, variable):
         return dict(self._hyperparameters(), weight_decay=self._decay_for(variable),
