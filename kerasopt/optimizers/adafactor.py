@@ -13,7 +13,7 @@ from kerasopt.optimizers.fused import (FusedOptimizer, check_hyperparameter, che
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Adafactor(FusedOptimizer):
+class Adafactor(FusedOptimizer, keras.optimizers.Adafactor):
     """Adafactor (Shazeer & Stern, "Adafactor: Adaptive Learning Rates with
     Sublinear Memory Cost", ICML 2018, arXiv:1804.04235, Algorithms 4 and 5),
     as Keras 3.15 has it.
