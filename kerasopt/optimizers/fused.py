@@ -173,6 +173,18 @@ def keras_counterpart(cls):
     return None
 
 
+def dense_gradient(gradient, variable):
+    """`gradient` (a tensor or IndexedSlices) as a dense tensor of the variable's
+    dtype. A densified IndexedSlices traced in a graph has no static shape; it
+    gets the variable's (checked when it runs), as fallbacks that read static
+    dimensions (Adafactor's) need it."""
+    gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+    if not gradient.shape.is_fully_defined() and \
+            gradient.shape.is_compatible_with(variable.shape):
+        gradient = tf.ensure_shape(gradient, variable.shape)
+    return gradient
+
+
 class FusedOptimizer(KERAS_BASE):
     """A Keras optimizer whose per-variable update is a fused kernel (or its fallback).
 
@@ -390,7 +402,7 @@ class FusedOptimizer(KERAS_BASE):
 
     def _dense_inputs(self, variable, gradient):
         """(gradient as a dense tensor of the variable's dtype, its slots), shapes checked."""
-        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+        gradient = dense_gradient(gradient, variable)
         slots = [tf_variable(s) for s in self.slots_for(variable)]
         check_shapes(variable, gradient, slots[:len(slots) - self.per_variable_slots])
         return gradient, slots
