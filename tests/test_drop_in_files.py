@@ -135,6 +135,12 @@ def test_kerasopt_options_saved_patched_are_refused_by_keras_alone(tmp_path):
     kerasopt.unpatch_keras()
     loaded = keras_only("load", tmp_path, ["Adam"])
     assert "lazy" in loaded["Adam"]["error"], loaded
+    path = str(tmp_path / "Adam.keras")
+    with pytest.raises(ValueError, match="lazy"):  # kerasopt unpatched: Keras's class
+        keras.models.load_model(path)
+    kerasopt.patch_keras("adam")
+    optimizer = keras.models.load_model(path).optimizer
+    assert type(optimizer) is kerasopt.Adam and optimizer.lazy
 
 
 def test_saved_by_keras_alone_loads_into_kerasopt_patched(tmp_path):
