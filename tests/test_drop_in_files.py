@@ -22,7 +22,7 @@ import pytest
 
 import isolated
 import kerasopt
-from conftest import regression_data
+from conftest import regression_data, small_regression_model
 from kerasopt.patch import patchable_names
 
 NAMES = patchable_names()
@@ -79,11 +79,7 @@ def save_with_kerasopt(folder, names, **options):
     x, y = regression_data(n=32, features=8)
     saved = {}
     for name in names:
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="tanh"),
-                                  keras.layers.Dense(1)])
-        model.compile(optimizer=getattr(kerasopt, name)(learning_rate=0.01, **options),
-                      loss="mse")
+        model = small_regression_model(getattr(kerasopt, name)(learning_rate=0.01, **options))
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
         model.save(str(folder / f"{name}.keras"))
         saved[name] = [v.numpy() for v in model.optimizer.variables]

@@ -32,7 +32,7 @@ from keras.src.saving import object_registration
 
 import isolated
 import kerasopt
-from conftest import graph_op_types, regression_data
+from conftest import graph_op_types, regression_data, small_regression_model
 from kerasopt.optimizers.fused import keras_counterpart
 from kerasopt.patch import API_MODULES, patchable_names, patched_names
 
@@ -54,14 +54,6 @@ def keras_state():
 def string_names(name):
     """The strings Keras itself resolves to this optimizer (Keras 3.15 has no "lamb")."""
     return [name, name.lower()] if name.lower() in keras_src_optimizers.ALL_OBJECTS_DICT else []
-
-
-def compiled_model(optimizer):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="tanh"),
-                              keras.layers.Dense(1)])
-    model.compile(optimizer=optimizer, loss="mse")
-    return model
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +78,7 @@ def test_patched_name_gives_kerasopts_class_everywhere(name):
     assert type(getattr(tf.keras.optimizers, name)()) is ours
     for identifier in string_names(name):
         assert type(keras.optimizers.get(identifier)) is ours, identifier
-        assert type(compiled_model(identifier).optimizer) is ours, identifier
+        assert type(small_regression_model(identifier).optimizer) is ours, identifier
     for deserialize in (keras.optimizers.deserialize, keras.saving.deserialize_keras_object):
         if deserialize is keras.optimizers.deserialize and not string_names(name):
             continue  # Keras 3.15's deserialize does not know "Lamb" (Keras's own gap)
@@ -108,7 +100,7 @@ def test_patched_name_gives_kerasopts_class_everywhere(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_model_saved_by_keras_loads_into_kerasopt_when_patched(name, tmp_path):
     x, y = regression_data(n=32, features=8)
-    model = compiled_model(ORIGINAL[name](learning_rate=0.01))
+    model = small_regression_model(ORIGINAL[name](learning_rate=0.01))
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = str(tmp_path / "keras.keras")
     model.save(path)
@@ -148,20 +140,20 @@ def test_patched_compile_string_steps_with_the_fused_op(name):
     def fused_ops(types):
         return sorted(t for t in types if t.startswith("Kerasopt") and t.endswith(kernel_name))
 
-    unpatched = train_step_op_types(compiled_model(make()), x, y)
+    unpatched = train_step_op_types(small_regression_model(make()), x, y)
     assert not [t for t in unpatched if t.startswith("Kerasopt")]
     kerasopt.patch_keras()
-    model = compiled_model(make())
+    model = small_regression_model(make())
     assert type(model.optimizer) is getattr(kerasopt, name)
     assert fused_ops(train_step_op_types(model, x, y)), name
 
 
 def test_patched_fit_gives_keras_numbers():
     x, y = regression_data(n=64, features=8)
-    keras_model = compiled_model("adam")
+    keras_model = small_regression_model("adam")
     keras_model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     kerasopt.patch_keras()
-    ours = compiled_model("adam")
+    ours = small_regression_model("adam")
     ours.fit(x, y, batch_size=16, epochs=2, verbose=0)
     assert type(ours.optimizer) is kerasopt.Adam
     for a, b in zip(ours.get_weights(), keras_model.get_weights(), strict=True):
@@ -177,7 +169,7 @@ def test_checkpoint_moves_between_the_classes(written_patched, tmp_path):
     x, y = regression_data(n=32, features=8)
     if written_patched:
         kerasopt.patch_keras()
-    writer = compiled_model(keras.optimizers.Adam(learning_rate=0.01))
+    writer = small_regression_model(keras.optimizers.Adam(learning_rate=0.01))
     writer.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = tf.train.Checkpoint(model=writer, optimizer=writer.optimizer).write(
         str(tmp_path / "ckpt"))
@@ -187,7 +179,7 @@ def test_checkpoint_moves_between_the_classes(written_patched, tmp_path):
     else:
         kerasopt.patch_keras()
 
-    reader = compiled_model(keras.optimizers.Adam(learning_rate=0.01))
+    reader = small_regression_model(keras.optimizers.Adam(learning_rate=0.01))
     expected = ORIGINAL["Adam"] if written_patched else kerasopt.Adam
     assert type(reader.optimizer) is expected
     reader.optimizer.build(reader.trainable_variables)
