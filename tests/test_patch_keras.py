@@ -327,8 +327,10 @@ def test_runner_takes_names_and_modules(tmp_path):
     assert out["argv"][1:] == ["a"] and out["name"] == "__main__"
 
 
-def test_runner_refuses_an_unknown_name(tmp_path):
+def test_runner_refuses_an_unknown_name_or_program(tmp_path):
     (tmp_path / "program.py").write_text("raise SystemExit('must not run')")
     done = run_patched(["--names", "adam,nosuch", "program.py"], tmp_path)
     assert done.returncode == 2
     assert "'nosuch'" in done.stderr and "must not run" not in done.stderr
+    done = run_patched(["missing.py", "x"], tmp_path)
+    assert done.returncode == 2 and "can't open file 'missing.py'" in done.stderr

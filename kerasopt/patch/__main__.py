@@ -24,6 +24,8 @@ def main(argv=None) -> None:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the program's arguments")
     options = parser.parse_args(argv)
     names = None if options.names is None else [n for n in options.names.split(",") if n]
+    if not options.module and not os.path.isfile(options.program):
+        parser.error(f"can't open file {options.program!r}: no such file")
     try:
         patch_keras(names)
     except ValueError as error:
