@@ -88,6 +88,19 @@ def test_reads_after_a_sparse_step_copy_nothing(name, dtype, slot_dtype):
         assert _shares_buffer(v), f"{v.name}: every read copies it (copy-on-read mode)"
 
 
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_the_fallback_leaves_reads_copy_free(name):
+    """The composed-TF fallback writes rows with TensorFlow scatters, which
+    switch a variable to copy-on-read mode; it switches the table and its
+    slots back after the step (as TensorFlow's own read_value_no_copy does)."""
+    var, opt = _setup(name)
+    with kerasopt.implementation("tf"):
+        opt.apply([_gradient("float32", 1)], [var])
+        tf.function(lambda: opt.apply([_gradient("float32", 2)], [var]))()
+    for v in _variables(var, opt):
+        assert _shares_buffer(v), f"{v.name}: every read copies it (copy-on-read mode)"
+
+
 @pytest.mark.parametrize("in_function", [False, True], ids=["eager", "tf.function"])
 @pytest.mark.parametrize("dtype,slot_dtype", DTYPE_CASES)
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
