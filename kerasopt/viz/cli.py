@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter out of reports
 
-README_BEGIN = "<!-- race-table:begin (python -m kerasopt.viz gallery --readme README.md) -->"
+README_BEGIN = "<!-- race-table:begin (python -m kerasopt.viz gallery --readme docs/viz.md) -->"
 README_END = "<!-- race-table:end -->"
 
 
