@@ -97,7 +97,8 @@ def test_recommender_fit_bench_runs(monkeypatch, capsys):
     from kerasopt.bench import recommender
 
     monkeypatch.setitem(recommender.VARIANTS, "recommender", (2, 500))
-    results = recommender.run(Console(width=200), "recommender", rounds=2, chunk=2, warmup=1)
+    results = recommender.run(Console(width=200), "recommender", rounds=2, chunk=2, warmup=1,
+                              keras_steps=3)
     titles = {r["config"] for r in results}
     assert titles == {"Keras Adagrad", "kerasopt Adagrad", "Keras Ftrl", "kerasopt Ftrl",
                       "Keras Adam", "kerasopt Adam(lazy=True)", recommender.FROZEN,
@@ -105,6 +106,7 @@ def test_recommender_fit_bench_runs(monkeypatch, capsys):
     by_config = {r["config"]: r for r in results}
     assert len(by_config[recommender.FROZEN]["times_ms"]) == 3 * 2 * 2  # shared by 3 algorithms
     assert len(by_config["kerasopt Ftrl"]["times_ms"]) == 2 * 2
+    assert len(by_config["Keras Ftrl"]["times_ms"]) == 3
     out = capsys.readouterr().out
     assert out.count("target: ") == len(recommender.TARGETS)
     assert "tables frozen" in out and "forward+backward only" in out
