@@ -106,6 +106,7 @@ def test_recommender_fit_bench_runs(monkeypatch, capsys):
     by_config = {r["config"]: r for r in results}
     assert len(by_config[recommender.FROZEN]["times_ms"]) == 3 * 2 * 2  # shared by 3 algorithms
     assert len(by_config["kerasopt Ftrl"]["times_ms"]) == 2 * 2
+    assert len(by_config["kerasopt Ftrl"]["frozen_beside_ms"]) == 2 * 2
     assert len(by_config["Keras Ftrl"]["times_ms"]) == 3
     out = capsys.readouterr().out
     assert out.count("target: ") == len(recommender.TARGETS)
