@@ -7,8 +7,20 @@ runs as one fused C++ op (``cc/``), or as the same math in composed TF ops where
 no kernel serves (see :mod:`kerasopt.op_library`).
 """
 
-from kerasopt.op_library import get_implementation, implementation, set_implementation
-from kerasopt.optimizers import (
+import os as _os
+import sys as _sys
+
+# `python -m kerasopt ...` (info, bench, viz) prints reports that TensorFlow's
+# start-up logs would drown: INFO lines, and on machines without a GPU driver
+# its "failed call to cuInit" error. TensorFlow reads the level once, when it
+# loads, and this package loads it. sys.argv[0] is "-m" only while Python
+# locates the module `-m` names (it imports this package on the way), so a
+# program that merely imports kerasopt keeps TensorFlow's defaults.
+if _sys.argv[:1] == ["-m"] and "tensorflow" not in _sys.modules:
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from kerasopt.op_library import get_implementation, implementation, set_implementation  # noqa: E402
+from kerasopt.optimizers import (  # noqa: E402
     SGD,
     AdaBelief,
     Adadelta,
