@@ -7,22 +7,50 @@ runs as one fused C++ op (``cc/``), or as the same math in composed TF ops where
 no kernel serves (see :mod:`kerasopt.op_library`).
 """
 
+import contextlib as _contextlib
 import os as _os
 import sys as _sys
 
-# `python -m kerasopt ...` (info, bench, viz) prints reports that TensorFlow's
-# start-up logs would drown: INFO lines, and on machines without a GPU driver
-# its "failed call to cuInit" error. TensorFlow reads the level once, when it
-# loads, and this package loads it. sys.argv[0] is "-m" only while Python
-# locates the module `-m` names (it imports this package on the way), so a
-# program that merely imports kerasopt keeps TensorFlow's defaults.
-if _sys.argv[:1] == ["-m"] and "tensorflow" not in _sys.modules:
+
+@_contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 to /dev/null: TensorFlow 2.21 prints its start-up lines
+    from C++ before its logging is set up, past Python's sys.stderr and
+    TF_CPP_MIN_LOG_LEVEL alike."""
+    _sys.stderr.flush()
+    saved, devnull = _os.dup(2), _os.open(_os.devnull, _os.O_WRONLY)
+    try:
+        _os.dup2(devnull, 2)
+        yield
+    finally:
+        _sys.stderr.flush()
+        _os.dup2(saved, 2)
+        _os.close(saved)
+        _os.close(devnull)
+
+
+def _running_our_command() -> bool:
+    """True under `python -m kerasopt ...` (info) or `python -m kerasopt.<tool>`."""
+    argv = getattr(_sys, "orig_argv", [])
+    if "-m" not in argv[:-1]:
+        return False
+    module = argv[argv.index("-m") + 1]
+    return module == "kerasopt" or module.startswith("kerasopt.")
+
+
+# Our commands print reports that TensorFlow's start-up lines would drown. The
+# package (and with it TensorFlow) is imported before the command's module
+# runs, so this is the place; a user's own program is left alone.
+if _running_our_command() and "tensorflow" not in _sys.modules:
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _native_stderr_silenced():
+        import tensorflow  # noqa: F401
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation  # noqa: E402
 from kerasopt.optimizers import (  # noqa: E402
     SGD,
     AdaBelief,
+    Adafactor,
     Adadelta,
     Adagrad,
     Adam,
@@ -35,11 +63,14 @@ from kerasopt.optimizers import (  # noqa: E402
     Lars,
     Lion,
     Lookahead,
+    Muon,
     Nadam,
     NovoGrad,
     RAdam,
     Ranger,
     RMSprop,
+    ScheduleFreeAdamW,
+    ScheduleFreeSGD,
     Shampoo,
     SwapAveragedWeights,
     Yogi,
@@ -49,6 +80,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaBelief",
+    "Adafactor",
     "Adadelta",
     "Adagrad",
     "Adam",
@@ -61,12 +93,15 @@ __all__ = [
     "Lars",
     "Lion",
     "Lookahead",
+    "Muon",
     "Nadam",
     "NovoGrad",
     "RAdam",
     "Ranger",
     "RMSprop",
     "SGD",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "Shampoo",
     "SwapAveragedWeights",
     "Yogi",

@@ -1,10 +1,9 @@
 """`python -m kerasopt info [--json]`: what kerasopt has on this machine."""
 
-import os
 import sys
 
-# TensorFlow's start-up chatter would drown the report.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# (TensorFlow's start-up log lines are silenced in kerasopt/__init__.py: the
+# package, and so TensorFlow, is imported before this module runs.)
 
 
 def main(argv=None) -> int:

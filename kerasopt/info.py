@@ -1,11 +1,18 @@
 """What kerasopt has on this machine: per algorithm, which update paths exist.
 
-Everything is read from what is really loaded (TensorFlow's kernel registry for
-the op library), so a kernel that failed to build or load shows as absent.
+Everything is read from what is really there: TensorFlow's kernel registry for
+the op library (a kernel that failed to build or load shows as absent), and
+one step of each optimizer on its composed-TF fallback.
+
+The GPU columns (``gpu``, ``gpu_sparse``, ``gpu_multi_tensor``) say whether
+the loaded library has the GPU kernel, i.e. whether it was built (with nvcc)
+and registered; they say nothing about whether it has run on a GPU (see the
+docs for what has been run on one).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import keras
@@ -13,7 +20,7 @@ import tensorflow as tf
 from tensorflow.python.framework import kernels as tf_kernels
 
 from kerasopt import op_library
-from kerasopt.optimizers import ALL, WRAPPERS
+from kerasopt.optimizers import ALL, AWAITING_KERNELS, SGD, WRAPPERS
 
 # Op name patterns per path; "{}" is an optimizer's kernel_name ("Adam").
 OP_NAMES = {
@@ -31,11 +38,30 @@ def _devices_with_kernel(op_name: str) -> set[str]:
     return {k.device_type for k in registered.kernel}
 
 
+def _wrapper_instance(wrapper):
+    """A wrapper around SGD (a named one, e.g. Ranger, builds its own inner optimizer)."""
+    if "optimizer" in inspect.signature(wrapper.__init__).parameters:
+        return wrapper(SGD(0.1))
+    return wrapper()
+
+
+def fallback_runs(make) -> bool:
+    """Whether `make()` takes one step on its composed-TF fallback (KERASOPT_IMPL=tf)."""
+    variable = keras.Variable([1.0, -2.0], name="probe")
+    try:
+        with op_library.implementation("tf"):
+            make().apply_gradients([(tf.constant([0.5, 0.25]), variable)])
+    except Exception:  # a missing or broken fallback: reported, not raised
+        return False
+    return bool(tf.reduce_all(tf.math.is_finite(variable.value)))
+
+
 def collect() -> dict:
     """The `--json` document: versions, op library, and paths per algorithm."""
     lib = op_library.library()
     algorithms = {}
-    for optimizer in ALL:
+    # AWAITING_KERNELS too: their rows show what runs today (the fallback).
+    for optimizer in ALL + AWAITING_KERNELS:
         devices = {path: _devices_with_kernel(name.format(optimizer.kernel_name)) if lib.loaded else set()
                    for path, name in OP_NAMES.items()}
         algorithms[optimizer.__name__] = {
@@ -47,14 +73,15 @@ def collect() -> dict:
             # one launch for a list of variables.
             "gpu_sparse": "GPU" in devices["sparse"],
             "gpu_multi_tensor": "GPU" in devices["multi_tensor"],
-            "fallback": True,  # every optimizer has its composed-TF form
+            "fallback": fallback_runs(optimizer),
         }
     # Wrappers run an inner optimizer and then their own op (kernel_op).
     wrappers = {}
     for wrapper in WRAPPERS:
         devices = _devices_with_kernel(wrapper.kernel_op) if lib.loaded else set()
-        wrappers[wrapper.__name__] = {"op": wrapper.kernel_op, "cpu": "CPU" in devices,
-                                      "gpu": "GPU" in devices, "fallback": True}
+        wrappers[wrapper.__name__] = {
+            "op": wrapper.kernel_op, "cpu": "CPU" in devices, "gpu": "GPU" in devices,
+            "fallback": fallback_runs(lambda: _wrapper_instance(wrapper))}
     return {
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
@@ -68,6 +95,12 @@ def collect() -> dict:
     }
 
 
+def _cell(column: str, present: bool) -> str:
+    if not present:
+        return "-"
+    return "built" if column.startswith("gpu") else "yes"
+
+
 def print_table(info: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -75,23 +108,25 @@ def print_table(info: dict) -> None:
     console = Console()
     table = Table(title="kerasopt update paths")
     table.add_column("algorithm")
-    columns = ["cpu", "gpu", "sparse", "multi_tensor", "gpu_sparse", "gpu_multi_tensor",
-               "fallback"]
-    headers = {"multi_tensor": "multi-tensor", "gpu_sparse": "gpu sparse",
-               "gpu_multi_tensor": "gpu multi"}
+    columns = ["cpu", "sparse", "multi_tensor", "fallback", "gpu", "gpu_sparse",
+               "gpu_multi_tensor"]
+    headers = {"multi_tensor": "multi-tensor", "gpu": "gpu kernel",
+               "gpu_sparse": "gpu sparse kernel", "gpu_multi_tensor": "gpu multi kernel"}
     for column in columns:
         table.add_column(headers.get(column, column), justify="center")
     for name, paths in info["algorithms"].items():
-        table.add_row(name, *("yes" if paths[c] else "-" for c in columns))
+        table.add_row(name, *(_cell(c, paths[c]) for c in columns))
     console.print(table)
+    console.print("gpu columns: 'built' = the loaded library has that GPU kernel (compiled "
+                  "with nvcc); whether it has run on a GPU is not shown here.")
     wrappers = Table(title="kerasopt wrappers (around any optimizer)")
     wrappers.add_column("wrapper")
     wrappers.add_column("op")
-    for column in ("cpu", "gpu", "fallback"):
+    for column in ("cpu", "gpu kernel", "fallback"):
         wrappers.add_column(column, justify="center")
     for name, paths in info.get("wrappers", {}).items():
         wrappers.add_row(name, paths["op"],
-                         *("yes" if paths[c] else "-" for c in ("cpu", "gpu", "fallback")))
+                         *(_cell(c, paths[c]) for c in ("cpu", "gpu", "fallback")))
     console.print(wrappers)
     console.print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, "
                   f"KERASOPT_IMPL={info['implementation']}")

@@ -201,10 +201,11 @@ def kernel_unavailable_reason(variable, op_name: str | None = None,
                               wide_slots: bool = False) -> str | None:
     """Why `variable` cannot be updated by a kernel right now (None: it can).
 
-    `op_name` names the op that would run (e.g. ``KerasoptApplyAdam``): CPU
-    variables always have their kernel; variables on other devices use it when
-    the op library registered it for their device type (the CUDA build does for
-    GPUs). Without `op_name` only CPU variables qualify. `wide_slots`: the
+    `op_name` names the op that would run (e.g. ``KerasoptApplyAdam``):
+    variables use it when the op library registered it for their device type
+    (every op has a CPU kernel; the CUDA build registers GPU ones; an algorithm
+    whose op is not built yet has none). Without `op_name` only CPU variables
+    qualify. `wide_slots`: the
     variable is 16-bit with float32 slots (``slot_dtype="float32"``), which
     only the CPU kernels take.
     """
@@ -216,12 +217,11 @@ def kernel_unavailable_reason(variable, op_name: str | None = None,
     if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
         return "the step is XLA-compiled (jit_compile), which cannot run custom ops"
     device = _device_type(variable)
-    if device == "CPU":
-        return None
-    if wide_slots:
+    if device != "CPU" and wide_slots:
         return (f"the {device} kernels take slots of the variable's dtype only, and "
                 f"'{getattr(variable, 'name', variable)}' has float32 slots (slot_dtype)")
-    if op_name is not None and _has_kernel(op_name, device):
+    if (op_name is None and device == "CPU") or (
+            op_name is not None and _has_kernel(op_name, device)):
         return None
     kernel = f"kernel {op_name}" if op_name else "kernel"
     return f"no kerasopt {kernel} is built for {device} devices"

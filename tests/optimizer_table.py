@@ -24,3 +24,18 @@ def apply_kernel_params():
 
     return [pytest.param(cls, id=cls.__name__) for cls in OPTIMIZERS
             if cls.update_step is FusedOptimizer.update_step]
+
+
+# Arguments of keras.optimizers.Optimizer itself (not an algorithm's own).
+BASE_ARGUMENTS = frozenset({
+    "learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
+    "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps", "name"})
+
+
+def float_hyperparameters(cls) -> dict:
+    """The algorithm's own float arguments and their defaults (weight_decay
+    where its default is a float), read from the constructor's signature."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name not in BASE_ARGUMENTS and isinstance(p.default, float)}

@@ -14,6 +14,7 @@ import kerasopt
 from kerasopt import _kernels, op_library
 
 from conftest import np_dtype, require_kernel_library
+from optimizer_table import optimizer_params
 
 OPTIMIZERS = [
     pytest.param(lambda: kerasopt.Adam(learning_rate=0.1), id="adam"),
@@ -112,6 +113,140 @@ def test_matching_shapes_still_work_after_an_error(impl):
     before = layer.kernel.numpy()
     opt.apply_gradients([(tf.ones((3, 4)), layer.kernel)])
     np.testing.assert_allclose(layer.kernel.numpy(), before - 0.1, rtol=1e-5, atol=1e-6)
+
+
+# --- failures found while the step runs: nothing of the step is written -------------------
+#
+# Keras writes per-step state around update_step (weight decay before it; EMA,
+# gradient accumulators and iterations around it). A check that fails when the
+# step runs must stop all of it, on both paths, eagerly and in a graph.
+
+STEP_STATE_CONFIGS = {
+    "decay_ema": dict(weight_decay=0.5, use_ema=True),
+    "accumulation": dict(gradient_accumulation_steps=2),
+}
+
+
+def all_state(optimizer, variables):
+    """Weights, then every optimizer variable: slots, iterations, EMA copies,
+    accumulators (Keras lists them all in optimizer.variables)."""
+    return [(v.path, np.array(v.numpy())) for v in list(variables) + list(optimizer.variables)]
+
+
+def assert_same_state(got, want):
+    assert [p for p, _ in got] == [p for p, _ in want]
+    for (path, a), (_, b) in zip(got, want):
+        np.testing.assert_array_equal(a, b, err_msg=f"{path} was written by the failed step")
+
+
+def table_and_bias():
+    return [keras.Variable(np.ones((10, 4), np.float32), name="table"),
+            keras.Variable(np.ones((4,), np.float32), name="bias")]
+
+
+def good_step_inputs():
+    """(values, indices, bias gradient) of a step touching rows 1 and 3."""
+    return tf.fill([2, 4], 0.5), tf.constant([1, 3]), tf.fill([4], 0.25)
+
+
+@pytest.mark.parametrize("config", list(STEP_STATE_CONFIGS))
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+@pytest.mark.parametrize("cls", optimizer_params())
+def test_out_of_range_index_writes_nothing_of_the_step(cls, compiled, config, impl):
+    variables = table_and_bias()
+    optimizer = cls(**STEP_STATE_CONFIGS[config])
+
+    def step(values, indices, bias_gradient):
+        optimizer.apply_gradients(zip(
+            [tf.IndexedSlices(values, indices, tf.constant([10, 4])), bias_gradient], variables))
+
+    step = tf.function(step) if compiled else step
+    step(*good_step_inputs())
+    step(*good_step_inputs())
+    before = all_state(optimizer, variables)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        step(tf.fill([2, 4], 0.5), tf.constant([3, 10]), tf.fill([4], 0.25))
+    message = str(info.value.message)
+    assert "table" in message and "10" in message, message[-400:]
+    assert_same_state(all_state(optimizer, variables), before)
+    step(*good_step_inputs())  # and it goes on
+
+
+@pytest.mark.parametrize("config", list(STEP_STATE_CONFIGS))
+@pytest.mark.parametrize("cls", optimizer_params())
+def test_shape_known_only_at_run_time_writes_nothing_of_the_step(cls, config, impl):
+    variables = [keras.Variable(np.ones((3, 4), np.float32), name="kernel"),
+                 keras.Variable(np.ones((4,), np.float32), name="bias")]
+    optimizer = cls(**STEP_STATE_CONFIGS[config])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32),
+                                  tf.TensorSpec([None], tf.float32)])
+    def step(kernel_gradient, bias_gradient):
+        optimizer.apply_gradients(zip([kernel_gradient, bias_gradient], variables))
+
+    step(tf.fill([3, 4], 0.5), tf.fill([4], 0.25))
+    step(tf.fill([3, 4], 0.5), tf.fill([4], 0.25))
+    before = all_state(optimizer, variables)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        step(tf.fill([4, 3], 0.5), tf.fill([4], 0.25))
+    assert_names_variable_and_shapes_of(str(info.value.message), "kernel", (3, 4), (4, 3))
+    assert_same_state(all_state(optimizer, variables), before)
+
+
+def assert_names_variable_and_shapes_of(message, name, var_shape, grad_shape):
+    text = squeeze(message)
+    assert name in message and squeeze(str(list(var_shape))) in text \
+        and squeeze(str(list(grad_shape))) in text, message[-400:]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+def test_adagrad_weight_decay_is_not_applied_before_a_bad_index(compiled, impl):
+    """The issue's repro: the decay of the whole table came before the index check."""
+    table = keras.Variable(np.ones((10, 4), np.float32), name="table")
+    optimizer = kerasopt.Adagrad(weight_decay=0.5)
+
+    def step(indices):
+        optimizer.apply_gradients([(tf.IndexedSlices(tf.ones([1, 4]), indices,
+                                                     tf.constant([10, 4])), table)])
+
+    step = tf.function(step) if compiled else step
+    with pytest.raises(tf.errors.InvalidArgumentError, match="out of range"):
+        step(tf.constant([12]))
+    np.testing.assert_array_equal(table.numpy(), 1.0)
+    assert int(optimizer.iterations.numpy()) == 0
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+def test_sparse_values_and_indices_of_different_lengths(compiled, impl):
+    table = keras.Variable(np.ones((10, 4), np.float32), name="table")
+    optimizer = kerasopt.Adam(weight_decay=0.1, lazy=True)
+    signature = [tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.int32)]
+
+    def step(values, indices):
+        optimizer.apply_gradients([(tf.IndexedSlices(values, indices, tf.constant([10, 4])),
+                                    table)])
+
+    step = tf.function(step, input_signature=signature) if compiled else step
+    with pytest.raises(tf.errors.InvalidArgumentError, match="table"):
+        step(tf.ones([3, 4]), tf.constant([1, 2]))
+    np.testing.assert_array_equal(table.numpy(), 1.0)
+    assert not any(np.any(v.numpy()) for v in optimizer.variables if "iteration" not in v.path
+                   and "learning_rate" not in v.path)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Lookahead"])
+def test_integer_variables_are_refused_naming_them(name, impl):
+    """The kernel path failed with TensorFlow's attr error, the fallback
+    truncated silently (Adam turned [5, 7] into [4, 7])."""
+    counts = keras.Variable(np.array([5, 7], np.int32), name="counts")
+    optimizer = (kerasopt.Lookahead(kerasopt.Adam(0.5)) if name == "Lookahead"
+                 else getattr(kerasopt, name)(0.5))
+    for compiled in (False, True):
+        def step():
+            optimizer.apply_gradients([(tf.constant([1, 1], tf.int32), counts)])
+        with pytest.raises(TypeError, match="'counts'.*int32"):
+            (tf.function(step) if compiled else step)()
+        np.testing.assert_array_equal(counts.numpy(), [5, 7])
 
 
 # --- the raw ops ------------------------------------------------------------------------------
@@ -418,11 +553,11 @@ def test_pybind_adam_rejects_step_below_one():
     """Adam's bias correction divides by 1 - beta_1^t, which is 0 at t = 0:
     step=0 must be refused rather than writing NaN into the weights."""
     w, m, v = arrays(3, np.float32, 3)
-    try:
+    with pytest.raises(ValueError, match="step counts from 1"):
         _kernels.adam(w, np.ones(3, np.float32), m, v, **adam_kwargs(step=0))
-    except ValueError:
-        pass
-    assert np.all(np.isfinite(w)) and np.all(np.isfinite(m)) and np.all(np.isfinite(v)), w
+    np.testing.assert_array_equal(w, 1.0)
+    np.testing.assert_array_equal(m, 0.0)
+    np.testing.assert_array_equal(v, 0.0)
 
 
 # Every rule with a bias correction takes step = iterations + 1 and must refuse 0.
@@ -449,3 +584,42 @@ def test_ops_refuse_step_zero_and_write_nothing(op_name):
     np.testing.assert_array_equal(w.numpy(), np.ones(3, np.float32))
     for s in slots:
         np.testing.assert_array_equal(s.numpy(), np.zeros(3, np.float32))
+
+
+# --- the words of the errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: kerasopt.Adam(epsilon=-1.0), "`epsilon` must be >= 0, got -1.0"),
+    (lambda: kerasopt.Adam(beta_1=1.5), "`beta_1` must be in [0, 1), got 1.5"),
+    (lambda: kerasopt.Adamax(beta_2=2.0), "`beta_2` must be in [0, 1], got 2.0"),
+])
+def test_plain_range_messages(make, words):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value) == words
+
+
+# Where Keras validates the same argument: its exception type and its words.
+KERAS_VALIDATED = [
+    ("SGD", dict(momentum=1.5)),
+    ("SGD", dict(momentum=-0.1)),
+    ("Lion", dict(beta_1=0.0)),
+    ("Lion", dict(beta_1=1.5)),
+    ("Ftrl", dict(learning_rate_power=0.5)),
+    ("Ftrl", dict(initial_accumulator_value=-1.0)),
+    ("Ftrl", dict(l1_regularization_strength=-1.0)),
+    ("Ftrl", dict(l2_regularization_strength=-1.0)),
+    ("Ftrl", dict(l2_shrinkage_regularization_strength=-1.0)),
+    ("AdamW", dict(weight_decay=None)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs", KERAS_VALIDATED, ids=str)
+def test_keras_validated_arguments_fail_with_keras_words(name, kwargs):
+    with pytest.raises(Exception) as keras_error:
+        getattr(keras.optimizers, name)(**kwargs)
+    with pytest.raises(Exception) as ours:
+        getattr(kerasopt, name)(**kwargs)
+    assert type(ours.value) is type(keras_error.value)
+    assert str(ours.value) == str(keras_error.value)

@@ -346,3 +346,46 @@ BAD = [
 def test_bad_hyperparameters_raise(cls, kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         cls(**kwargs)
+
+
+# ------------------------------------------------------------------ sparse gradients, schedules
+
+
+def _embedding_steps(optimizer, steps=6):
+    """Steps on a 20 x 3 table with IndexedSlices gradients touching a few rows."""
+    rng = np.random.default_rng(3)
+    table = keras.Variable(np.zeros((20, 3), np.float32), name="table")
+    for step in range(steps):
+        rows = rng.choice(20, size=4, replace=False).astype(np.int32)
+        values = rng.standard_normal((4, 3)).astype(np.float32)
+        optimizer.apply_gradients([(tf.IndexedSlices(tf.constant(values), tf.constant(rows),
+                                                     tf.constant([20, 3])), table)])
+    return table.numpy()
+
+
+def _schedule():
+    return keras.optimizers.schedules.ExponentialDecay(0.5, decay_steps=1, decay_rate=0.5)
+
+
+@pytest.mark.parametrize("implementation", ["kernel", "tf"])
+def test_sparse_steps_under_a_schedule_equal_keras(implementation):
+    """With a learning-rate schedule a dense FTRL step moves untouched rows (w
+    depends on the rate), so the row-wise step is not exact: kerasopt must
+    take the dense step and give Keras's numbers."""
+    hyper = dict(l1_regularization_strength=0.01, l2_regularization_strength=0.1)
+    want = _embedding_steps(keras.optimizers.Ftrl(learning_rate=_schedule(), **hyper))
+    with kerasopt.implementation(implementation):
+        got = _embedding_steps(kerasopt.Ftrl(learning_rate=_schedule(), **hyper))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_sparse_steps_at_a_constant_rate_stay_row_wise():
+    assert kerasopt.Ftrl(learning_rate=0.1).sparse_rows_exact()
+    assert not kerasopt.Ftrl(learning_rate=_schedule()).sparse_rows_exact()
+    assert not kerasopt.Ftrl(learning_rate=lambda: 0.1).sparse_rows_exact()
+    # lazy=True asks for the row-wise step under a schedule: untouched rows stay.
+    optimizer = kerasopt.Ftrl(learning_rate=_schedule(), lazy=True)
+    table = keras.Variable(np.ones((5, 2), np.float32))
+    optimizer.apply_gradients([(tf.IndexedSlices(tf.ones((1, 2)), tf.constant([1]),
+                                                 tf.constant([5, 2])), table)])
+    np.testing.assert_array_equal(table.numpy()[[0, 2, 3, 4]], 1.0)

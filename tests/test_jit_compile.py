@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import kerasopt
-from kerasopt.optimizers import ALL
+from kerasopt.optimizers import ALL, AWAITING_KERNELS
 from conftest import regression_data
 
 # Learning rates that make a visible dent in 3 epochs for every rule.
@@ -26,7 +26,8 @@ COVERED_ELSEWHERE = ("Adam", "SGD", "FullMatrixAdagrad", "Shampoo")
 
 
 @pytest.mark.parametrize("optimizer_class",
-                         [c for c in ALL if c.__name__ not in COVERED_ELSEWHERE],
+                         [c for c in ALL + AWAITING_KERNELS
+                          if c.__name__ not in COVERED_ELSEWHERE],
                          ids=lambda c: c.__name__)
 def test_jit_compiled_fit_trains_with_the_fallback(optimizer_class):
     x, y = regression_data()

@@ -383,6 +383,45 @@ def test_slots_reach_the_step_as_one_captured_tensor():
         assert_bit_identical(got.numpy(), want.numpy())
 
 
+def test_slots_created_in_the_traced_step_are_packed_in_the_graph():
+    """An optimizer built inside the traced step has slots that tf.function may
+    initialize inside the step (here: Ftrl's accumulator starts from a
+    variable, so its initializer cannot be lifted out). A tensor packed
+    outside the step hides those slots from TensorFlow's automatic control
+    dependencies, and the multi-tensor op could read a slot before it is
+    initialized (it failed about one run in four with "its slot ... has shape
+    [0]"). The handles must be packed in the graph, and every run must equal
+    the same steps with the per-variable ops."""
+    require_kernel_library()
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal(shape).astype(np.float32) for shape in ((6, 5), (5,))]
+    grads = [tf.constant(rng.standard_normal(a.shape).astype(np.float32)) for a in start]
+
+    def train(multi_on):
+        os.environ[multi_tensor.ENV_SWITCH] = "1" if multi_on else "0"
+        variables = [keras.Variable(a) for a in start]
+        opt = kerasopt.Ftrl(learning_rate=0.01, initial_accumulator_value=tf.Variable(0.1))
+
+        @tf.function
+        def step():
+            opt.apply_gradients(zip(grads, variables))
+
+        with kerasopt.implementation("kernel"):
+            step()
+            step()
+        return [v.numpy() for v in variables], step.get_concrete_function().graph
+
+    want, _ = train(multi_on=False)
+    for _ in range(8):
+        got, graph = train(multi_on=True)
+        for g, w in zip(got, want):
+            assert_bit_identical(g, w)
+    multi_ops = [op for op in graph.get_operations() if op.type == "KerasoptMultiApplyFtrl"]
+    assert len(multi_ops) == 1
+    packed_slots = multi_ops[0].inputs[2]  # vars (2), then the packed slots
+    assert packed_slots.op.type == "Pack", packed_slots.op.type
+
+
 def test_eager_slot_free_rule_runs_per_variable():
     """Eager TensorFlow refuses an empty resource tensor ("Empty resource
     handle"), so SGD without momentum (no slots) must not reach the list op

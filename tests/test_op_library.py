@@ -270,3 +270,24 @@ def test_traced_function_keeps_its_path():
     fresh_ops = graph_op_types(fresh.get_concrete_function(tf.ones(3)))
     assert "KerasoptApplySgd" in fresh_ops or "KerasoptMultiApplySgd" in fresh_ops
     np.testing.assert_allclose(var.numpy(), 0.25)
+
+
+def test_an_op_not_built_for_the_cpu_sends_the_variable_to_the_fallback():
+    """A CPU variable uses a kernel only when its op is registered for the CPU
+    (an algorithm whose op is not built yet, as those in AWAITING_KERNELS):
+    auto takes the fallback, kernel names the missing op."""
+    require_kernel_library()
+    variable = tf.Variable(np.ones(3, np.float32))
+    with kerasopt.implementation("auto"):
+        assert op_library.use_kernel(variable, "KerasoptApplyAdam")
+        assert op_library.use_kernel(variable)
+        assert not op_library.use_kernel(variable, "KerasoptApplyNoSuchRule")
+    with kerasopt.implementation("kernel"):
+        with pytest.raises(RuntimeError, match="KerasoptApplyNoSuchRule is built for CPU"):
+            op_library.use_kernel(variable, "KerasoptApplyNoSuchRule")
+    # An optimizer whose op is missing trains on its fallback under auto.
+    optimizer = kerasopt.ScheduleFreeAdamW(learning_rate=0.1)
+    weights = keras.Variable(np.ones(3, np.float32))
+    with kerasopt.implementation("auto"):
+        tf.function(lambda: optimizer.apply_gradients([(tf.ones(3), weights)]))()
+    assert np.all(weights.numpy() < 1.0)

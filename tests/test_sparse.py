@@ -24,6 +24,7 @@ import kerasopt
 import references as ref
 from conftest import DTYPES, as_f64, assert_bit_identical, np_dtype, quantize, require_kernel_library
 from kerasopt.optimizers import fused
+from optimizer_table import optimizer_params
 
 ROWS = 11
 STEPS = 3
@@ -459,3 +460,29 @@ def test_ctr_example_runs(monkeypatch, capsys):
     assert "SYNTHETIC" in out and "held-out AUC" in out and "exactly-zero weights" in out
     model_auc = float(out.split("held-out AUC:      model ")[1].split(",")[0])
     assert model_auc > 0.6
+
+
+# --- every optimizer: the forms of IndexedSlices TensorFlow accepts -------------------------
+
+
+@pytest.mark.parametrize("form", ["tuple", "list"])
+@pytest.mark.parametrize("cls", optimizer_params())
+def test_indices_and_dense_shape_as_python_sequences(cls, form, impl):
+    """TensorFlow (and Keras's own optimizer tests) build IndexedSlices with
+    Python tuples or lists as indices and dense_shape; they must give the bits
+    of the tensor form."""
+    sequence = tuple if form == "tuple" else list
+    values = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
+    results = []
+    for python_form in (False, True):
+        variable = keras.Variable(np.arange(6, dtype=np.float32).reshape(3, 2), name="v")
+        optimizer = cls()
+        indices, dense_shape = sequence([0, 2]), sequence([3, 2])
+        if not python_form:
+            indices, dense_shape = tf.constant(indices), tf.constant(dense_shape)
+        for _ in range(2):
+            optimizer.apply_gradients([(tf.IndexedSlices(tf.constant(values), indices,
+                                                         dense_shape), variable)])
+        results.append([variable.numpy()] + [v.numpy() for v in optimizer.variables])
+    for a, b in zip(*results, strict=True):
+        assert_bit_identical(a, b, f"{cls.__name__} with {form} indices")

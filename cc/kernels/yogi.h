@@ -6,9 +6,10 @@
 //   m  = beta_1 m + (1 - beta_1) g
 //   v  = v - (1 - beta_2) sign(v - g^2) g^2
 //   w -= lr * m / (sqrt(v) + eps)
-// As in the paper's Algorithm 2 there is no bias correction (TensorFlow
-// Addons' and TFF's Yogi add Adam's; optax's, like the paper, does not), so the
-// rule does not depend on the step.
+// As in the paper's Algorithm 2 there is no bias correction, so the rule does
+// not depend on the step. Other libraries differ: optax's scale_by_yogi
+// divides m and v by Adam's corrections 1 - beta^t (and starts m, like v, at
+// initial_accumulator_value), as TensorFlow Addons' and TFF's Yogi correct too.
 #pragma once
 
 #include "cc/kernels/common.h"

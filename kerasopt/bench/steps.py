@@ -173,6 +173,10 @@ class Algorithm:
     kerasopt: Callable
     raw: Callable | None  # None: TensorFlow has no matching op (the column shows n/a)
     torch: TorchOptimizer | None = None  # None: torch has no such optimizer
+    # The variables keep the case's shapes (case t: the transformer's matrices),
+    # for rules that depend on them (Muon's 2-D weights, Adafactor's factoring);
+    # otherwise every variable is flat.
+    shaped: bool = False
 
 
 ADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
@@ -187,6 +191,9 @@ ADABELIEF = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-16)
 RADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 YOGI = dict(learning_rate=1e-2, beta_1=0.9, beta_2=0.999, epsilon=1e-3)
 NOVOGRAD = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+ADAFACTOR = dict(learning_rate=1e-3)  # Keras's defaults
+MUON = dict(learning_rate=1e-3)
+SCHEDULE_FREE_ADAMW = dict(learning_rate=2.5e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
 def _raw_adam(variables):
@@ -479,6 +486,30 @@ ALGORITHMS = {
         raw_op="n/a (TF has no NovoGrad op)",
         keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("NovoGrad", **NOVOGRAD), raw=None,
     ),
+    # Keras 3.15's newer optimizers (their fused ops are pending: until they
+    # exist the kerasopt kernel columns report the missing op).
+    "adafactor": Algorithm(
+        # Rank < 2: pass 1 reads w, g, v and writes v (and sums w^2, u^2);
+        # pass 2 reads w, g, v and writes w.
+        name="Adafactor", bytes_per_param=32,
+        traffic="read w, g, v; write v; then read w, g, v; write w",
+        raw_op="n/a (TF has no Adafactor op)",
+        keras=_keras("Adafactor", **ADAFACTOR), kerasopt=_kerasopt("Adafactor", **ADAFACTOR),
+        raw=None, shaped=True,
+    ),
+    "muon": Algorithm(
+        # Element-wise traffic only (the Newton-Schulz products come on top):
+        # read w, g, m (and v for the AdamW variables); write w, m (v).
+        name="Muon", bytes_per_param=20, traffic="read w, g, m; write w, m; + matrix products",
+        raw_op="n/a (TF has no Muon op)",
+        keras=_keras("Muon", **MUON), kerasopt=_kerasopt("Muon", **MUON), raw=None, shaped=True,
+    ),
+    "schedule_free_adamw": Algorithm(
+        name="ScheduleFreeAdamW", bytes_per_param=28, traffic="read y, g, z, v; write y, z, v",
+        raw_op="n/a (TF has no schedule-free op)",
+        keras=_keras("ScheduleFreeAdamW", **SCHEDULE_FREE_ADAMW),
+        kerasopt=_kerasopt("ScheduleFreeAdamW", **SCHEDULE_FREE_ADAMW), raw=None,
+    ),
 }
 
 
@@ -715,6 +746,9 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
 
     algorithm = ALGORITHMS[algorithm_key]
     initial, gradients = torch_child.case_arrays(case.sizes, seed)
+    if algorithm.shaped and case.shapes is not None:
+        initial = [w.reshape(shape) for w, shape in zip(initial, case.shapes)]
+        gradients = [g.reshape(shape) for g, shape in zip(gradients, case.shapes)]
     gradients = [tf.constant(g) for g in gradients]
 
     results, runners = {}, {}

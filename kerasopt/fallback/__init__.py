@@ -14,6 +14,14 @@ def compute_dtype(dtype) -> tf.DType:
     return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
 
 
+def constant(value, dtype) -> tf.Tensor:
+    """A hyperparameter as a scalar of `dtype`: a Python number rounded once, or
+    a tensor (a variable's value, read at each step) cast."""
+    if tf.is_tensor(value):
+        return tf.cast(value, dtype)
+    return tf.constant(value, dtype)
+
+
 def read(variable, dtype):
     return tf.cast(variable, dtype)  # reads the value (a no-op cast if equal)
 

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def apply_adabelief(variable, gradient, momentum, belief, *, learning_rate, beta_1, beta_2,
@@ -12,19 +12,19 @@ def apply_adabelief(variable, gradient, momentum, belief, *, learning_rate, beta
     # Per-step scalars in float64, rounded once (as the C++ Make does).
     t = tf.cast(step, tf.float64)
     lr = tf.cast(learning_rate, tf.float64)
-    step_size = tf.cast(lr / (1.0 - tf.pow(tf.constant(beta_1, tf.float64), t)), c)
-    inv_b2_correction = tf.cast(1.0 / (1.0 - tf.pow(tf.constant(beta_2, tf.float64), t)), c)
-    eps = tf.constant(epsilon, c)
+    step_size = tf.cast(lr / (1.0 - tf.pow(constant(beta_1, tf.float64), t)), c)
+    inv_b2_correction = tf.cast(1.0 / (1.0 - tf.pow(constant(beta_2, tf.float64), t)), c)
+    eps = constant(epsilon, c)
 
     g = read(gradient, c)
-    m = tf.constant(beta_1, c) * read(momentum, c) + tf.constant(1.0 - beta_1, c) * g
+    m = constant(beta_1, c) * read(momentum, c) + constant(1.0 - beta_1, c) * g
     d = g - m
     s_old = read(belief, c)
     # The form of cc/kernels/adabelief.h, chosen so that TensorFlow's graph
     # optimizer cannot regroup it: no sum of three terms, and tf.square
     # rather than d * d (it reassociates c * (d * d)).
-    s = (tf.constant(beta_2, c) * s_old
-         + tf.constant(1.0 - beta_2, c) * (tf.square(d) + tf.constant(epsilon / (1.0 - beta_2), c)))
+    s = (constant(beta_2, c) * s_old
+         + constant(1.0 - beta_2, c) * (tf.square(d) + constant(epsilon / (1.0 - beta_2), c)))
     if amsgrad:
         s = tf.where(s_old > s, s_old, s)  # a NaN in s propagates, as in the kernel
     write(momentum, m)

@@ -2,16 +2,16 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def apply_adadelta(variable, gradient, accumulated_grad, accumulated_delta_var, *,
                    learning_rate, rho, epsilon):
     """One Adadelta step on tf.Variables (Keras's form: the step is scaled by learning_rate)."""
     c = compute_dtype(variable.dtype)
-    rho_c = tf.constant(rho, c)
-    one_minus_rho = tf.constant(1.0 - rho, c)
-    eps = tf.constant(epsilon, c)
+    rho_c = constant(rho, c)
+    one_minus_rho = constant(1.0 - rho, c)
+    eps = constant(epsilon, c)
     g = read(gradient, c)
     eg = rho_c * read(accumulated_grad, c) + one_minus_rho * (g * g)
     write(accumulated_grad, eg)

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def apply_adagrad(variable, gradient, accumulator, *, learning_rate, epsilon):
@@ -13,4 +13,4 @@ def apply_adagrad(variable, gradient, accumulator, *, learning_rate, epsilon):
     write(accumulator, acc)
     w = read(variable, c)
     lr = tf.cast(learning_rate, c)
-    write(variable, w - (lr * g) / tf.sqrt(acc + tf.constant(epsilon, c)))
+    write(variable, w - (lr * g) / tf.sqrt(acc + constant(epsilon, c)))

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def apply_adam(variable, gradient, momentum, velocity, velocity_hat=None, *,
@@ -14,19 +14,19 @@ def apply_adam(variable, gradient, momentum, velocity, velocity_hat=None, *,
     """
     c = compute_dtype(variable.dtype)
     t = tf.cast(step, c)
-    beta_1_power = tf.pow(tf.constant(beta_1, c), t)
-    beta_2_power = tf.pow(tf.constant(beta_2, c), t)
+    beta_1_power = tf.pow(constant(beta_1, c), t)
+    beta_2_power = tf.pow(constant(beta_2, c), t)
     alpha = tf.cast(learning_rate, c) * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
     g = read(gradient, c)
     m = read(momentum, c)
     v = read(velocity, c)
-    m = m + (g - m) * tf.constant(1.0 - beta_1, c)
-    v = v + (g * g - v) * tf.constant(1.0 - beta_2, c)
+    m = m + (g - m) * constant(1.0 - beta_1, c)
+    v = v + (g * g - v) * constant(1.0 - beta_2, c)
     write(momentum, m)
     write(velocity, v)
     if amsgrad:
         v = tf.maximum(read(velocity_hat, c), v)
         write(velocity_hat, v)
     w = read(variable, c) if weight is None else weight
-    write(variable, w - (m * alpha) / (tf.sqrt(v) + tf.constant(epsilon, c)))
+    write(variable, w - (m * alpha) / (tf.sqrt(v) + constant(epsilon, c)))

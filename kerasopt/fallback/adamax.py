@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def apply_adamax(variable, gradient, momentum, norm, *,
@@ -10,14 +10,14 @@ def apply_adamax(variable, gradient, momentum, norm, *,
     """One Adamax step on tf.Variables; `step` is iterations + 1."""
     c = compute_dtype(variable.dtype)
     lr = tf.cast(learning_rate, c)
-    one_minus_b1_power = 1 - tf.pow(tf.constant(beta_1, c), tf.cast(step, c))
+    one_minus_b1_power = 1 - tf.pow(constant(beta_1, c), tf.cast(step, c))
 
     g = read(gradient, c)
     m = read(momentum, c)
     u = read(norm, c)
-    m = m + (g - m) * tf.constant(1.0 - beta_1, c)
-    u = tf.maximum(tf.constant(beta_2, c) * u, tf.abs(g))
+    m = m + (g - m) * constant(1.0 - beta_1, c)
+    u = tf.maximum(constant(beta_2, c) * u, tf.abs(g))
     write(momentum, m)
     write(norm, u)
     w = read(variable, c)
-    write(variable, w - (lr * m) / (one_minus_b1_power * (u + tf.constant(epsilon, c))))
+    write(variable, w - (lr * m) / (one_minus_b1_power * (u + constant(epsilon, c))))

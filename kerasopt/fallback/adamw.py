@@ -4,10 +4,9 @@ The decay and the Adam step are computed together and written once (as the
 fused kernel does), so 16-bit variables are rounded once, not twice.
 """
 
-import tensorflow as tf
-
 from kerasopt.fallback import compute_dtype, read
 from kerasopt.fallback.adam import apply_adam
+from kerasopt.fallback.decoupled_decay import decay
 
 
 def apply_adamw(variable, gradient, momentum, velocity, velocity_hat=None, *,
@@ -16,17 +15,8 @@ def apply_adamw(variable, gradient, momentum, velocity, velocity_hat=None, *,
 
     `weight_decay` is 0 for variables excluded from weight decay.
     """
-    c = compute_dtype(variable.dtype)
-    w = read(variable, c)
-    if weight_decay != 0:
-        lr = tf.cast(learning_rate, c)
-        wd = tf.constant(weight_decay, c)
-        # As Keras's w * wd * lr after Grappler's regrouping (see adamw.h).
-        size = variable.shape.num_elements()
-        if size is None or size > 1:
-            w = w - w * (wd * lr)
-        else:
-            w = w - (w * wd) * lr
+    w = decay(read(variable, compute_dtype(variable.dtype)), variable,
+              weight_decay=weight_decay, learning_rate=learning_rate)
     apply_adam(variable, gradient, momentum, velocity, velocity_hat,
                learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                epsilon=epsilon, step=step, amsgrad=amsgrad, weight=w)

@@ -3,7 +3,7 @@ summed exactly as the op sums them (kerasopt/fallback/lamb.py's sum_of_squares).
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 from kerasopt.fallback.lamb import sum_of_squares
 
 
@@ -18,20 +18,20 @@ def apply_lars(variable, gradient, momentum_slot, *, learning_rate, momentum, we
     w = read(variable, c)
     g = read(gradient, c)
     scale = tf.cast(learning_rate, c)
-    beta = tf.constant(weight_decay, c)
+    beta = constant(weight_decay, c)
     if layer_adaptation:
         w_norm = tf.cast(tf.sqrt(sum_of_squares(w)), c)
         g_norm = tf.cast(tf.sqrt(sum_of_squares(g)), c)
         both_positive = tf.logical_and(w_norm > 0, g_norm > 0)
         local = tf.where(both_positive,
-                         (tf.constant(eta, c) * w_norm) / (g_norm + beta * w_norm),
-                         tf.constant(1.0, c))
+                         (constant(eta, c) * w_norm) / (g_norm + beta * w_norm),
+                         constant(1.0, c))
         scale = scale * local
     u = g + beta * w
     if momentum == 0:
         write(variable, w - scale * u)
         return
-    mu = tf.constant(momentum, c)
+    mu = constant(momentum, c)
     v = mu * read(momentum_slot, c) + scale * u
     write(momentum_slot, v)
     if nesterov:

@@ -2,15 +2,15 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def apply_lion(variable, gradient, momentum, *, learning_rate, beta_1, beta_2):
     """One Lion step on tf.Variables."""
     c = compute_dtype(variable.dtype)
     lr = tf.cast(learning_rate, c)
-    b1 = tf.constant(beta_1, c)
-    b2 = tf.constant(beta_2, c)
+    b1 = constant(beta_1, c)
+    b2 = constant(beta_2, c)
     g = read(gradient, c)
     m = read(momentum, c)
     w = read(variable, c)

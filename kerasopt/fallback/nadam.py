@@ -2,13 +2,13 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def momentum_schedule(beta_1, step, dtype):
     """mu_t = beta_1 * (1 - 0.5 * 0.96^t), in `dtype`."""
     t = tf.cast(step, dtype)
-    return tf.constant(beta_1, dtype) * (1 - tf.constant(0.5, dtype) * tf.pow(tf.constant(0.96, dtype), t))
+    return constant(beta_1, dtype) * (1 - constant(0.5, dtype) * tf.pow(constant(0.96, dtype), t))
 
 
 def apply_nadam(variable, gradient, momentum, velocity, *,
@@ -22,8 +22,8 @@ def apply_nadam(variable, gradient, momentum, velocity, *,
     u_t_1 = momentum_schedule(beta_1, step + 1, c)
     u_product_t = tf.cast(u_product, c)
     u_product_t_1 = u_product_t * u_t_1
-    b1 = tf.constant(beta_1, c)
-    b2 = tf.constant(beta_2, c)
+    b1 = constant(beta_1, c)
+    b2 = constant(beta_2, c)
     one_minus_b2_power = 1 - tf.pow(b2, tf.cast(step, c))
 
     g = read(gradient, c)
@@ -36,4 +36,4 @@ def apply_nadam(variable, gradient, momentum, velocity, *,
     m_hat = (u_t_1 * m) / (1 - u_product_t_1) + ((1 - u_t) * g) / (1 - u_product_t)
     v_hat = v / one_minus_b2_power
     w = read(variable, c)
-    write(variable, w - (m_hat * lr) / (tf.sqrt(v_hat) + tf.constant(epsilon, c)))
+    write(variable, w - (m_hat * lr) / (tf.sqrt(v_hat) + constant(epsilon, c)))

@@ -3,7 +3,7 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 from kerasopt.fallback.lamb import sum_of_squares
 
 
@@ -17,13 +17,13 @@ def apply_novograd(variable, gradient, momentum, velocity, *, learning_rate, bet
     norm_sq = tf.cast(sum_of_squares(g), c)
     v_old = read(velocity, c)
     v = tf.where(tf.equal(step, 1), norm_sq,
-                 tf.constant(beta_2, c) * v_old + tf.constant(1.0 - beta_2, c) * norm_sq)
+                 constant(beta_2, c) * v_old + constant(1.0 - beta_2, c) * norm_sq)
     write(velocity, v)
-    denominator = tf.sqrt(v) + tf.constant(epsilon, c)
+    denominator = tf.sqrt(v) + constant(epsilon, c)
 
     w = read(variable, c)
-    u = g / denominator + tf.constant(weight_decay, c) * w
-    grad_scale = tf.constant(1.0 - beta_1 if grad_averaging else 1.0, c)
-    m = tf.constant(beta_1, c) * read(momentum, c) + grad_scale * u
+    u = g / denominator + constant(weight_decay, c) * w
+    grad_scale = constant(1.0 - beta_1 if grad_averaging else 1.0, c)
+    m = constant(beta_1, c) * read(momentum, c) + grad_scale * u
     write(momentum, m)
     write(variable, w - lr * m)

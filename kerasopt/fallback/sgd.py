@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 
 
 def apply_sgd(variable, gradient, momentum_slot=None, *, learning_rate, momentum, nesterov):
@@ -14,7 +14,7 @@ def apply_sgd(variable, gradient, momentum_slot=None, *, learning_rate, momentum
     if momentum == 0:
         write(variable, w - g * lr)
         return
-    mu = tf.constant(momentum, c)
+    mu = constant(momentum, c)
     m = read(momentum_slot, c) * mu - g * lr
     write(momentum_slot, m)
     write(variable, w + (m * mu - g * lr) if nesterov else w + m)

@@ -3,7 +3,7 @@ cc/tf/preconditioned_apply_op.cc (KerasoptApplyShampoo)."""
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 from kerasopt.fallback.blocks import BlockLayout, from_tiles, matrix_view, to_tiles
 from kerasopt.fallback.matrix_root import matrix_inverse_root
 
@@ -14,14 +14,14 @@ def _grafted_step(g, graft_slots, grafting, beta_1, beta_2, graft_epsilon, step,
         return g
     momentum, velocity = graft_slots
     t = tf.cast(step, c)
-    alpha = tf.sqrt(1 - tf.pow(tf.constant(beta_2, c), t)) / (1 - tf.pow(tf.constant(beta_1, c), t))
+    alpha = tf.sqrt(1 - tf.pow(constant(beta_2, c), t)) / (1 - tf.pow(constant(beta_1, c), t))
     m = read(momentum, c)
     v = read(velocity, c)
-    m = m + (g - m) * tf.constant(1.0 - beta_1, c)
-    v = v + (g * g - v) * tf.constant(1.0 - beta_2, c)
+    m = m + (g - m) * constant(1.0 - beta_1, c)
+    v = v + (g * g - v) * constant(1.0 - beta_2, c)
     write(momentum, m)
     write(velocity, v)
-    return (m * alpha) / (tf.sqrt(v) + tf.constant(graft_epsilon, c))
+    return (m * alpha) / (tf.sqrt(v) + constant(graft_epsilon, c))
 
 
 def apply_shampoo(variable, gradient, left_statistics, right_statistics,

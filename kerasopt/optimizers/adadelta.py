@@ -100,7 +100,7 @@ class Adadelta(FusedOptimizer):
         return [self._accumulated_grads[i], self._accumulated_delta_vars[i]]
 
     def _hyperparameters(self):
-        return dict(rho=float(self.rho), epsilon=float(self.epsilon))
+        return dict(rho=self.hyperparameter(self.rho), epsilon=self.hyperparameter(self.epsilon))
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_adadelta(

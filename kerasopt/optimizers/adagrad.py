@@ -108,13 +108,13 @@ class Adagrad(FusedOptimizer):
             slots=[s.handle for s in slots],
             grad=gradient,
             lr=learning_rate_f64,
-            epsilon=float(self.epsilon),
+            epsilon=self.hyperparameter(self.epsilon),
         )
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adagrad_fallback.apply_adagrad(
             variable, gradient, slots[0],
-            learning_rate=learning_rate, epsilon=float(self.epsilon),
+            learning_rate=learning_rate, epsilon=self.hyperparameter(self.epsilon),
         )
 
     def get_config(self):

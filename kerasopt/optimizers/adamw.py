@@ -115,7 +115,7 @@ class AdamW(Adam):
         return
 
     def _decay_for(self, variable) -> float:
-        return float(self.weight_decay) if self._use_weight_decay(variable) else 0.0
+        return self.hyperparameter(self.weight_decay) if self._use_weight_decay(variable) else 0.0
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_adamw(

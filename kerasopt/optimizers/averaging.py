@@ -132,6 +132,10 @@ class AveragedOptimizer(OptimizerWrapper):
         return [(v, a) for v, a in zip(self._trainable_variables, self._averages)
                 if a is not None]
 
+    def has_averaged_weights(self) -> bool:
+        """True once an iterate has been averaged (there is something to swap in)."""
+        return self.built and int(self.averaged_count()) > 0
+
     def swap_average_weights(self):
         """Exchanges the model's weights and their averages (again: swaps back).
 
@@ -177,32 +181,41 @@ class AveragedOptimizer(OptimizerWrapper):
 
 
 class SwapAveragedWeights(keras.callbacks.Callback):
-    """Evaluates on an AveragedOptimizer's averages during ``fit``.
+    """Evaluates on the averaged weights during ``fit``.
 
     Before each evaluation (``on_test_begin``: validation inside ``fit``, or
-    ``evaluate`` given this callback) the model's weights and their averages
-    are swapped, and swapped back after it, as ``keras.callbacks.SwapEMAWeights``
-    does for ``use_ema``. Nothing is swapped before the first averaged step.
+    ``evaluate`` given this callback) the model takes the averaged weights of
+    its optimizer, and gets its own back after it, as
+    ``keras.callbacks.SwapEMAWeights`` does for ``use_ema``. Works with
+    ``kerasopt.AveragedOptimizer`` (nothing is swapped before its first
+    averaged step) and the schedule-free optimizers (x, see
+    ``ScheduleFreeAdamW``), also as the inner optimizers of a
+    ``keras.optimizers.MultiOptimizer``.
     """
 
     def __init__(self):
         super().__init__()
-        self._swapped = False
+        self._swapped = None  # the ExitStack of the swaps in effect
 
-    def _optimizer(self):
+    def _averaging_optimizers(self):
         optimizer = self.model.optimizer
-        if not isinstance(optimizer, AveragedOptimizer):
+        candidates = [optimizer] + list(getattr(optimizer, "optimizers", None) or [])
+        found = [o for o in candidates if hasattr(o, "averaged_weights")]
+        if not found:
             raise ValueError("SwapAveragedWeights needs a model compiled with a "
-                             f"kerasopt.AveragedOptimizer, got {type(optimizer).__name__}")
-        return optimizer
+                             "kerasopt.AveragedOptimizer or a schedule-free optimizer (or a "
+                             "MultiOptimizer holding one), got "
+                             f"{type(optimizer).__name__}")
+        return found
 
     def on_test_begin(self, logs=None):
-        optimizer = self._optimizer()
-        if optimizer.built and int(optimizer.averaged_count()) > 0:
-            optimizer.swap_average_weights()
-            self._swapped = True
+        stack = contextlib.ExitStack()
+        for optimizer in self._averaging_optimizers():
+            if optimizer.has_averaged_weights():
+                stack.enter_context(optimizer.averaged_weights())
+        self._swapped = stack
 
     def on_test_end(self, logs=None):
-        if self._swapped:
-            self._optimizer().swap_average_weights()
-            self._swapped = False
+        if self._swapped is not None:
+            self._swapped.close()
+            self._swapped = None

@@ -5,9 +5,11 @@ kerasopt/fallback/ftrl.py.
 """
 
 import keras
+import tensorflow as tf
 
 from kerasopt.fallback import ftrl as ftrl_fallback
-from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
+from kerasopt.optimizers.fused import (
+    FusedOptimizer, check_hyperparameter, check_learning_rate, is_constant)
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
@@ -51,12 +53,18 @@ class Ftrl(FusedOptimizer):
         l2_regularization_strength: >= 0. Defaults to 0.
         l2_shrinkage_regularization_strength: >= 0. Defaults to 0.
         beta: >= 0. Defaults to 0.
-        lazy: with ``l2_shrinkage_regularization_strength > 0``, apply
-            sparse (``tf.IndexedSlices``) gradients to the rows they name only
-            (shrinkage then acts on active rows only, as Keras's docstring and
-            TensorFlow's sparse FTRL describe); by default such gradients are
-            densified. Without shrinkage sparse gradients always update only
-            their rows. See docs/sparse.md.
+        lazy: apply sparse (``tf.IndexedSlices``) gradients to the rows they
+            name only. Without shrinkage and at a constant learning rate (a
+            float, not a schedule) that is exactly Keras's dense step and
+            happens anyway; otherwise it is a different step, taken only on
+            request: shrinkage then acts on active rows only (as Keras's
+            docstring and TensorFlow's sparse FTRL describe), and rows left
+            out keep the weight of the learning rate they last saw (a
+            schedule moves every row of a dense step). By default such
+            gradients are densified. A float learning rate you assign between
+            steps (e.g. ``ReduceLROnPlateau``) changes the rate too; untouched
+            rows then catch up when they are next touched. See
+            docs/sparse.md.
         slot_dtype: None (slots take the variable's dtype, as in Keras) or
             "float32": float32 slots for bfloat16/float16 variables, so only
             the weight is rounded to 16 bits. See
@@ -105,25 +113,41 @@ class Ftrl(FusedOptimizer):
             **kwargs,
         )
         self.learning_rate_power = check_hyperparameter(
-            "learning_rate_power", learning_rate_power, high=0.0, high_inclusive=True)
-        self.initial_accumulator_value = check_hyperparameter(
-            "initial_accumulator_value", initial_accumulator_value, low=0.0)
-        self.l1_regularization_strength = check_hyperparameter(
-            "l1_regularization_strength", l1_regularization_strength, low=0.0)
-        self.l2_regularization_strength = check_hyperparameter(
-            "l2_regularization_strength", l2_regularization_strength, low=0.0)
-        self.l2_shrinkage_regularization_strength = check_hyperparameter(
-            "l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength,
-            low=0.0)
+            "learning_rate_power", learning_rate_power, high=0.0, high_inclusive=True,
+            keras_message="`learning_rate_power` needs to be negative or zero. Received: "
+                          "learning_rate_power={value}.")
+        non_negative = {
+            "initial_accumulator_value": initial_accumulator_value,
+            "l1_regularization_strength": l1_regularization_strength,
+            "l2_regularization_strength": l2_regularization_strength,
+            "l2_shrinkage_regularization_strength": l2_shrinkage_regularization_strength,
+        }
+        for name, value in non_negative.items():  # Keras's checks, in its words
+            setattr(self, name, check_hyperparameter(
+                name, value, low=0.0,
+                keras_message=f"`{name}` needs to be positive or zero. Received: "
+                              f"{name}={{value}}."))
         self.beta = check_hyperparameter("beta", beta, low=0.0)
 
     def sparse_rows_exact(self):
         # Without shrinkage a zero gradient leaves n and z unchanged, and w is
-        # then the FTRL solution of (z, n) it already was (for rows touched
-        # before or initialised to zero, at a constant learning rate): the
-        # paper's per-coordinate algorithm, and TensorFlow's sparse FTRL ops.
-        # Shrinkage moves z by 2 * l2_shrinkage * w even with a zero gradient.
-        return float(self.l2_shrinkage_regularization_strength) == 0.0
+        # then the FTRL solution of (z, n, learning rate) it already was (for
+        # rows touched before or initialised to zero): the paper's
+        # per-coordinate algorithm, and TensorFlow's sparse FTRL ops. Not so
+        # when the learning rate changes (a schedule): w depends on it, so a
+        # dense step moves untouched rows too. Shrinkage moves z by
+        # 2 * l2_shrinkage * w even with a zero gradient.
+        shrinkage = self.l2_shrinkage_regularization_strength
+        return (is_constant(shrinkage) and float(shrinkage) == 0.0
+                and not self.learning_rate_changes())
+
+    def learning_rate_changes(self) -> bool:
+        """True when the learning rate is a schedule or a callable (it changes
+        from step to step); a float is kept in a variable that only changes
+        when it is assigned."""
+        rate = self._learning_rate
+        return isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) or (
+            callable(rate) and not isinstance(rate, (tf.Variable, keras.Variable)))
 
     def build(self, var_list):
         if self.built:
@@ -141,11 +165,11 @@ class Ftrl(FusedOptimizer):
 
     def _hyperparameters(self):
         return dict(
-            learning_rate_power=float(self.learning_rate_power),
-            l1=float(self.l1_regularization_strength),
-            l2=float(self.l2_regularization_strength),
-            l2_shrinkage=float(self.l2_shrinkage_regularization_strength),
-            beta=float(self.beta),
+            learning_rate_power=self.hyperparameter(self.learning_rate_power),
+            l1=self.hyperparameter(self.l1_regularization_strength),
+            l2=self.hyperparameter(self.l2_regularization_strength),
+            l2_shrinkage=self.hyperparameter(self.l2_shrinkage_regularization_strength),
+            beta=self.hyperparameter(self.beta),
         )
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):

@@ -52,6 +52,7 @@ class FullMatrixAdagrad(PreconditionedOptimizer):
     """
 
     kernel_name = "FullMatrixAdagrad"
+    constant_hyperparameters = ("epsilon",)  # the damping of roots computed every few steps
 
     def __init__(
         self,
@@ -101,7 +102,7 @@ class FullMatrixAdagrad(PreconditionedOptimizer):
             layout = full_matrix_layout(variable.shape, self.block_size)
             self._statistics.append(self.add_matrix_slot(
                 variable, layout.left_shape, "statistics",
-                identity_scale=float(self.initial_accumulator_value)))
+                identity_scale=self.initial_accumulator_value))
             self._preconditioners.append(
                 self.add_matrix_slot(variable, layout.left_shape, "preconditioner"))
 

@@ -25,17 +25,15 @@ import keras
 import tensorflow as tf
 
 from kerasopt import op_library
-from kerasopt.optimizers import multi_tensor, slot_storage, sparse_update
+from kerasopt.backend_check import require_tensorflow_backend
+from kerasopt.optimizers import multi_tensor, slot_storage, sparse_update, step_checks
 from kerasopt.optimizers import nonfinite as nonfinite_policy
+from kerasopt.optimizers.step_checks import variable_name
 
 
 def tf_variable(variable):
     """The tf.Variable behind a keras.Variable (or the argument itself)."""
     return variable.value if isinstance(variable, keras.Variable) else variable
-
-
-def variable_name(variable) -> str:
-    return getattr(variable, "path", None) or getattr(variable, "name", "<unnamed>")
 
 
 def check_shapes(variable, gradient, slots) -> None:
@@ -71,25 +69,75 @@ def runtime_shape_checks(variable, gradient) -> list:
     return [tf.debugging.Assert(same, [message])]
 
 
-def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False):
+def _bounds_text(low, high, high_inclusive) -> str:
+    def number(x):
+        return f"{x:g}"
+    if low is not None and high is not None:
+        return f"in [{number(low)}, {number(high)}{']' if high_inclusive else ')'}"
+    if low is not None:
+        return f">= {number(low)}"
+    return f"<= {number(high)}" if high_inclusive else f"< {number(high)}"
+
+
+def check_hyperparameter(name, value, low=None, high=None, high_inclusive=False,
+                         keras_message=None):
     """Validates a float hyperparameter at construction; returns it unchanged.
 
-    ``low`` is inclusive; ``high`` is exclusive unless ``high_inclusive``.
+    ``low`` is inclusive; ``high`` is exclusive unless ``high_inclusive``. A
+    variable is checked at its value now (it is read again at each step; see
+    :func:`hyperparameter`). ``keras_message``: where Keras validates the same
+    argument, its wording (``{value}`` is replaced), so code that matches
+    Keras's messages keeps working; the exception is Keras's ValueError.
     """
     shape = getattr(value, "shape", None)
     if shape is not None and len(shape) != 0:
         raise ValueError(f"`{name}` must be a scalar, got shape {tuple(shape)}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        try:  # accept 0-d tensors and NumPy scalars, as Keras does
-            float(value)
+        try:  # accept 0-d tensors, variables and NumPy scalars, as Keras does
+            number = float(tf.convert_to_tensor(value))
         except (TypeError, ValueError):
             raise ValueError(f"`{name}` must be a float, got {value!r}") from None
-    number = float(value)
+    else:
+        number = float(value)
     too_low = low is not None and not number >= low
     too_high = high is not None and not (number <= high if high_inclusive else number < high)
     if too_low or too_high or number != number:
-        bounds = f"[{low}, {high}{']' if high_inclusive else ')'}" if high is not None else f">= {low}"
-        raise ValueError(f"`{name}` must be in {bounds}, got {value!r}")
+        if keras_message is not None:
+            raise ValueError(keras_message.format(value=value))
+        raise ValueError(f"`{name}` must be {_bounds_text(low, high, high_inclusive)}, "
+                         f"got {value!r}")
+    return value
+
+
+def is_constant(value) -> bool:
+    """True for a hyperparameter that cannot change: a Python or NumPy number,
+    or an eager tensor. A variable (tf.Variable, keras.Variable) can."""
+    if isinstance(value, (tf.Variable, keras.Variable)):
+        return False
+    return not tf.is_tensor(value) or hasattr(value, "numpy")
+
+
+def hyperparameter(value):
+    """A hyperparameter as the ops and fallbacks take it.
+
+    A constant is a Python float (the ops take it as a constant input). A
+    variable is read at each step, as Keras reads its own hyperparameters:
+    its value as a float64 tensor (exact for float32 and float64 values), so
+    assigning it a new value changes the next step.
+    """
+    if is_constant(value):
+        return float(value)
+    return tf.cast(tf.convert_to_tensor(value), tf.float64)
+
+
+def check_constant(name, value, message=None):
+    """Raises ValueError unless `value` is a constant (see is_constant): for a
+    hyperparameter that decides which slots exist. `message` (with
+    ``{value}``) replaces the default words."""
+    if not is_constant(value):
+        raise ValueError((message or (
+            f"`{name}` must be a float, not a variable or tensor: its value decides which "
+            f"slots the optimizer keeps. Received: {name}={{value}}")).format(value=value))
     return value
 
 
@@ -134,7 +182,14 @@ class FusedOptimizer(keras.optimizers.Optimizer):
     # layer-wise and preconditioned ones do not yet).
     supports_slot_dtype: bool = True
 
+    # Float hyperparameters that must be Python numbers, not variables (the
+    # constructor refuses a variable): their value decides which slots exist
+    # (momentum). Every other float hyperparameter may be a variable, read at
+    # each step as Keras reads its own (see `hyperparameter`).
+    constant_hyperparameters: tuple = ()
+
     def __init__(self, *args, lazy=False, nonfinite="propagate", slot_dtype=None, **kwargs):
+        require_tensorflow_backend(type(self).__name__)
         super().__init__(*args, **kwargs)
         self.nonfinite = nonfinite_policy.check_mode(nonfinite)
         if not isinstance(lazy, bool):
@@ -214,34 +269,47 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         raise NotImplementedError
 
     _step_inputs = None  # (learning_rate, step, learning_rate as float64) of one apply
+    _hyperparameter_reads = None  # variable hyperparameters read in this step, by id
+
+    def hyperparameter(self, value):
+        """:func:`hyperparameter`, read once per step: every variable of the
+        step shares the tensor (so the multi-tensor ops still group them)."""
+        if is_constant(value) or self._hyperparameter_reads is None:
+            return hyperparameter(value)
+        read = self._hyperparameter_reads.get(id(value))
+        if read is None:
+            read = self._hyperparameter_reads[id(value)] = (value, hyperparameter(value))
+        return read[1]
+
 
     def apply(self, grads, trainable_variables=None):
-        """Keras's apply, guarded by the ``nonfinite`` policy."""
-        grads = list(grads)
+        """Keras's apply, after the checks of the whole step and guarded by the
+        ``nonfinite`` policy.
+
+        Every check that can fail (shapes, sparse indices; see
+        :mod:`kerasopt.optimizers.step_checks`) gates every write of the step,
+        Keras's own (weight decay, Nadam's ``u_product``, EMA, accumulators,
+        ``iterations``) included: a failed step writes nothing.
+        """
+        grads = step_checks.normalize_gradients(grads)
         if trainable_variables is not None:
             trainable_variables = list(trainable_variables)
-        # Shapes first, for every variable: a mismatch found later, in
-        # update_step, would come after per-step state (weight decay, Nadam's
-        # u_product) was already written.
-        known = trainable_variables if trainable_variables is not None else (
-            self._trainable_variables if self.built else [])
-        for gradient, variable in zip(grads, known):
-            if isinstance(gradient, tf.IndexedSlices):
-                sparse_update.check_sparse_shapes(variable, gradient, [], variable_name(variable))
-            elif gradient is not None:
-                check_shapes(variable, gradient, [])
-        if self.nonfinite == "propagate" or not grads:
-            return super().apply(grads, trainable_variables)
-        if trainable_variables is not None:
-            if not self.built:  # variables cannot be created inside a tf.cond branch
+            if not self.built and grads:
+                # Built before the checks and outside them (and outside the
+                # nonfinite tf.cond: no variable can be created in a branch).
                 with keras.name_scope(self.name, caller=self):
                     self.build(trainable_variables)
                 self.built = True
-        elif not self.built:
-            return super().apply(grads, trainable_variables)  # Keras's error
-        names = [variable_name(v) for v in (trainable_variables or self._trainable_variables)]
-        nonfinite_policy.guarded_apply(self.nonfinite, super().apply, grads,
-                                       trainable_variables, names)
+        if not grads or (trainable_variables is None and not self.built):
+            return super().apply(grads, trainable_variables)  # Keras's no-op or error
+        variables = trainable_variables if trainable_variables is not None else \
+            self._trainable_variables
+        with step_checks.gated(grads, variables):
+            if self.nonfinite == "propagate":
+                return super().apply(grads, trainable_variables)
+            names = [variable_name(v) for v in variables]
+            nonfinite_policy.guarded_apply(self.nonfinite, super().apply, grads,
+                                           trainable_variables, names)
         return None
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
@@ -250,6 +318,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         # variables, per-variable ops are most of the step's cost).
         self._step_inputs = (learning_rate, tf.cast(self.iterations, tf.int64) + 1,
                              tf.cast(learning_rate, tf.float64))
+        self._hyperparameter_reads = {}
         try:
             if self._multi_tensor_allowed():
                 grads, trainable_variables = self._multi_tensor_update(
@@ -258,6 +327,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
                 super()._backend_update_step(grads, trainable_variables, learning_rate)
         finally:
             self._step_inputs = None
+            self._hyperparameter_reads = None
 
     def _multi_tensor_allowed(self) -> bool:
         # A subclass that overrides update_step wants every variable to go

@@ -108,8 +108,9 @@ class Lamb(FusedOptimizer):
         return [self._momentums[i], self._velocities[i]]
 
     def _hyperparameters(self):
-        return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
-                    epsilon=float(self.epsilon))
+        return dict(beta_1=self.hyperparameter(self.beta_1),
+                    beta_2=self.hyperparameter(self.beta_2),
+                    epsilon=self.hyperparameter(self.epsilon))
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_lamb(

@@ -8,9 +8,11 @@ fallback: kerasopt/fallback/lars.py.
 import re
 
 import keras
+import tensorflow as tf
 
 from kerasopt.fallback import lars as lars_fallback
-from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
+from kerasopt.optimizers.fused import (
+    FusedOptimizer, check_constant, check_hyperparameter, check_learning_rate)
 
 
 def _name_patterns(argument, names):
@@ -90,6 +92,7 @@ class Lars(FusedOptimizer):
     """
 
     kernel_name = "Lars"
+    constant_hyperparameters = ("momentum",)
     supports_slot_dtype = False  # its norm driver (apply_after_norms.h) takes slots of the variable's dtype
 
     def __init__(
@@ -126,11 +129,13 @@ class Lars(FusedOptimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             **kwargs,
         )
+        check_constant("momentum", momentum)  # it decides whether the momentum slot exists
         self.momentum = float(check_hyperparameter("momentum", momentum, 0.0, 1.0, high_inclusive=True))
-        self.weight_decay = float(check_hyperparameter(
-            "weight_decay", 0.0 if weight_decay is None else weight_decay, low=0.0))
-        self.eta = float(check_hyperparameter("eta", eta, low=0.0))
-        if self.eta == 0.0:
+        # Read at each step (a variable may change them; see fused.hyperparameter).
+        self.weight_decay = check_hyperparameter(
+            "weight_decay", 0.0 if weight_decay is None else weight_decay, low=0.0)
+        self.eta = check_hyperparameter("eta", eta, low=0.0)
+        if float(tf.convert_to_tensor(self.eta)) == 0.0:
             raise ValueError("`eta` must be > 0, got 0 (it scales every step)")
         self.nesterov = bool(nesterov)
         self._weight_decay_names = _name_patterns("exclude_from_weight_decay",
@@ -168,8 +173,9 @@ class Lars(FusedOptimizer):
 
     def _per_variable(self, variable):
         i = self._get_variable_index(variable)
-        return dict(momentum=self.momentum, weight_decay=self._variable_weight_decay[i],
-                    eta=self.eta, nesterov=self.nesterov,
+        return dict(momentum=self.momentum,
+                    weight_decay=self.hyperparameter(self._variable_weight_decay[i]),
+                    eta=self.hyperparameter(self.eta), nesterov=self.nesterov,
                     layer_adaptation=self._variable_layer_adaptation[i])
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):

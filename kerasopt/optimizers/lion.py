@@ -5,6 +5,7 @@ kerasopt/fallback/lion.py.
 """
 
 import keras
+import tensorflow as tf
 
 from kerasopt.fallback import lion as lion_fallback
 from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
@@ -83,12 +84,12 @@ class Lion(FusedOptimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             **kwargs,
         )
-        check_hyperparameter("beta_1", beta_1, 0.0, 1.0, high_inclusive=True)
-        if float(beta_1) == 0.0:
-            raise ValueError(
-                "`beta_1` must be in (0, 1]: with beta_1 = 0 Lion degenerates to "
-                f"signSGD. Got {beta_1!r}"
-            )
+        keras_beta_1 = ("Argument `beta_1` must be in the [0, 1] range. Otherwise, the "
+                        "optimizer degenerates to SignSGD. Received: beta_1={value}.")
+        check_hyperparameter("beta_1", beta_1, 0.0, 1.0, high_inclusive=True,
+                             keras_message=keras_beta_1)
+        if float(tf.convert_to_tensor(beta_1)) == 0.0:  # Keras refuses 0 too, in these words
+            raise ValueError(keras_beta_1.format(value=beta_1))
         self.beta_1 = beta_1
         self.beta_2 = check_hyperparameter("beta_2", beta_2, 0.0, 1.0, high_inclusive=True)
 
@@ -107,14 +108,14 @@ class Lion(FusedOptimizer):
             slots=[s.handle for s in slots],
             grad=gradient,
             lr=learning_rate_f64,
-            beta_1=float(self.beta_1),
-            beta_2=float(self.beta_2),
+            beta_1=self.hyperparameter(self.beta_1),
+            beta_2=self.hyperparameter(self.beta_2),
         )
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         lion_fallback.apply_lion(
             variable, gradient, *slots, learning_rate=learning_rate,
-            beta_1=float(self.beta_1), beta_2=float(self.beta_2),
+            beta_1=self.hyperparameter(self.beta_1), beta_2=self.hyperparameter(self.beta_2),
         )
 
     def get_config(self):

@@ -35,6 +35,7 @@ import contextlib
 import os
 
 import tensorflow as tf
+from tensorflow.python.ops import gen_resource_variable_ops
 
 # Set KERASOPT_MULTI_TENSOR=0 to update every variable with its own op.
 ENV_SWITCH = "KERASOPT_MULTI_TENSOR"
@@ -85,15 +86,27 @@ def _on_cpu(variable) -> bool:
     return (tf.DeviceSpec.from_string(device).device_type or "CPU").upper() == "CPU"
 
 
+def _all_initialized(handles) -> bool:
+    """Whether every (eager) handle's variable holds a value now."""
+    with tf.init_scope():
+        return all(bool(gen_resource_variable_ops.var_is_initialized_op(h)) for h in handles)
+
+
 def pack_handles(handles, cache: dict, empty_like, pack=tf.stack):
     """The slot handles as one 1-D resource tensor (the op's ``slots`` input).
 
-    Made once, outside the traced step, when every handle is an eager tensor:
-    the step then captures one tensor instead of one per slot (each capture
-    costs every call a few microseconds). Symbolic handles (variables created
-    in a graph) are packed in the graph instead. ``empty_like`` is a handle to
-    slice an empty list from (a resource tensor cannot be built from nothing).
-    ``pack`` makes the tensor from the list (``tf.stack`` on the CPU).
+    Made once, outside the traced step, when every handle is an eager tensor
+    of an initialized variable: the step then captures one tensor instead of
+    one per slot (each capture costs every call a few microseconds). Otherwise
+    the handles are packed in the graph: symbolic handles (variables created in
+    a graph), and slots not yet initialized, i.e. created while this step is
+    traced, whose initial values tf.function may assign inside the step. The
+    op must then take the handles themselves, so that TensorFlow's automatic
+    control dependencies order it after those assignments (a tensor packed
+    outside hides them: the op could read a slot before it is initialized).
+    ``empty_like`` is a handle to slice an empty list from (a resource tensor
+    cannot be built from nothing). ``pack`` makes the tensor from the list
+    (``tf.stack`` on the CPU).
     """
     if not handles:  # (an empty resource tensor cannot be captured: slice in the step)
         return tf.stack([empty_like])[:0]
@@ -101,7 +114,7 @@ def pack_handles(handles, cache: dict, empty_like, pack=tf.stack):
     hit = cache.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], handles)):
         return hit[1]
-    eager = not any(tf.is_symbolic_tensor(h) for h in handles)
+    eager = not any(tf.is_symbolic_tensor(h) for h in handles) and _all_initialized(handles)
     with tf.init_scope() if eager else contextlib.nullcontext():
         packed = pack(handles)
     if eager:

@@ -7,6 +7,7 @@ kerasopt/fallback/nadam.py.
 import keras
 import tensorflow as tf
 
+from kerasopt.fallback import constant
 from kerasopt.fallback import nadam as nadam_fallback
 from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
 
@@ -115,7 +116,7 @@ class Nadam(FusedOptimizer):
         c = u_product.dtype
         t = tf.cast(self.iterations + 1, c)
         mu_t = 1.0 - 0.5 * tf.pow(tf.constant(0.96, c), t)
-        u_product = u_product * tf.constant(self.beta_1, c) * mu_t
+        u_product = u_product * constant(self.hyperparameter(self.beta_1), c) * mu_t
         self._u_product.assign(u_product)
         # Shared by every variable of the step (the kernel takes it as float64).
         self._u_product_now = (u_product, tf.cast(u_product, tf.float64))
@@ -136,8 +137,9 @@ class Nadam(FusedOptimizer):
         return [self._momentums[i], self._velocities[i]]
 
     def _hyperparameters(self):
-        return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
-                    epsilon=float(self.epsilon))
+        return dict(beta_1=self.hyperparameter(self.beta_1),
+                    beta_2=self.hyperparameter(self.beta_2),
+                    epsilon=self.hyperparameter(self.epsilon))
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_nadam(

@@ -135,11 +135,13 @@ class NovoGrad(FusedOptimizer):
     def _decay_for(self, variable) -> float:
         if self.weight_decay is None or not self._use_weight_decay(variable):
             return 0.0
-        return float(self.weight_decay)
+        return self.hyperparameter(self.weight_decay)
 
     def _hyperparameters(self, variable):
-        return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
-                    epsilon=float(self.epsilon), weight_decay=self._decay_for(variable))
+        return dict(beta_1=self.hyperparameter(self.beta_1),
+                    beta_2=self.hyperparameter(self.beta_2),
+                    epsilon=self.hyperparameter(self.epsilon),
+                    weight_decay=self._decay_for(variable))
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_novo_grad(

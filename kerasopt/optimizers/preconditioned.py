@@ -11,8 +11,8 @@ import numbers
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype
-from kerasopt.optimizers.fused import FusedOptimizer, variable_name
+from kerasopt.fallback import compute_dtype, constant
+from kerasopt.optimizers.fused import FusedOptimizer, hyperparameter, variable_name
 
 
 def check_positive_int(name, value):
@@ -46,10 +46,9 @@ class PreconditionedOptimizer(FusedOptimizer):
         """A [num_blocks, b, b] statistics or preconditioner variable for `variable`."""
         dtype = compute_dtype(variable.dtype).name
 
-        def initializer(shape, dtype):
-            if identity_scale == 0.0:
-                return tf.zeros(shape, dtype)
-            return identity_scale * tf.eye(shape[1], batch_shape=[shape[0]], dtype=dtype)
+        def initializer(shape, dtype):  # runs eagerly: a variable scale is read here
+            scale = constant(hyperparameter(identity_scale), dtype)
+            return scale * tf.eye(shape[1], batch_shape=[shape[0]], dtype=dtype)
 
         return self.add_variable(shape=shape, initializer=initializer, dtype=dtype,
                                  name=slot_name(variable, what))

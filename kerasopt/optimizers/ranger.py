@@ -35,6 +35,8 @@ class Ranger(Lookahead):
         sync_period: Lookahead's k, an integer >= 1. Defaults to 6.
         slow_step_size: Lookahead's alpha, in [0, 1]. Defaults to 0.5.
         weight_decay: RAdam's decoupled weight decay (Keras's). Defaults to None.
+        nonfinite: RAdam's ``nonfinite`` ("propagate", "skip" or "raise"); a
+            step RAdam skips is skipped by Lookahead too. Defaults to "propagate".
         name: the optimizer's name.
     """
 
@@ -48,9 +50,10 @@ class Ranger(Lookahead):
         slow_step_size=0.5,
         weight_decay=None,
         name=None,
+        nonfinite="propagate",
     ):
         inner = RAdam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                      epsilon=epsilon, weight_decay=weight_decay)
+                      epsilon=epsilon, weight_decay=weight_decay, nonfinite=nonfinite)
         super().__init__(inner, sync_period=sync_period, slow_step_size=slow_step_size,
                          name=name)
 
@@ -65,6 +68,8 @@ class Ranger(Lookahead):
             "sync_period": self.sync_period,
             "slow_step_size": self.slow_step_size,
             "weight_decay": inner.weight_decay,
+            # Only when set, as kerasopt's optimizers do.
+            **({"nonfinite": inner.nonfinite} if inner.nonfinite != "propagate" else {}),
         }
 
     @classmethod

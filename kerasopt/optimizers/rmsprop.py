@@ -7,7 +7,8 @@ kerasopt/fallback/rmsprop.py.
 import keras
 
 from kerasopt.fallback import rmsprop as rmsprop_fallback
-from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
+from kerasopt.optimizers.fused import (
+    FusedOptimizer, check_constant, check_hyperparameter, check_learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
@@ -59,6 +60,7 @@ class RMSprop(FusedOptimizer):
     """
 
     kernel_name = "Rmsprop"
+    constant_hyperparameters = ("momentum",)
     supports_lazy = True
 
     def __init__(
@@ -95,6 +97,7 @@ class RMSprop(FusedOptimizer):
             **kwargs,
         )
         self.rho = check_hyperparameter("rho", rho, 0.0, 1.0)
+        check_constant("momentum", momentum)  # it decides whether the momentum slot exists
         self.momentum = check_hyperparameter("momentum", momentum, 0.0, 1.0, high_inclusive=True)
         self.epsilon = check_hyperparameter("epsilon", epsilon, low=0.0)
         self.centered = bool(centered)
@@ -121,8 +124,8 @@ class RMSprop(FusedOptimizer):
         return slots
 
     def _hyperparameters(self):
-        return dict(rho=float(self.rho), momentum=float(self.momentum),
-                    epsilon=float(self.epsilon))
+        return dict(rho=self.hyperparameter(self.rho), momentum=float(self.momentum),
+                    epsilon=self.hyperparameter(self.epsilon))
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_rmsprop(

@@ -7,7 +7,8 @@ kerasopt/fallback/sgd.py.
 import keras
 
 from kerasopt.fallback import sgd as sgd_fallback
-from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
+from kerasopt.optimizers.fused import (
+    FusedOptimizer, check_constant, check_hyperparameter, check_learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
@@ -46,6 +47,7 @@ class SGD(FusedOptimizer):
     """
 
     kernel_name = "Sgd"
+    constant_hyperparameters = ("momentum",)
     supports_lazy = True
 
     def __init__(
@@ -79,8 +81,13 @@ class SGD(FusedOptimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             **kwargs,
         )
-        # Keras accepts momentum in [0, 1]; the ints 0 and 1 are taken too.
-        self.momentum = float(check_hyperparameter("momentum", momentum, 0.0, 1.0, high_inclusive=True))
+        # Keras's check and words; the ints 0 and 1 are taken too. A variable is
+        # refused, as Keras does: the momentum decides whether the slot exists.
+        keras_momentum = "`momentum` must be a float between [0, 1]."
+        check_constant("momentum", momentum, keras_momentum)
+        self.momentum = float(check_hyperparameter("momentum", momentum, 0.0, 1.0,
+                                                   high_inclusive=True,
+                                                   keras_message=keras_momentum))
         self.nesterov = bool(nesterov)
 
     def sparse_rows_exact(self):

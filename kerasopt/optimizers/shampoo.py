@@ -15,7 +15,8 @@ from kerasopt.fallback import sgd as sgd_fallback
 from kerasopt.fallback import shampoo as fallback
 from kerasopt.fallback.blocks import matrix_layout
 from kerasopt.optimizers.fused import (
-    check_hyperparameter, check_learning_rate, check_shapes, runtime_shape_checks, tf_variable)
+    check_hyperparameter, check_learning_rate, check_shapes, runtime_shape_checks,
+    tf_variable)
 from kerasopt.optimizers.preconditioned import (
     PreconditionedOptimizer, check_epsilon, check_positive_int)
 
@@ -70,6 +71,7 @@ class Shampoo(PreconditionedOptimizer):
     """
 
     kernel_name = "Shampoo"
+    constant_hyperparameters = ("epsilon",)  # the damping of roots computed every few steps
 
     def __init__(
         self,
@@ -155,8 +157,9 @@ class Shampoo(PreconditionedOptimizer):
             self._graft_slots.append(graft)
 
     def _adam_arguments(self):
-        return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
-                    epsilon=float(self.grafting_epsilon))
+        return dict(beta_1=self.hyperparameter(self.beta_1),
+                    beta_2=self.hyperparameter(self.beta_2),
+                    epsilon=self.hyperparameter(self.grafting_epsilon))
 
     def update_step(self, gradient, variable, learning_rate):
         variable = tf_variable(variable)
@@ -182,7 +185,9 @@ class Shampoo(PreconditionedOptimizer):
         precondition = step >= start
         recompute = tf.logical_and(
             precondition, tf.equal((step - start) % self.precondition_frequency, 0))
-        beta_1, beta_2, graft_epsilon = float(self.beta_1), float(self.beta_2), float(self.grafting_epsilon)
+        beta_1, beta_2, graft_epsilon = (self.hyperparameter(self.beta_1),
+                                         self.hyperparameter(self.beta_2),
+                                         self.hyperparameter(self.grafting_epsilon))
         if kernel:
             op_library.library().ops.kerasopt_apply_shampoo(
                 var=variable.handle,

@@ -24,6 +24,7 @@ import re
 import tensorflow as tf
 
 from kerasopt.fallback import sparse as sparse_fallback
+from kerasopt.optimizers import step_checks
 
 
 def sparse_op_attribute(kernel_name: str) -> str:
@@ -59,6 +60,7 @@ def has_sparse_op(ops, kernel_name: str, required: bool = False) -> bool:
 
 def normalize(gradient, dtype) -> tf.IndexedSlices:
     """The IndexedSlices with values in `dtype` and int32/int64 indices."""
+    gradient = step_checks.as_indexed_slices(gradient)
     indices = gradient.indices
     if indices.dtype not in (tf.int32, tf.int64):
         indices = tf.cast(indices, tf.int64)

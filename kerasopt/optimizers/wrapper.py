@@ -14,9 +14,12 @@ variables. As ``keras.optimizers.LossScaleOptimizer`` does:
   optimizer and are refused here.
 
 Subclasses implement ``build_wrapper`` (create their variables),
-``after_inner_step(variables)`` (run once per step, after the inner update)
-and may implement ``before_inner_step(variables)``. The wrapper's own
-``_iterations`` counts its steps (``wrapper_steps()``: 0 before the first one).
+``after_inner_step(variables)`` (run after each inner update) and may
+implement ``before_inner_step(variables)``. The wrapper's own ``_iterations``
+counts its steps (``wrapper_steps()``: 0 before the first one). A step the
+inner optimizer skips (its ``iterations`` does not advance: ``nonfinite="skip"``,
+or ``LossScaleOptimizer`` on an overflow) is skipped by the wrapper too:
+neither ``after_inner_step`` nor the wrapper's count runs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import keras
 import tensorflow as tf
 from keras.src import backend
 from keras.src.utils import tracking
+
+from kerasopt.backend_check import require_tensorflow_backend
+from kerasopt.optimizers import step_checks
 
 # Base-optimizer arguments and their defaults: set them on the inner optimizer.
 _INNER_ONLY = {
@@ -54,6 +60,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
 
     def __init__(self, optimizer, name=None, **kwargs):
         cls = type(self).__name__
+        require_tensorflow_backend(cls)
         for arg, default in _INNER_ONLY.items():
             if arg in kwargs:
                 value = kwargs.pop(arg)
@@ -116,15 +123,37 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         if not self.built:
             with backend.name_scope(self.name, caller=self):
                 self.build(trainable_variables)
+        grads = step_checks.normalize_gradients(grads)
         if len(grads) == 0:
             return
-        self.before_inner_step(trainable_variables)
-        self.inner_optimizer.apply(grads, trainable_variables)
-        # Variables the inner optimizer skipped (no gradient) are left as they are.
-        updated = [v for g, v in zip(grads, trainable_variables) if g is not None]
-        if updated:
-            self.after_inner_step(updated)
-        self._iterations.assign_add(1)
+        # The checks of the whole step gate the wrapper's writes too.
+        with step_checks.gated(grads, trainable_variables):
+            self.before_inner_step(trainable_variables)
+            steps_before = tf.identity(self.step_count())
+            self.inner_optimizer.apply(grads, trainable_variables)
+            # Variables the inner optimizer skipped (no gradient) are left as they are.
+            updated = [v for g, v in zip(grads, trainable_variables) if g is not None]
+            self._after_inner_apply(updated, steps_before)
+
+    def _after_inner_apply(self, updated, steps_before):
+        """The wrapper's own step, only if the inner optimizer really stepped.
+
+        An inner step can be skipped without an error: ``nonfinite="skip"``, or
+        ``LossScaleOptimizer`` with an overflowing gradient. Its ``iterations``
+        then stays put, and so must everything of the wrapper (the average
+        must not count the same iterate twice, nor Lookahead sync twice).
+        """
+        def wrapper_step():
+            if updated:
+                self.after_inner_step(updated)
+            self._iterations.assign_add(1)
+
+        stepped = tf.not_equal(self.step_count(), steps_before)
+        if tf.executing_eagerly():
+            if bool(stepped):
+                wrapper_step()
+            return
+        tf.cond(stepped, wrapper_step, lambda: None)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         raise NotImplementedError(f"{type(self).__name__} runs on the TensorFlow backend only")

@@ -24,8 +24,11 @@ class Yogi(FusedOptimizer):
         w = w - learning_rate * m / (sqrt(v) + epsilon)
 
     ``m`` starts at 0 and ``v`` at ``initial_accumulator_value``. As in the
-    paper's Algorithm 2 there is no bias correction (TensorFlow Addons' and
-    TFF's Yogi add Adam's; optax's, like the paper, does not). Defaults: the
+    paper's Algorithm 2 there is no bias correction. Other libraries differ:
+    optax's ``scale_by_yogi`` divides ``m`` and ``v`` by Adam's corrections
+    ``1 - beta^t`` (and starts ``m``, like ``v``, at
+    ``initial_accumulator_value``); TensorFlow Addons' and TFF's Yogi correct
+    too. Defaults: the
     paper's recommended learning rate 1e-2 and ``epsilon = 1e-3`` (larger than
     Adam's), ``beta_1 = 0.9``, ``beta_2 = 0.999``, and ``v_0 = 1e-6`` as in
     TensorFlow Addons and optax. 16-bit variables are updated in float32
@@ -106,8 +109,9 @@ class Yogi(FusedOptimizer):
         return [self._momentums[i], self._velocities[i]]
 
     def _hyperparameters(self):
-        return dict(beta_1=float(self.beta_1), beta_2=float(self.beta_2),
-                    epsilon=float(self.epsilon))
+        return dict(beta_1=self.hyperparameter(self.beta_1),
+                    beta_2=self.hyperparameter(self.beta_2),
+                    epsilon=self.hyperparameter(self.epsilon))
 
     def apply_kernel(self, ops, variable, gradient, slots, learning_rate_f64, step):
         ops.kerasopt_apply_yogi(

@@ -1,0 +1,67 @@
+"""Muon as composed TF ops: the same math as cc/kernels/muon.h, in Keras's
+operation order (its AdamW side is kerasopt/fallback/adam.py on the decayed
+weight). The Frobenius norm is summed in float64 in lamb.sum_of_squares's
+order; the matrix products are TensorFlow's."""
+
+import tensorflow as tf
+
+from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback.adam import apply_adam
+from kerasopt.fallback.decoupled_decay import decay
+from kerasopt.fallback.lamb import sum_of_squares
+
+NORM_EPSILON = 1e-7  # Keras's x / (||x||_F + 1e-7)
+
+
+def newton_schulz5(x, *, steps, a, b, c):
+    """Keras's zeropower_via_newtonschulz5 on a 2-D tensor `x` (its dtype)."""
+    transposed = x.shape[-2] > x.shape[-1]
+    if transposed:
+        x = tf.transpose(x)
+    norm = tf.cast(tf.sqrt(sum_of_squares(x)), x.dtype)
+    x = x / (norm + NORM_EPSILON)
+    for _ in range(steps):
+        gram = tf.matmul(x, tf.transpose(x))
+        x = a * x + tf.matmul(b * gram + tf.matmul(c * gram, gram), x)
+    return tf.transpose(x) if transposed else x
+
+
+def apply_muon(variable, gradient, momentum, *, learning_rate, weight_decay, momentum_decay,
+               nesterov, ns_steps, coefficients, rms_rate):
+    """One Muon step on a 2-D tf.Variable; `momentum_decay` is Keras's `momentum`."""
+    c = compute_dtype(variable.dtype)
+    lr = tf.cast(learning_rate, c)
+    w = decay(read(variable, c), variable, weight_decay=weight_decay, learning_rate=lr)
+    g = read(gradient, c)
+    m = read(momentum, c)
+    increment = g + m * tf.constant(momentum_decay - 1.0, c)
+    if momentum.dtype == c:
+        # As Keras, one AssignAdd: Grappler would regroup m + (g + m * k) as a
+        # sum of three terms, which rounds differently.
+        m = momentum.assign_add(increment).read_value()
+    else:
+        m = m + increment
+        write(momentum, m)
+    direction = g + tf.constant(momentum_decay, c) * m if nesterov else m
+    a, b, c_ = (tf.constant(k, c) for k in coefficients)
+    x = newton_schulz5(direction, steps=ns_steps, a=a, b=b, c=c_)
+    if rms_rate is None:
+        update = lr * x
+    else:
+        # Moonlight's scaling. Keras writes (lr * x) * sqrt(max(rows, cols)) *
+        # rms_rate; in a graph Grappler folds the constants and multiplies the
+        # scalars first: x * (lr * (sqrt(max) * rms_rate)). So does this.
+        size_scale = tf.sqrt(tf.constant(float(max(variable.shape)), c))
+        update = x * (lr * (size_scale * tf.constant(rms_rate, c)))
+    write(variable, w - update)
+
+
+def apply_muon_adamw(variable, gradient, momentum, velocity, *, learning_rate, adam_lr_ratio,
+                     weight_decay, beta_1, beta_2, epsilon, step):
+    """Muon's AdamW step: the decay with `learning_rate`, Adam with
+    `learning_rate * adam_lr_ratio`."""
+    c = compute_dtype(variable.dtype)
+    lr = tf.cast(learning_rate, c)
+    w = decay(read(variable, c), variable, weight_decay=weight_decay, learning_rate=lr)
+    apply_adam(variable, gradient, momentum, velocity, learning_rate=lr * adam_lr_ratio,
+               beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=step, amsgrad=False, weight=w)
