@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -222,20 +223,26 @@ class Restorer:
         return changed
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def alarms(output: str) -> list[str]:
     return [line for line in output.split("\n") if any(a.search(line) for a in ALARMS)]
 
 
 def run(command: Command, cwd: Path, timeout: float) -> str | None:
     """None if the command ran cleanly, else what went wrong."""
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _children_cpu()
     try:
         done = subprocess.run(["bash", "-c", f"set -o pipefail; {command.to_run}"], cwd=cwd,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"did not finish in {timeout:.0f} s"
     output = done.stdout + done.stderr
-    print(f"    {time.monotonic() - start:.0f} s, exit {done.returncode}", flush=True)
+    print(f"    {time.monotonic() - start:.0f} s wall, {_children_cpu() - cpu:.0f} s CPU, "
+          f"exit {done.returncode}", flush=True)
     if done.returncode != 0:
         return f"exit {done.returncode}:\n{output[-3000:]}"
     bad = alarms(output)
