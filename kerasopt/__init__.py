@@ -2,6 +2,9 @@
 
     model.compile(optimizer=kerasopt.Adam(), ...)
 
+or, for code that names Keras's optimizers, ``kerasopt.patch_keras()`` first
+(see :mod:`kerasopt.patch`).
+
 Each optimizer is a ``keras.optimizers.Optimizer`` whose per-variable update
 runs as one fused C++ op (``cc/``), or as the same math in composed TF ops where
 no kernel serves (see :mod:`kerasopt.op_library`).
@@ -30,11 +33,14 @@ def _native_stderr_silenced():
 
 
 def _running_our_command() -> bool:
-    """True under `python -m kerasopt ...` (info) or `python -m kerasopt.<tool>`."""
+    """True under `python -m kerasopt ...` (info) or `python -m kerasopt.<tool>`,
+    not under `python -m kerasopt.patch`, which runs the user's program."""
     argv = getattr(_sys, "orig_argv", [])
     if "-m" not in argv[:-1]:
         return False
     module = argv[argv.index("-m") + 1]
+    if module == "kerasopt.patch":
+        return False
     return module == "kerasopt" or module.startswith("kerasopt.")
 
 
@@ -47,6 +53,7 @@ if _running_our_command() and "tensorflow" not in _sys.modules:
         import tensorflow  # noqa: F401
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation  # noqa: E402
+from kerasopt.patch import keras_is_patched, patch_keras, unpatch_keras  # noqa: E402
 from kerasopt.optimizers import (  # noqa: E402
     SGD,
     AdaBelief,
@@ -107,5 +114,8 @@ __all__ = [
     "Yogi",
     "get_implementation",
     "implementation",
+    "keras_is_patched",
+    "patch_keras",
     "set_implementation",
+    "unpatch_keras",
 ]

@@ -13,6 +13,7 @@ import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
+import keras  # noqa: E402
 import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -197,6 +198,15 @@ def regression_data(n: int = 256, features: int = 8, outputs: int = 1, seed: int
     w = rng.standard_normal((features, outputs)).astype(np.float32)
     y = (x @ w + 0.1 * rng.standard_normal((n, outputs))).astype(np.float32)
     return x, y
+
+
+def small_regression_model(optimizer, features: int = 8):
+    """A seeded two-layer regression model compiled with `optimizer` (mse)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((features,)), keras.layers.Dense(4, activation="tanh"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
 
 
 def classification_data(n: int = 256, features: int = 8, classes: int = 3, seed: int = 0):

@@ -86,3 +86,28 @@ def test_runner_makes_steps_per_call_steps(column):
         assert int(runners[0].optimizer.iterations.numpy()) == 6
     for got, want in zip(runners[0].weights(), runners[1].weights()):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_recommender_fit_bench_runs(monkeypatch, capsys):
+    """The --fit recommender on tiny tables: every configuration runs, the
+    targets are reported, and each result carries its step times."""
+    require_kernel_library()
+    from rich.console import Console
+
+    from kerasopt.bench import recommender
+
+    monkeypatch.setitem(recommender.VARIANTS, "recommender", (2, 500))
+    results = recommender.run(Console(width=200), "recommender", rounds=2, chunk=2, warmup=1,
+                              keras_steps=3)
+    titles = {r["config"] for r in results}
+    assert titles == {"Keras Adagrad", "kerasopt Adagrad", "Keras Ftrl", "kerasopt Ftrl",
+                      "Keras Adam", "kerasopt Adam(lazy=True)", recommender.FROZEN,
+                      recommender.FORWARD_BACKWARD}
+    by_config = {r["config"]: r for r in results}
+    assert len(by_config[recommender.FROZEN]["times_ms"]) == 3 * 2 * 2  # shared by 3 algorithms
+    assert len(by_config["kerasopt Ftrl"]["times_ms"]) == 2 * 2
+    assert len(by_config["kerasopt Ftrl"]["frozen_beside_ms"]) == 2 * 2
+    assert len(by_config["Keras Ftrl"]["times_ms"]) == 3
+    out = capsys.readouterr().out
+    assert out.count("target: ") == len(recommender.TARGETS)
+    assert "tables frozen" in out and "forward+backward only" in out

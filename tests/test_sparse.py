@@ -458,6 +458,8 @@ def test_ctr_example_runs(monkeypatch, capsys):
     runpy.run_path(str(example), run_name="__main__")
     out = capsys.readouterr().out
     assert "SYNTHETIC" in out and "held-out AUC" in out and "exactly-zero weights" in out
+    step_ms = float(out.split("kerasopt.Ftrl: median model.fit step ")[1].split(" ms")[0])
+    assert step_ms > 0
     model_auc = float(out.split("held-out AUC:      model ")[1].split(",")[0])
     assert model_auc > 0.6
 

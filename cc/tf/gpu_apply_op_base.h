@@ -92,12 +92,15 @@ inline absl::Status GpuTensorForUpdate(OpKernelContext* ctx, int input, void* st
   return absl::OkStatus();
 }
 
-// The GPU form of TensorFlow's sparse variable access (EnsureSparseVariableAccess):
-// the variable switches to copy-on-read mode (readers copy, so rows can be
-// updated in place from then on); a buffer a reader holds at the switch is
-// copied first, on `stream`. The variable's lock is held exclusively.
-inline absl::Status GpuTensorForSparseUpdate(OpKernelContext* ctx, int input, void* stream,
-                                             Tensor* out) {
+// The tensor for a row (sparse) update, as the CPU's TensorForRowUpdate
+// (sparse_apply_op.h): the variable stays in TensorFlow's copy-on-write
+// protocol, so its readers never copy the whole table; its buffer is copied
+// first (on `stream`) only while a reader still holds it, and a variable in
+// copy-on-read mode (put there by another op) is updated in place, as
+// TensorFlow's sparse ops do. The mode is never changed. The variable's lock
+// is held exclusively.
+inline absl::Status GpuTensorForRowUpdate(OpKernelContext* ctx, int input, void* stream,
+                                          Tensor* out) {
   ::tensorflow::core::RefCountPtr<::tensorflow::Var> var;
   TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
       ctx, ::tensorflow::HandleFromInput(ctx, input), &var));
@@ -105,12 +108,8 @@ inline absl::Status GpuTensorForSparseUpdate(OpKernelContext* ctx, int input, vo
     return absl::FailedPreconditionError(absl::StrCat(
         "kerasopt: variable '", VariableName(ctx, input), "' is not initialized"));
   }
-  if (!var->copy_on_read_mode.load()) {
-    if (!var->tensor()->RefCountIsOne()) {
-      TF_RETURN_IF_ERROR(
-          GpuCopyVariableBuffer(ctx, var.get(), stream, VariableName(ctx, input)));
-    }
-    var->copy_on_read_mode.store(true);
+  if (!var->tensor()->RefCountIsOne()) {
+    TF_RETURN_IF_ERROR(GpuCopyVariableBuffer(ctx, var.get(), stream, VariableName(ctx, input)));
   }
   *out = *var->tensor();
   return absl::OkStatus();
@@ -166,11 +165,10 @@ class GpuApplyOpBase : public OpKernel {
   }
 
   // Locks the variable and its passed slots (inputs 0..num_slots, in address
-  // order) and gives their tensors, checked to hold T and made safe to update
-  // in place: for a dense update as TensorFlow's GetInputTensorFromVariable,
-  // for a sparse one as its sparse access (copy-on-read mode), with any copy
-  // made on the device. Exclusive locks either way: TensorFlow's shared sparse
-  // locking would copy with a CPU functor.
+  // order, exclusively) and gives their tensors, checked to hold T and made
+  // safe to update in place: for a dense update as TensorFlow's
+  // GetInputTensorFromVariable, for a sparse one as GpuTensorForRowUpdate
+  // (copy-on-write, never copy-on-read mode), with any copy made on the device.
   absl::Status LockedVariableTensors(OpKernelContext* ctx, void* stream, bool sparse,
                                      std::optional<::tensorflow::VariableInputLockHolder>* locks,
                                      std::vector<Tensor>* tensors) const {
@@ -182,7 +180,7 @@ class GpuApplyOpBase : public OpKernel {
     tensors->resize(num_inputs);
     for (int i = 0; i < num_inputs; ++i) {
       TF_RETURN_IF_ERROR(CheckVariableDtype<T>(ctx, i));
-      TF_RETURN_IF_ERROR(sparse ? GpuTensorForSparseUpdate(ctx, i, stream, &(*tensors)[i])
+      TF_RETURN_IF_ERROR(sparse ? GpuTensorForRowUpdate(ctx, i, stream, &(*tensors)[i])
                                 : GpuTensorForUpdate(ctx, i, stream, &(*tensors)[i]));
     }
     return absl::OkStatus();

@@ -8,13 +8,15 @@
 // The algorithm plugs in with the same "Algo" struct as its dense op (see
 // dense_apply_op.h), so the scalar inputs and the rule are shared: the sparse
 // op declares the dense op's inputs with `indices: Tindices` after `grad`.
+//
+// Variable access: TensorFlow's dense copy-on-write protocol, not its sparse
+// one (see TensorForRowUpdate).
 #pragma once
 
 #define EIGEN_USE_THREADS
 
 #include <array>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "cc/cpu/apply_sparse.h"
@@ -58,6 +60,35 @@ inline absl::Status CheckSparseShapes(OpKernelContext* ctx, const std::vector<Te
   return absl::OkStatus();
 }
 
+// The tensor of the variable at `input` (lock held exclusively), made safe
+// to update rows of in place; S is the dtype it holds (T, or float32 slots).
+//
+// TensorFlow's sparse ops switch a variable to copy-on-read mode
+// (EnsureSparseVariableAccess), after which every ReadVariableOp copies the
+// whole buffer: Keras's Embedding reads its table that way before gathering,
+// so each forward pass would copy every table. Here the variable stays in the
+// copy-on-write protocol of dense updates: when a reader still holds the
+// buffer, the update goes to a copy (as PrepareToUpdateVariable does, in S),
+// so a tensor read before the step never changes under its reader; otherwise
+// the rows are updated in place. The mode is never changed: a variable some
+// other op put in copy-on-read mode (readers copy) is updated in place too,
+// as TensorFlow's sparse ops do, unless a reader holds its buffer anyway.
+template <typename S>
+absl::Status TensorForRowUpdate(OpKernelContext* ctx, int input, Tensor* out) {
+  ::tensorflow::core::RefCountPtr<::tensorflow::Var> var;
+  TF_RETURN_IF_ERROR(::tensorflow::LookupResource(
+      ctx, ::tensorflow::HandleFromInput(ctx, input), &var));
+  var->mu()->assert_held();
+  if (!var->tensor()->IsInitialized()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kerasopt: variable '", VariableName(ctx, input), "' is not initialized"));
+  }
+  TF_RETURN_IF_ERROR(::tensorflow::PrepareToUpdateVariable<CPUDevice, S>(
+      ctx, var->tensor(), /*copy_on_read_mode=*/false));
+  *out = *var->tensor();
+  return absl::OkStatus();
+}
+
 template <typename T, typename Index, typename Algo>
 class SparseApplyOp : public OpKernel {
  public:
@@ -88,25 +119,12 @@ class SparseApplyOp : public OpKernel {
                                             type_string(), VariableName(ctx, 0),
                                             VariableName(ctx, i)));
     }
+    // Exclusive locks, in address order; sparse=false: the helper must not
+    // switch the inputs to copy-on-read mode (see TensorForRowUpdate).
+    auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
+        ctx, /*do_lock=*/true, /*sparse=*/false, variable_inputs);
     WithSlotStorage<T, cpu::Dense>(wide, [&](auto slot_type) {
-      using S = decltype(slot_type);
-      if constexpr (!std::is_same_v<S, T>) {
-        // The lock helper below switches every input to copy-on-read mode,
-        // copying a shared buffer as T; float32 slots are switched first, as
-        // S, so it finds them switched and copies nothing.
-        for (int i = 1; i < grad_input; ++i) {
-          ::tensorflow::core::RefCountPtr<::tensorflow::Var> v;
-          OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(
-                                  ctx, ::tensorflow::HandleFromInput(ctx, i), &v));
-          OP_REQUIRES_OK(ctx, ::tensorflow::EnsureSparseVariableAccess<CPUDevice, S>(
-                                  ctx, v.get()));
-        }
-      }
-      // sparse=true, as TensorFlow's sparse training ops: rows are updated in
-      // place (no copy-on-write of the whole table when a read holds the buffer).
-      auto locks = ::tensorflow::MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(
-          ctx, /*do_lock=*/true, /*sparse=*/true, variable_inputs);
-      this->template Run<S>(ctx);
+      this->template Run<decltype(slot_type)>(ctx);
     });
   }
 
@@ -117,13 +135,8 @@ class SparseApplyOp : public OpKernel {
     const int grad_input = 1 + num_slots_;
     std::vector<Tensor> tensors(grad_input);
     for (int i = 0; i < grad_input; ++i) {
-      // (sparse=true: the tensor as it is; the type argument plays no part.)
-      OP_REQUIRES_OK(ctx, ::tensorflow::GetInputTensorFromVariable<CPUDevice, T>(
-                              ctx, i, /*lock_held=*/true, /*sparse=*/true, &tensors[i]));
-      OP_REQUIRES(ctx, tensors[i].IsInitialized(),
-                  absl::FailedPreconditionError(absl::StrCat(
-                      "kerasopt: variable '", VariableName(ctx, i),
-                      "' is not initialized")));
+      OP_REQUIRES_OK(ctx, i == 0 ? TensorForRowUpdate<T>(ctx, i, &tensors[i])
+                                 : TensorForRowUpdate<S>(ctx, i, &tensors[i]));
     }
     const Tensor& var = tensors[0];
     const Tensor& values = ctx->input(grad_input);

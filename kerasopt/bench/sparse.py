@@ -9,8 +9,8 @@ rows (random row ids, so a few repeat), in graph mode: each column is a
 ``tf.function`` (no XLA) taking no arguments that applies the fixed gradient
 and returns one float gathered from the table after the update (so the clock,
 ``time.perf_counter`` around the call, stops only when the step is done; a
-gather, because a plain read of a variable that sparse ops updated copies the
-whole table).
+gather, because after TensorFlow's own sparse ops a plain read copies the whole
+table, which would swamp their columns).
 Each column gets its own table and slots, a few warm-up calls (the first
 traces), then ``--repeats`` timed calls, the columns taking turns so slow
 drifts of a shared machine hit all alike. The median and the best step are
@@ -66,9 +66,10 @@ def _table(rows, width):
 
 
 def _first(variable):
-    """One element of the table, read with a gather: after a sparse update
-    TensorFlow puts a variable in copy-on-read mode, where a plain read copies
-    the whole table (which would swamp the measurement)."""
+    """One element of the table, read with a gather, the same for every column:
+    TensorFlow's sparse ops put a variable in copy-on-read mode, where a plain
+    read copies the whole table (which would swamp the measurement); kerasopt's
+    do not (docs/sparse.md), and update such a table in place all the same."""
     return variable.sparse_read([0])[0, 0]
 
 

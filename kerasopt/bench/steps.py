@@ -1047,8 +1047,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="where variables and steps live (default: cpu); gpu reports "
                              "%% of the GPU's measured copy bandwidth instead of the CPU triad")
     parser.add_argument("--fit", action="store_true",
-                        help="also time model.fit steps, kerasopt against Keras (kerasopt/bench/fit.py)")
+                        help="also time model.fit steps, kerasopt against Keras (kerasopt/bench/fit.py, "
+                             "and the embedding recommender of kerasopt/bench/recommender.py)")
     parser.add_argument("--fit-only", action="store_true", help="only the model.fit comparison")
+    parser.add_argument("--fit-large", action="store_true",
+                        help="--fit with the large recommender too (10M rows; Keras's Adam "
+                             "holds about 4 GB)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
 
@@ -1134,11 +1138,17 @@ def main(argv=None) -> int:
                             args.steps_per_call)
             all_results += results
         console.print(_summary_table(all_results, columns))
-    if args.fit or args.fit_only:
+    if args.fit or args.fit_only or args.fit_large:
         from kerasopt.bench import fit as bench_fit
+
+        from kerasopt.bench import recommender
 
         with log.status("model.fit"):
             fit_results = bench_fit.run(console)
+        variants = ["recommender"] + (["recommender-large"] if args.fit_large else [])
+        for variant in variants:
+            with log.status(f"model.fit on the {variant}"):
+                fit_results += recommender.run(console, variant)
     elapsed = time.perf_counter() - started
     console.print(f"total {elapsed:.1f} s")
 

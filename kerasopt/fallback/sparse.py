@@ -7,6 +7,12 @@ touched rows of the variable and its slots are gathered, the algorithm's dense
 fallback runs on them unchanged, and each write goes back with a scatter update.
 Only the touched rows are read or written, so the cost follows the batch, not
 the table (and it all compiles under XLA).
+
+A scatter puts its variable in TensorFlow's copy-on-read mode, where every plain
+read copies the whole buffer (Keras's Embedding reads its table so on each
+forward pass); outside XLA the variable and its slots are switched back to
+copy-on-write after the step, as the sparse kernels leave them (see
+cc/tf/sparse_apply_op.h).
 """
 
 from __future__ import annotations
@@ -92,3 +98,7 @@ def apply_rows(apply_dense, variable, gradient, slots, *args, name="", **kwargs)
     rows = Rows(variable, unique, shape)
     slot_rows = [Rows(s, unique, shape) for s in slots]
     apply_dense(rows, summed, slot_rows, *args, **kwargs)
+    if not in_xla:
+        # Ordered after the scatters: each takes the resource it switches.
+        for v in [variable, *slots]:
+            tf.raw_ops.DisableCopyOnRead(resource=v.handle)

@@ -11,7 +11,7 @@ from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, chec
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Adadelta(FusedOptimizer):
+class Adadelta(FusedOptimizer, keras.optimizers.Adadelta):
     """Adadelta (Zeiler, 2012), scaled by a learning rate as in Keras.
 
     A drop-in replacement for ``keras.optimizers.Adadelta``: same arguments,

@@ -9,11 +9,11 @@ import tensorflow as tf
 
 from kerasopt.fallback import adafactor as adafactor_fallback
 from kerasopt.optimizers.fused import (FusedOptimizer, check_hyperparameter, check_learning_rate,
-                                       check_shapes, tf_variable)
+                                       check_shapes, dense_gradient, tf_variable)
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Adafactor(FusedOptimizer):
+class Adafactor(FusedOptimizer, keras.optimizers.Adafactor):
     """Adafactor (Shazeer & Stern, "Adafactor: Adaptive Learning Rates with
     Sublinear Memory Cost", ICML 2018, arXiv:1804.04235, Algorithms 4 and 5),
     as Keras 3.15 has it.
@@ -141,7 +141,7 @@ class Adafactor(FusedOptimizer):
         return [self._v[i]]
 
     def _dense_inputs(self, variable, gradient):
-        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+        gradient = dense_gradient(gradient, variable)
         slots = [tf_variable(s) for s in self.slots_for(variable)]
         check_shapes(variable, gradient, slots[-1:])  # velocity; r and c are checked below
         if len(slots) == 3:

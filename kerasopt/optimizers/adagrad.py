@@ -11,7 +11,7 @@ from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, chec
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Adagrad(FusedOptimizer):
+class Adagrad(FusedOptimizer, keras.optimizers.Adagrad):
     """Adagrad (Duchi, Hazan & Singer, 2011), diagonal form.
 
     A drop-in replacement for ``keras.optimizers.Adagrad``: same arguments,

@@ -11,7 +11,7 @@ from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, chec
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Adam(FusedOptimizer):
+class Adam(FusedOptimizer, keras.optimizers.Adam):
     """Adam (Kingma & Ba, 2015), with the AMSGrad variant (Reddi et al., 2018).
 
     A drop-in replacement for ``keras.optimizers.Adam``: same arguments,

@@ -11,7 +11,7 @@ from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, chec
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Adamax(FusedOptimizer):
+class Adamax(FusedOptimizer, keras.optimizers.Adamax):
     """Adamax (Kingma & Ba, 2015, Section 7.1): Adam with the infinity norm.
 
     A drop-in replacement for ``keras.optimizers.Adamax``: same arguments,

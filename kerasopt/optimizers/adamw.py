@@ -12,7 +12,7 @@ from kerasopt.optimizers.fused import check_hyperparameter
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class AdamW(Adam):
+class AdamW(Adam, keras.optimizers.AdamW):
     """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
 
     A drop-in replacement for ``keras.optimizers.AdamW``: same arguments,

@@ -13,7 +13,7 @@ from kerasopt.optimizers.fused import (
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Ftrl(FusedOptimizer):
+class Ftrl(FusedOptimizer, keras.optimizers.Ftrl):
     """FTRL-Proximal (McMahan et al., "Ad Click Prediction: a View from the
     Trenches", KDD 2013), as Keras 3 formulates it.
 

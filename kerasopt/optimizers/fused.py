@@ -154,7 +154,38 @@ def check_learning_rate(learning_rate):
     return learning_rate
 
 
-class FusedOptimizer(keras.optimizers.Optimizer):
+# Keras's base optimizer. A kerasopt class that Keras also has derives from
+# Keras's class too (``class Adam(FusedOptimizer, keras.optimizers.Adam)``), for
+# its type only: FusedOptimizer comes first in the MRO and calls this base
+# directly where Keras's algorithm classes override it (``__init__``, ``build``,
+# ``get_config``, ``_backend_update_step``), so none of their code runs; the
+# kerasopt class makes the same attributes and optimizer variables itself.
+KERAS_BASE = keras.optimizers.Optimizer
+
+
+def keras_counterpart(cls):
+    """The Keras optimizer class `cls` derives from under its own name (e.g.
+    ``keras.optimizers.Adam`` for ``kerasopt.Adam``), or None."""
+    for base in cls.__mro__[1:]:
+        if (base.__name__ == cls.__name__ and issubclass(base, KERAS_BASE)
+                and base.__module__.split(".")[0] == "keras"):
+            return base
+    return None
+
+
+def dense_gradient(gradient, variable):
+    """`gradient` (a tensor or IndexedSlices) as a dense tensor of the variable's
+    dtype. A densified IndexedSlices traced in a graph has no static shape; it
+    gets the variable's (checked when it runs), as fallbacks that read static
+    dimensions (Adafactor's) need it."""
+    gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+    if not gradient.shape.is_fully_defined() and \
+            gradient.shape.is_compatible_with(variable.shape):
+        gradient = tf.ensure_shape(gradient, variable.shape)
+    return gradient
+
+
+class FusedOptimizer(KERAS_BASE):
     """A Keras optimizer whose per-variable update is a fused kernel (or its fallback).
 
     Every subclass takes ``nonfinite="propagate" | "skip" | "raise"`` (see
@@ -190,7 +221,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     def __init__(self, *args, lazy=False, nonfinite="propagate", slot_dtype=None, **kwargs):
         require_tensorflow_backend(type(self).__name__)
-        super().__init__(*args, **kwargs)
+        KERAS_BASE.__init__(self, *args, **kwargs)  # not a Keras algorithm class's (see KERAS_BASE)
         self.nonfinite = nonfinite_policy.check_mode(nonfinite)
         if not isinstance(lazy, bool):
             raise ValueError(f"`lazy` must be True or False, got {lazy!r}")
@@ -207,7 +238,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         return False
 
     def get_config(self):
-        config = super().get_config()
+        config = KERAS_BASE.get_config(self)
         # Only when set: a default config stays Keras's own (loadable by the
         # keras.optimizers class of the same name).
         if self.lazy:
@@ -226,7 +257,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
         # this follow slot_dtype.
         self._building_keras_state = True
         try:
-            super().build(var_list)
+            KERAS_BASE.build(self, var_list)
         finally:
             self._building_keras_state = False
 
@@ -324,7 +355,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
                 grads, trainable_variables = self._multi_tensor_update(
                     grads, trainable_variables)
             if trainable_variables:
-                super()._backend_update_step(grads, trainable_variables, learning_rate)
+                KERAS_BASE._backend_update_step(self, grads, trainable_variables, learning_rate)
         finally:
             self._step_inputs = None
             self._hyperparameter_reads = None
@@ -371,7 +402,7 @@ class FusedOptimizer(keras.optimizers.Optimizer):
 
     def _dense_inputs(self, variable, gradient):
         """(gradient as a dense tensor of the variable's dtype, its slots), shapes checked."""
-        gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
+        gradient = dense_gradient(gradient, variable)
         slots = [tf_variable(s) for s in self.slots_for(variable)]
         check_shapes(variable, gradient, slots[:len(slots) - self.per_variable_slots])
         return gradient, slots

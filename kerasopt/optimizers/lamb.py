@@ -12,7 +12,7 @@ from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, chec
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Lamb(FusedOptimizer):
+class Lamb(FusedOptimizer, keras.optimizers.Lamb):
     """LAMB (You et al., "Large Batch Optimization for Deep Learning: Training
     BERT in 76 minutes", ICLR 2020, arXiv:1904.00962, Algorithm 2), as Keras 3
     formulates it.

@@ -12,7 +12,7 @@ from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, chec
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Lion(FusedOptimizer):
+class Lion(FusedOptimizer, keras.optimizers.Lion):
     """Lion, sign momentum (Chen et al., 2023, "Symbolic Discovery of
     Optimization Algorithms").
 

@@ -21,7 +21,7 @@ def _check_optional_decay(name, value):
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Muon(FusedOptimizer):
+class Muon(FusedOptimizer, keras.optimizers.Muon):
     """Muon (Jordan et al. 2024, github.com/KellerJordan/Muon), with
     Moonlight's update scaling (Liu et al. 2025, "Muon is Scalable for LLM
     Training", arXiv:2502.16982), as Keras 3.15 has it.

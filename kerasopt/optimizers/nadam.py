@@ -13,7 +13,7 @@ from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, chec
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class Nadam(FusedOptimizer):
+class Nadam(FusedOptimizer, keras.optimizers.Nadam):
     """Nadam: Adam with Nesterov momentum (Dozat, 2016).
 
     A drop-in replacement for ``keras.optimizers.Nadam``: same arguments,

@@ -12,7 +12,7 @@ from kerasopt.optimizers.fused import (
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class RMSprop(FusedOptimizer):
+class RMSprop(FusedOptimizer, keras.optimizers.RMSprop):
     """RMSprop (Tieleman & Hinton, 2012), with the centered form of Graves (2013).
 
     A drop-in replacement for ``keras.optimizers.RMSprop``: same arguments,

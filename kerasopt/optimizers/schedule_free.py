@@ -180,7 +180,7 @@ _RULE_SWITCH_SCHEDULES_AND_EVALUATION = """
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class ScheduleFreeAdamW(ScheduleFreeBase):
+class ScheduleFreeAdamW(ScheduleFreeBase, keras.optimizers.ScheduleFreeAdamW):
     """Schedule-Free AdamW (Defazio et al., "The Road Less Scheduled", NeurIPS
     2024, arXiv:2405.15682, Algorithm 1), as Keras 3.15 has it.
 

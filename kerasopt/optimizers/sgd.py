@@ -12,7 +12,7 @@ from kerasopt.optimizers.fused import (
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
-class SGD(FusedOptimizer):
+class SGD(FusedOptimizer, keras.optimizers.SGD):
     """Gradient descent with optional heavy-ball or Nesterov momentum.
 
     A drop-in replacement for ``keras.optimizers.SGD``: same arguments,

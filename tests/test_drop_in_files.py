@@ -1,0 +1,155 @@
+"""Saved models move between kerasopt and a process with only Keras.
+
+The Keras-only child makes ``import kerasopt`` fail, as if kerasopt were not
+installed. For every optimizer both libraries have:
+
+* a model saved with kerasopt's class under ``patch_keras()`` names Keras's
+  class, and Keras alone loads it with the same optimizer state;
+* one saved unpatched names ``kerasopt>Adam``: Keras alone loads it only when
+  told that name is its ``Adam`` (``custom_objects``), as its config is Keras's;
+* one saved by Keras alone loads into kerasopt's class under ``patch_keras()``.
+
+In-process round trips: ``tests/test_patch_keras.py``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import isolated
+import kerasopt
+from conftest import regression_data, small_regression_model
+from kerasopt.patch import patchable_names
+
+NAMES = patchable_names()
+
+KERAS_ONLY = textwrap.dedent("""
+    import json, sys
+    sys.modules["kerasopt"] = None  # as if not installed: importing it fails
+    import keras, numpy as np
+
+    def described(model):
+        optimizer = model.optimizer
+        return {"type": f"{type(optimizer).__module__}.{type(optimizer).__name__}",
+                "variables": [v.numpy().tolist() for v in optimizer.variables]}
+
+    def data():
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((32, 8)).astype("float32")
+        return x, x[:, :1] * 0.5
+
+    action, folder, names, mapped = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
+    out = {}
+    for name in names:
+        path = f"{folder}/{name}.keras"
+        if action == "save":
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="tanh"),
+                                      keras.layers.Dense(1)])
+            model.compile(optimizer=getattr(keras.optimizers, name)(learning_rate=0.01),
+                          loss="mse")
+            model.fit(*data(), batch_size=16, epochs=1, verbose=0)
+            model.save(path)
+            out[name] = described(model)
+            continue
+        custom = {f"kerasopt>{name}": getattr(keras.optimizers, name)} if mapped == "1" else None
+        try:
+            model = keras.models.load_model(path, custom_objects=custom)
+        except Exception as error:
+            out[name] = {"error": f"{type(error).__name__}: {error}"}
+            continue
+        out[name] = described(model)
+        model.fit(*data(), batch_size=16, epochs=1, verbose=0)  # and it trains on
+        out[name]["iterations"] = int(model.optimizer.iterations.numpy())
+    print(json.dumps(out))
+""")
+
+
+def keras_only(action, folder, names, mapped=False):
+    return isolated.run(KERAS_ONLY, action, folder, ",".join(names), int(mapped),
+                        cwd=folder, timeout=600)
+
+
+def save_with_kerasopt(folder, names, **options):
+    """Saves one model per name, compiled with kerasopt's class; {name: variables}."""
+    x, y = regression_data(n=32, features=8)
+    saved = {}
+    for name in names:
+        model = small_regression_model(getattr(kerasopt, name)(learning_rate=0.01, **options))
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        model.save(str(folder / f"{name}.keras"))
+        saved[name] = [v.numpy() for v in model.optimizer.variables]
+    return saved
+
+
+def assert_same_state(arrays, from_child, name):
+    """This process's optimizer variables equal the child's (JSON lists)."""
+    assert len(arrays) == len(from_child), name
+    for array, values in zip(arrays, from_child):
+        np.testing.assert_array_equal(array, np.asarray(values, dtype=array.dtype), err_msg=name)
+
+
+@pytest.fixture(autouse=True)
+def _unpatched():
+    assert not kerasopt.keras_is_patched()
+    yield
+    kerasopt.unpatch_keras()
+
+
+def test_saved_patched_loads_with_keras_alone(tmp_path):
+    kerasopt.patch_keras()
+    saved = save_with_kerasopt(tmp_path, NAMES)
+    kerasopt.unpatch_keras()
+    loaded = keras_only("load", tmp_path, NAMES)
+    for name in NAMES:
+        assert loaded[name]["type"] == f"{getattr(keras.optimizers, name).__module__}.{name}", \
+            loaded[name]
+        assert_same_state(saved[name], loaded[name]["variables"], name)
+        assert loaded[name]["iterations"] == 4
+
+
+def test_saved_unpatched_loads_with_keras_alone_given_the_name(tmp_path):
+    saved = save_with_kerasopt(tmp_path, NAMES)
+    unmapped = keras_only("load", tmp_path, NAMES)
+    mapped = keras_only("load", tmp_path, NAMES, mapped=True)
+    for name in NAMES:
+        assert "Could not locate class" in unmapped[name]["error"], unmapped[name]
+        assert f"kerasopt>{name}" in unmapped[name]["error"]
+        assert mapped[name]["type"].endswith(f".{name}") and "kerasopt" not in mapped[name]["type"]
+        assert_same_state(saved[name], mapped[name]["variables"], name)
+        assert mapped[name]["iterations"] == 4
+
+
+def test_kerasopt_options_saved_patched_are_refused_by_keras_alone(tmp_path):
+    """lazy=True is kerasopt's: Keras alone says so rather than drop it."""
+    kerasopt.patch_keras("adam")
+    save_with_kerasopt(tmp_path, ["Adam"], lazy=True)
+    kerasopt.unpatch_keras()
+    loaded = keras_only("load", tmp_path, ["Adam"])
+    assert "lazy" in loaded["Adam"]["error"], loaded
+    path = str(tmp_path / "Adam.keras")
+    with pytest.raises(ValueError, match="lazy"):  # kerasopt unpatched: Keras's class
+        keras.models.load_model(path)
+    kerasopt.patch_keras("adam")
+    optimizer = keras.models.load_model(path).optimizer
+    assert type(optimizer) is kerasopt.Adam and optimizer.lazy
+
+
+def test_saved_by_keras_alone_loads_into_kerasopt_patched(tmp_path):
+    saved = keras_only("save", tmp_path, NAMES)
+    kerasopt.patch_keras()
+    x, y = regression_data(n=32, features=8)
+    for name in NAMES:
+        model = keras.models.load_model(str(tmp_path / f"{name}.keras"))
+        assert type(model.optimizer) is getattr(kerasopt, name)
+        assert_same_state([v.numpy() for v in model.optimizer.variables],
+                          saved[name]["variables"], name)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        assert int(model.optimizer.iterations.numpy()) == 4
+    kerasopt.unpatch_keras()
+    model = keras.models.load_model(str(tmp_path / "Adam.keras"))
+    assert type(model.optimizer) is keras.optimizers.Adam
