@@ -54,7 +54,8 @@ def test_commands_markers_and_tiny_arguments(tmp_path, monkeypatch):
         "```sh\n# a comment\n.venv/bin/python -m a   # note\nsh gpu.sh   # needs: GPU\n"
         "pip install x \\\n  y   # needs: internet\n```\n\n"
         "<!-- docs-check: append --steps 3 -->\n```sh\n.venv/bin/python -m race  # slow\n```\n\n"
-        "<!-- ci: test command (.ci/run runs the line below) -->\n```sh\npytest\n```\n")
+        "<!-- ci: test command (.ci/run runs the line below) -->\n```sh\npytest\n```\n\n"
+        "<!-- docs-check: needs your program -->\n```sh\npython -m tool train.py\n```\n")
     found = check_docs.commands(doc)
     assert [(c.line, c.to_run, c.needs, c.ci) for c in found] == [
         (7, ".venv/bin/python -m a", None, None),
@@ -62,6 +63,7 @@ def test_commands_markers_and_tiny_arguments(tmp_path, monkeypatch):
         (9, "pip install x y", "internet", None),
         (15, ".venv/bin/python -m race --steps 3", None, None),
         (20, "pytest", None, "test command (.ci/run runs the line below)"),
+        (25, "python -m tool train.py", "your program", None),
     ]
     doc.write_text("```sh\nrun   # needs: coffee\n```\n")
     with pytest.raises(ValueError, match="coffee"):

@@ -19,6 +19,8 @@ before a block applies to every command in it:
 
 * ``<!-- docs-check: append ARGS -->``: run with ARGS appended (tiny
   arguments, e.g. fewer steps; the docs say so where the block is).
+* ``<!-- docs-check: needs WHAT -->``: not run, for a reason the docs give
+  where the block is (e.g. a placeholder for the reader's own program).
 * ``<!-- ci: NAME (SCRIPT runs ...) -->``: SCRIPT in .ci/ runs the block
   itself (e.g. the README's test command, which .ci/run runs from a fresh
   state); checked here only in that SCRIPT exists and names that marker.
@@ -104,13 +106,15 @@ def commands(doc: Path) -> list[Command]:
     for info, directive, body in _blocks(doc.read_text()):
         if info not in _SHELLS:
             continue
-        append = ci = None
+        append = ci = block_needs = None
         if directive:
             kind, arg = _DIRECTIVE.match(directive).groups()
             if kind == "ci":
                 ci = arg
             elif arg.startswith("append "):
                 append = arg[len("append "):].strip()
+            elif arg.startswith("needs "):
+                block_needs = arg[len("needs "):].strip()
             else:
                 raise ValueError(f"{doc}: unknown docs-check directive {directive!r}")
         pending, start = "", 0
@@ -123,7 +127,7 @@ def commands(doc: Path) -> list[Command]:
             if stripped.endswith("\\"):
                 pending += stripped[:-1].rstrip() + " "
                 continue
-            text, needs = pending + stripped, None
+            text, needs = pending + stripped, block_needs
             pending = ""
             m = _NEEDS.search(text)
             if m:
