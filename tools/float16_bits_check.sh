@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds and runs tools/float16_bits_check.cc: the CPU drivers' 16-bit float
-# conversions against Eigen's on every input (about a minute).
+# conversions against Eigen's on every input (about a minute on two cores).
 #   tools/float16_bits_check.sh [PYTHON]   (an interpreter with TensorFlow, for Eigen's headers)
 set -e
 cd "$(dirname "$0")/.."
@@ -9,6 +9,6 @@ include=$("$python" -c "import tensorflow as tf; print(tf.sysconfig.get_include(
 out=build/float16_bits_check
 mkdir -p build
 # The math flags of the op library (CMakeLists.txt).
-g++ -std=c++17 -O3 -ffp-contract=off -fno-math-errno -fno-trapping-math -I. -I"$include" \
+g++ -std=c++17 -O3 -ffp-contract=off -fno-math-errno -fno-trapping-math -pthread -I. -I"$include" \
   tools/float16_bits_check.cc -o "$out"
 "$out"
