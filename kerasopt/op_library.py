@@ -141,9 +141,10 @@ def _load(path: str | None) -> OpLibrary:
         package_dir = os.path.dirname(os.path.abspath(__file__))
         return OpLibrary(None, None, None,
                          f"kerasopt was imported from {package_dir}, which holds no "
-                         "compiled op library: in a source checkout, `pip install -e .` "
-                         "it, or run from another directory so that the installed "
-                         "kerasopt is imported")
+                         "compiled op library: in a source checkout, install it with "
+                         "`pip install --no-build-isolation -e .` (see the README), or "
+                         "run from another directory so that the installed kerasopt "
+                         "is imported")
     if not os.path.exists(path):
         return OpLibrary(path, None, None, f"op library not found at {path}")
     try:
@@ -156,8 +157,9 @@ def _load(path: str | None) -> OpLibrary:
     if not _same_release(built_for, tf.__version__):
         return OpLibrary(path, None, built_for,
                          f"op library {path} was built for TensorFlow {built_for} but "
-                         f"TensorFlow {tf.__version__} is running; reinstall kerasopt "
-                         f"(pip install --force-reinstall --no-cache-dir .) to rebuild it")
+                         f"TensorFlow {tf.__version__} is running; reinstall kerasopt to "
+                         f"rebuild it (in a source checkout: pip install "
+                         f"--no-build-isolation -e .)")
     try:
         ops = tf.load_op_library(path)
     except Exception as e:  # NotFoundError for missing symbols, among others

@@ -17,10 +17,31 @@ import keras  # noqa: E402
 import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-import kerasopt  # noqa: E402
-from kerasopt import op_library  # noqa: E402
+# TensorFlow takes seconds to import (a minute on a cold, busy machine).
+# Importing it when collection starts, not when pytest loads this file, lets
+# pytest print its header first instead of showing nothing meanwhile.
+tf = kerasopt = op_library = None
+
+
+def pytest_addoption(parser):
+    parser.addoption("--require-every-op", action="store_true",
+                     help="fail unless the tests call every op of the loaded op library "
+                          "(tests/op_coverage.py)")
+
+
+def pytest_collection(session):
+    global tf, kerasopt, op_library
+    import tensorflow as tf
+
+    import kerasopt
+    from kerasopt import op_library
+
+    if session.config.getoption("require_every_op"):
+        from op_coverage import OpCoverage
+
+        session.config.pluginmanager.register(OpCoverage(op_library.library()), "op_coverage")
+
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 FLOAT16_DTYPES = ("float16", "bfloat16")

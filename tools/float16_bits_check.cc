@@ -4,12 +4,15 @@
 // the loops (baseline and AVX2 + F16C where the CPU has it), with the default
 // floating-point mode and with flush-to-zero + denormals-are-zero (the mode
 // TensorFlow's CPU threads run in). Run by tools/float16_bits_check.sh; exits
-// 1 on any difference.
+// 1 on any difference. The two modes run on two threads (the mode is a
+// per-thread setting), which halves the time on CI's two cores.
 #include <xmmintrin.h>
 #include <pmmintrin.h>
 
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "Eigen/Core"
@@ -84,13 +87,17 @@ long CheckAll(Call call) {
   return bad;
 }
 
-long CheckBothIsas(const char* mode) {
+// Appends one line per ISA to *report.
+long CheckBothIsas(const char* mode, std::string* report) {
+  char line[160];
   long bad = CheckAll([](const auto& body) { kerasopt::cpu::internal::CallBaseline(body); });
-  std::printf("%s, baseline: %ld difference(s)\n", mode, bad);
+  std::snprintf(line, sizeof(line), "%s, baseline: %ld difference(s)\n", mode, bad);
+  *report += line;
 #if KERASOPT_HAVE_AVX2_PATH
   if (kerasopt::cpu::UseAvx2()) {
     const long avx2 = CheckAll([](const auto& body) { kerasopt::cpu::internal::CallAvx2(body); });
-    std::printf("%s, avx2+f16c: %ld difference(s)\n", mode, avx2);
+    std::snprintf(line, sizeof(line), "%s, avx2+f16c: %ld difference(s)\n", mode, avx2);
+    *report += line;
     bad += avx2;
   }
 #endif
@@ -100,9 +107,15 @@ long CheckBothIsas(const char* mode) {
 }  // namespace
 
 int main() {
-  long bad = CheckBothIsas("default mode");
-  _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
-  _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
-  bad += CheckBothIsas("flush-to-zero + denormals-are-zero");
-  return bad == 0 ? 0 : 1;
+  std::string flushed_report, default_report;
+  long flushed_bad = 0;
+  std::thread flushed([&] {
+    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+    flushed_bad = CheckBothIsas("flush-to-zero + denormals-are-zero", &flushed_report);
+  });
+  const long default_bad = CheckBothIsas("default mode", &default_report);
+  flushed.join();
+  std::printf("%s%s", default_report.c_str(), flushed_report.c_str());
+  return default_bad + flushed_bad == 0 ? 0 : 1;
 }

@@ -47,6 +47,9 @@ PYTHON=$(command -v "$PYTHON")
 # Absolute, but not through symlinks (a venv's python is a symlink to its base).
 PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
+# No CUDA kernels in the sanitized builds (-DKERASOPT_CUDA=OFF below): the
+# environment variable wins over -D in CMakeLists.txt, and CI exports ON.
+export KERASOPT_CUDA=OFF
 
 if ! "$PYTHON" -c "import pybind11" 2>/dev/null; then
   "$PYTHON" -m pip install -q "pybind11>=2.12"

@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kerasopt  # noqa: E402
+from kerasopt.bench import retracing  # noqa: E402
 
 BATCH = 128
 
@@ -150,6 +151,7 @@ def main(argv=None):
                         help="steps between root recomputations (default 20)")
     parser.add_argument("--rounds", type=int, default=3, help="timed periods per optimizer")
     args = parser.parse_args(argv)
+    retracing.hide_false_alarms()
     names = ["adam"] + [n for n in args.optimizers if n != "adam"]
     lib = kerasopt.op_library.library()
     print(f"TensorFlow {tf.__version__}, kerasopt op library: "

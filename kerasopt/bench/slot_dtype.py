@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kerasopt  # noqa: E402
+from kerasopt.bench import retracing  # noqa: E402
 
 COLUMNS = (("bfloat16, bfloat16 slots", "bfloat16", None),
            ("bfloat16, float32 slots", "bfloat16", "float32"),
@@ -101,6 +102,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--learning-rates", default="0.001,0.01")
     args = parser.parse_args(argv)
+    retracing.hide_false_alarms()
     print(f"Adam, one variable of {args.size} elements")
     print("| column | median ms/step | best ms/step |")
     print("|---|---|---|")

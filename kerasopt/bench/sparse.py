@@ -51,6 +51,7 @@ import tensorflow as tf  # noqa: E402
 
 import kerasopt  # noqa: E402
 from kerasopt import op_library  # noqa: E402
+from kerasopt.bench import retracing  # noqa: E402
 
 
 def _gradient(rows, width, batch, seed=0):
@@ -220,6 +221,7 @@ def main(argv=None):
                         default=[100_000, 1_000_000, 10_000_000],
                         help="table sizes for the scaling run (none: skip it)")
     args = parser.parse_args(argv)
+    retracing.hide_false_alarms()
     library = op_library.library()
     if not library.loaded:
         raise SystemExit(f"kerasopt's op library did not load: {library.error}")

@@ -91,7 +91,7 @@ from typing import Callable
 
 import numpy as np
 
-from kerasopt.bench import torch_child
+from kerasopt.bench import retracing, torch_child
 from kerasopt.bench.device import DEVICES, check_device, copy_bandwidth_gbps, gpu_name
 
 
@@ -1059,6 +1059,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    retracing.hide_false_alarms()
 
     from rich.console import Console
 
@@ -1094,7 +1095,7 @@ def main(argv=None) -> int:
     columns = [c for c in COLUMNS if c.key in args.columns]
     if env["torch"] is None:
         columns = [c for c in columns if c.kind != "torch"]
-        console.print("torch is not installed: no torch columns (pip install 'kerasopt\\[bench]')")
+        console.print("torch is not installed: no torch columns (pip install torch)")
     if args.device == "gpu":
         columns = [c for c in columns if c.kind != "torch"]  # torch runs on the CPU here
     per_call = ("" if args.steps_per_call == 1 else

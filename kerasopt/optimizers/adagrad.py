@@ -38,11 +38,11 @@ class Adagrad(FusedOptimizer, keras.optimizers.Adagrad):
         lazy: accepted for symmetry; it changes nothing here. A sparse
             (``tf.IndexedSlices``) gradient always updates only the rows it
             names: with a zero gradient Adagrad leaves a row unchanged, so this
-            is exactly the dense update. See the README, "Sparse gradients".
+            is exactly the dense update. See docs/sparse.md.
         slot_dtype: None (slots take the variable's dtype, as in Keras) or
             "float32": float32 slots for bfloat16/float16 variables, so only
-            the weight is rounded to 16 bits. See the README, "16-bit
-            variables, float32 slots".
+            the weight is rounded to 16 bits. See
+            docs/slot-dtype.md.
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.

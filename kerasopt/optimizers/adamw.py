@@ -53,12 +53,12 @@ class AdamW(Adam, keras.optimizers.AdamW):
             its slots, with the bias corrections of the global step (as
             TensorFlow Addons' LazyAdam); the decoupled weight decay then
             applies to those rows only. Defaults to False: the gradient is
-            densified and every row is updated, as in Keras. See the README,
-            "Sparse gradients".
+            densified and every row is updated, as in Keras. See
+            docs/sparse.md.
         slot_dtype: None (slots take the variable's dtype, as in Keras) or
             "float32": float32 slots for bfloat16/float16 variables, so only
-            the weight is rounded to 16 bits. See the README, "16-bit
-            variables, float32 slots".
+            the weight is rounded to 16 bits. See
+            docs/slot-dtype.md.
         clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
         ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.

@@ -48,11 +48,11 @@ class Nadam(FusedOptimizer, keras.optimizers.Nadam):
             ``Embedding``, update only the rows it names, in the variable and
             its slots, with the momentum schedule of the global step (as TensorFlow Addons' LazyAdam). Defaults to
             False: the gradient is densified and every row is updated, as in
-            Keras. See the README, "Sparse gradients".
+            Keras. See docs/sparse.md.
         slot_dtype: None (slots take the variable's dtype, as in Keras) or
             "float32": float32 slots for bfloat16/float16 variables, so only
-            the weight is rounded to 16 bits. See the README, "16-bit
-            variables, float32 slots".
+            the weight is rounded to 16 bits. See
+            docs/slot-dtype.md.
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.

@@ -50,8 +50,8 @@ class RAdam(FusedOptimizer):
         epsilon: added to sqrt(v), >= 0. Defaults to 1e-7.
         slot_dtype: None (slots take the variable's dtype, as in Keras) or
             "float32": float32 slots for bfloat16/float16 variables, so only
-            the weight is rounded to 16 bits. See the README, "16-bit
-            variables, float32 slots".
+            the weight is rounded to 16 bits. See
+            docs/slot-dtype.md.
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``

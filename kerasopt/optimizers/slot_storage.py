@@ -37,8 +37,7 @@ def check_slot_dtype(slot_dtype, optimizer):
     if slot_dtype is not None and not type(optimizer).supports_slot_dtype:
         raise ValueError(
             f"{type(optimizer).__name__} does not support `slot_dtype`: its kernel "
-            "takes slots of the variable's dtype only (see the README, "
-            "\"Mixed precision\")")
+            "takes slots of the variable's dtype only (see docs/slot-dtype.md)")
     return slot_dtype
 
 
