@@ -214,10 +214,12 @@ def check_targets(medians: dict[str, float],
 
 
 def run(console, variant: str = "recommender", rounds: int = 12, chunk: int = 5,
-        warmup: int = 3, keras_steps: int = 10, algorithms=ALGORITHMS) -> list[dict]:
+        warmup: int = 3, keras_steps: int = 10, algorithms=ALGORITHMS,
+        rows: int | None = None) -> list[dict]:
     from rich.table import Table
 
-    tables, rows = VARIANTS[variant]
+    tables, variant_rows = VARIANTS[variant]
+    rows = rows or variant_rows  # a smaller table for quick checks
     load_before = os.getloadavg()[0]
     times, beside = time_configs(tables, rows, rounds, chunk, warmup, keras_steps, algorithms)
     load_after = os.getloadavg()[0]

@@ -1053,6 +1053,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fit-large", action="store_true",
                         help="--fit with the large recommender too (10M rows; Keras's Adam "
                              "holds about 4 GB)")
+    parser.add_argument("--fit-steps", type=_positive, default=60, metavar="N",
+                        help="model.fit steps timed per configuration of kerasopt/bench/fit.py "
+                             "(default: 60; the docs check uses a few)")
+    parser.add_argument("--fit-rows", type=_positive, metavar="ROWS",
+                        help="rows per embedding table of the recommender (default: 1M; "
+                             "the docs check uses a small table: its ratios then mean little)")
+    parser.add_argument("--fit-rounds", type=_positive, default=12, metavar="N",
+                        help="rounds of the recommender's turn-taking (default: 12)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
 
@@ -1144,11 +1152,13 @@ def main(argv=None) -> int:
         from kerasopt.bench import recommender
 
         with log.status("model.fit"):
-            fit_results = bench_fit.run(console)
+            fit_results = bench_fit.run(console, steps=args.fit_steps,
+                                        warmup=min(10, args.fit_steps))
         variants = ["recommender"] + (["recommender-large"] if args.fit_large else [])
         for variant in variants:
             with log.status(f"model.fit on the {variant}"):
-                fit_results += recommender.run(console, variant)
+                fit_results += recommender.run(console, variant, rounds=args.fit_rounds,
+                                               rows=args.fit_rows)
     elapsed = time.perf_counter() - started
     console.print(f"total {elapsed:.1f} s")
 
