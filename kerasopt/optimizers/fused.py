@@ -179,8 +179,11 @@ def dense_gradient(gradient, variable):
     dtype. A densified IndexedSlices traced in a graph has no static shape; it
     gets the variable's (checked when it runs), as fallbacks that read static
     dimensions (Adafactor's) need it."""
+    sparse = isinstance(gradient, tf.IndexedSlices)
     gradient = tf.cast(tf.convert_to_tensor(gradient), variable.dtype)
-    if not gradient.shape.is_fully_defined() and \
+    # Only a densified IndexedSlices: a dense gradient of unknown shape is
+    # left to the step's checks, whose error names the variable.
+    if sparse and not gradient.shape.is_fully_defined() and \
             gradient.shape.is_compatible_with(variable.shape):
         gradient = tf.ensure_shape(gradient, variable.shape)
     return gradient
