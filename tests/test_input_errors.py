@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import op_def_pb2
+from tensorflow.python.client import pywrap_tf_session as c_api
 from tensorflow.python.framework import op_def_registry
 
 from conftest import require_kernel_library
@@ -122,10 +124,15 @@ def recorded_op_call(cls):
 
 
 def op_def(function_name):
-    op_name = "".join(part.capitalize() for part in function_name.split("_"))
-    definition = op_def_registry.get(op_name)
-    assert definition is not None, op_name
-    return definition
+    # The Python name drops the op name's casing (KerasoptApplySGD ->
+    # kerasopt_apply_sgd): match without case.
+    wanted = function_name.replace("_", "").lower()
+    require_kernel_library()
+    registered = op_def_pb2.OpList()
+    registered.ParseFromString(c_api.TF_GetBuffer(c_api.TF_GetAllOpList()))
+    names = [op.name for op in registered.op if op.name.lower() == wanted]
+    assert len(names) == 1, (function_name, names)
+    return op_def_registry.get(names[0])
 
 
 @pytest.mark.parametrize("cls", apply_kernel_params())

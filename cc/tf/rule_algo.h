@@ -83,10 +83,13 @@ class RuleAlgo {
   absl::Status MakeRule(::tensorflow::OpKernelContext* ctx, int num_slots, Rule<C>* rule) const {
     SharedInputs shared{};
     TF_RETURN_IF_ERROR(ReadScalar(ctx, "learning_rate", &shared.learning_rate));
+    int64_t step;
     if (Decl::kUsesStep) {
-      int64_t step;
       TF_RETURN_IF_ERROR(ReadStep(ctx, &step));
       shared.step = step;
+    } else {
+      // Every op takes the step; a rule that ignores it still refuses a non-scalar.
+      TF_RETURN_IF_ERROR(ReadScalar(ctx, "step", &step));
     }
     std::array<double, (kNumScalars > 0 ? kNumScalars : 1)> scalars{};
     for (int i = 0; i < kNumScalars; ++i) {
