@@ -265,7 +265,7 @@ def test_model_save_and_load(tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert type(loaded.optimizer) is kerasopt.Adam
+    assert isinstance(loaded.optimizer, kerasopt.Adam)
     assert loaded.optimizer.slot_dtype == "float32"
     for original, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
         assert restored.dtype == original.dtype, restored.path
