@@ -417,16 +417,29 @@ def radam_rho(beta_2, step):
     return rho_inf, rho_inf - 2.0 * step * beta_2 ** step / (1.0 - beta_2 ** step)
 
 
-def radam_rectification(beta_2, step):
-    """r_t where rho_t > 4 (the paper's condition), else None."""
+def radam_rectification(beta_2, step, sma_threshold=4.0):
+    """r_t where rho_t > 4 (the paper's condition) and rho_t >= sma_threshold
+    (TensorFlow Addons' condition, 5 by default there), else None."""
     rho_inf, rho_t = radam_rho(beta_2, step)
-    if not rho_t > 4.0:
+    if not (rho_t > 4.0 and rho_t >= sma_threshold):
         return None
     return np.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                    / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
 
 
-def radam(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, step):
+def tfa_warmup_learning_rate(learning_rate, step, total_steps, warmup_proportion, min_lr):
+    """TensorFlow Addons' RectifiedAdam/AdaBelief learning rate with total_steps > 0:
+    linear warmup over total_steps * warmup_proportion steps, then linear
+    decay to min_lr at total_steps (held there after)."""
+    warmup = total_steps * warmup_proportion
+    decay = max(total_steps - warmup, 1.0)
+    if step <= warmup:
+        return learning_rate * step / warmup
+    return learning_rate + (min_lr - learning_rate) / decay * min(step - warmup, decay)
+
+
+def radam(w, g, m, v, v_hat=None, *, learning_rate, beta_1, beta_2, epsilon, step,
+          amsgrad=False, sma_threshold=4.0, total_steps=0, warmup_proportion=0.1, min_lr=0.0):
     """RAdam, Liu et al. (ICLR 2020, arXiv:1908.03265), Algorithm 2.
 
     v = beta_2 v + (1 - beta_2) g^2; m = beta_1 m + (1 - beta_1) g;
@@ -434,20 +447,32 @@ def radam(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, step):
     w = w - alpha r_t m_hat l_t; else w = w - alpha m_hat.
     The paper's l_t has no epsilon; kerasopt (like Keras's Adam) adds it to
     sqrt(v): l_t = sqrt(1 - beta_2^t) / (sqrt(v) + eps).
-    Returns (w, m, v).
+    TensorFlow Addons' options: amsgrad (v_hat = max(v_hat, v) every step,
+    used in l_t), sma_threshold, and with total_steps > 0 its warmup of alpha
+    (tfa_warmup_learning_rate).
+    Returns (w, m, v), and v_hat with amsgrad.
     """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
+    if total_steps > 0:
+        learning_rate = tfa_warmup_learning_rate(learning_rate, step, total_steps,
+                                                 warmup_proportion, min_lr)
     m = beta_1 * m + (1.0 - beta_1) * g
     v = beta_2 * v + (1.0 - beta_2) * g * g
+    v_used = v
+    if amsgrad:
+        v_hat = np.maximum(np.asarray(v_hat, np.float64), v)
+        v_used = v_hat
+    extra = (v_hat,) if amsgrad else ()
     m_hat = m / (1.0 - beta_1 ** step)
-    r = radam_rectification(beta_2, step)
+    r = radam_rectification(beta_2, step, sma_threshold)
     if r is None:
-        return w - learning_rate * m_hat, m, v
-    adaptive = np.sqrt(1.0 - beta_2 ** step) / (np.sqrt(v) + epsilon)
-    return w - learning_rate * r * m_hat * adaptive, m, v
+        return (w - learning_rate * m_hat, m, v) + extra
+    adaptive = np.sqrt(1.0 - beta_2 ** step) / (np.sqrt(v_used) + epsilon)
+    return (w - learning_rate * r * m_hat * adaptive, m, v) + extra
 
 
-def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon):
+def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, l1=0.0, l2=0.0,
+         tanh_activation=False):
     """Yogi, Zaheer et al. (NeurIPS 2018), Algorithm 2 (no bias correction).
 
     m = beta_1 m + (1 - beta_1) g; v = v - (1 - beta_2) sign(v - g^2) g^2;
