@@ -393,12 +393,15 @@ def iterate_average(iterates, *, start_step, average_period):
 # --- AdaBelief, RAdam, Yogi, NovoGrad ----------------------------------------
 
 
-def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgrad=False):
+def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgrad=False,
+              rectify=False, sma_threshold=4.0):
     """AdaBelief, Zhuang et al. (NeurIPS 2020, arXiv:2010.07468), Algorithm 2.
 
     m_t = beta_1 m + (1 - beta_1) g; s_t = beta_2 s + (1 - beta_2)(g - m_t)^2 + eps;
     AMSGrad: s_t = max(s_t, s_{t-1}); m_hat = m_t / (1 - beta_1^t);
     s_hat = s_t / (1 - beta_2^t); w = w - alpha m_hat / (sqrt(s_hat) + eps).
+    rectify (the authors' code, TensorFlow Addons): RAdam's r_t times that
+    step where radam_rectification defines it, else w = w - alpha m_hat.
     Returns (w, m, s).
     """
     w, g, m, s = (np.asarray(a, np.float64) for a in (w, g, m, s))
@@ -408,7 +411,12 @@ def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgr
         s_new = np.maximum(s_new, s)
     m_hat = m_new / (1.0 - beta_1 ** step)
     s_hat = s_new / (1.0 - beta_2 ** step)
-    return w - learning_rate * m_hat / (np.sqrt(s_hat) + epsilon), m_new, s_new
+    scale = 1.0
+    if rectify:
+        scale = radam_rectification(beta_2, step, sma_threshold)
+        if scale is None:
+            return w - learning_rate * m_hat, m_new, s_new
+    return w - learning_rate * scale * m_hat / (np.sqrt(s_hat) + epsilon), m_new, s_new
 
 
 def radam_rho(beta_2, step):
