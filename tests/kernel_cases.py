@@ -220,7 +220,8 @@ CASES = {
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.yogi(*_f64(w, g, *s), **hp)),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
-                             epsilon=(1e-4, 1e-2))),
+                             epsilon=(1e-4, 1e-2), l1=[0.0, 0.0, 1e-3], l2=[0.0, 0.0, 1e-2],
+                             tanh_activation=[False, True])),
 }
 
 # Rules whose step couples a whole variable (norms: Lars, NovoGrad) or works on

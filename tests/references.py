@@ -485,10 +485,18 @@ def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, l1=0.0, l2=0.0,
 
     m = beta_1 m + (1 - beta_1) g; v = v - (1 - beta_2) sign(v - g^2) g^2;
     w = w - eta m / (sqrt(v) + eps). Returns (w, m, v).
+    TensorFlow Addons' options: tanh_activation (sign(x) -> tanh(10 x)); with
+    l1 or l2 > 0 its proximal step, lr_w = eta / (sqrt(v) + eps),
+    u = w - lr_w m, w = sign(u) max(|u| - l1 lr_w, 0) / (1 + l2 lr_w).
     """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
     m = beta_1 * m + (1.0 - beta_1) * g
-    v = v - (1.0 - beta_2) * np.sign(v - g * g) * g * g
+    sign = np.tanh(10.0 * (v - g * g)) if tanh_activation else np.sign(v - g * g)
+    v = v - (1.0 - beta_2) * sign * g * g
+    if l1 > 0 or l2 > 0:
+        lr_w = learning_rate / (np.sqrt(v) + epsilon)
+        u = w - lr_w * m
+        return np.sign(u) * np.maximum(np.abs(u) - l1 * lr_w, 0.0) / (1.0 + l2 * lr_w), m, v
     return w - learning_rate * m / (np.sqrt(v) + epsilon), m, v
 
 
