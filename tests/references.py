@@ -308,16 +308,19 @@ def ftrl(w, n, z, g, *, learning_rate, learning_rate_power, l1, l2, l2_shrinkage
 # --- LAMB ------------------------------------------------------------------
 
 
-def lamb(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon, step):
+def lamb(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon, step, weight_decay_rate=0.0,
+         layer_adaptation=True):
     """LAMB, You et al. (ICLR 2020, arXiv:1904.00962), Algorithm 2, one layer.
 
     Paper: m = beta_1 m + (1 - beta_1) g; v = beta_2 v + (1 - beta_2) g^2;
     m_hat = m / (1 - beta_1^t); v_hat = v / (1 - beta_2^t);
     r = m_hat / (sqrt(v_hat) + epsilon);
     w = w - eta * phi(||w||) / ||r + lambda w|| * (r + lambda w).
-    Keras's form, followed here: lambda = 0 (weight decay is the base
-    optimizer's, decoupled), phi = identity, and the ratio is 1 when ||w|| or
+    Keras's form, followed here by default: lambda = 0 (weight decay is the
+    base optimizer's, decoupled), phi = identity, and the ratio is 1 when ||w|| or
     ||r|| is 0. Norms over the whole variable, ||w|| before the update.
+    weight_decay_rate is the paper's lambda (TensorFlow Addons' argument);
+    layer_adaptation=False sets the ratio to 1 (TFA's exclusion).
     Returns (w, m, v).
     """
     w, m, v, g = (np.asarray(a, np.float64) for a in (w, m, v, g))
@@ -326,9 +329,11 @@ def lamb(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon, step):
     m_hat = m / (1.0 - beta_1 ** step)
     v_hat = v / (1.0 - beta_2 ** step)
     r = m_hat / (np.sqrt(v_hat) + epsilon)
+    if weight_decay_rate != 0.0:
+        r = r + weight_decay_rate * w
     w_norm = np.sqrt(np.sum(w * w))
     r_norm = np.sqrt(np.sum(r * r))
-    ratio = w_norm / r_norm if w_norm > 0 and r_norm > 0 else 1.0
+    ratio = w_norm / r_norm if layer_adaptation and w_norm > 0 and r_norm > 0 else 1.0
     return w - learning_rate * ratio * r, m, v
 
 
