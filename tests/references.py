@@ -505,19 +505,26 @@ def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, l1=0.0, l2=0.0,
     return w - learning_rate * m / (np.sqrt(v) + epsilon), m, v
 
 
-def novograd(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, weight_decay, step,
-             grad_averaging=False):
+def novograd(w, g, m, v, v_hat=None, *, learning_rate, beta_1, beta_2, epsilon, weight_decay,
+             step, grad_averaging=False, amsgrad=False):
     """NovoGrad, Ginsburg et al. (arXiv:1905.11286), Algorithm 1, one layer.
 
     v_1 = ||g_1||^2, then v_t = beta_2 v + (1 - beta_2) ||g_t||^2 (a scalar);
     m_t = beta_1 m + (g_t / (sqrt(v_t) + eps) + d w); w = w - lambda m_t.
     grad_averaging (NVIDIA's implementations): the bracket times (1 - beta_1).
     The paper's first step m_1 = g_1 / sqrt(v_1) + d w is this with m_0 = 0.
-    Returns (w, m, v).
+    amsgrad (TensorFlow Addons): v_hat = max(v_hat, v_t) in place of v_t in
+    the denominator.
+    Returns (w, m, v), and v_hat with amsgrad.
     """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
     norm_sq = float(np.sum(g * g))
     v = norm_sq if step == 1 else beta_2 * float(v) + (1.0 - beta_2) * norm_sq
-    u = g / (np.sqrt(v) + epsilon) + weight_decay * w
+    v_used = v
+    if amsgrad:
+        v_hat = max(float(v_hat), v) if not np.isnan(v) else v
+        v_used = v_hat
+    u = g / (np.sqrt(v_used) + epsilon) + weight_decay * w
     m = beta_1 * m + ((1.0 - beta_1) if grad_averaging else 1.0) * u
-    return w - learning_rate * m, m, np.float64(v)
+    extra = (np.float64(v_hat),) if amsgrad else ()
+    return (w - learning_rate * m, m, np.float64(v)) + extra
