@@ -202,14 +202,17 @@ CASES = {
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.adabelief(*_f64(w, g, *s), step=step, **hp)),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
-                             epsilon=(1e-16, 1e-3), amsgrad=[False, True])),
+                             epsilon=(1e-16, 1e-3), amsgrad=[False, True],
+                             rectify=[False, True], sma_threshold=[4.0, 5.0])),
     "RAdam": Case(
-        slots=lambda hp: ["momentum", "velocity"],
-        kernel=lambda w, g, s, hp, step: _kernels.radam(w, g, s[0], s[1], step=step, **hp),
+        slots=lambda hp: ["momentum", "velocity"] + (["velocity_hat"] if hp["amsgrad"] else []),
+        kernel=lambda w, g, s, hp, step: _kernels.radam(w, g, *s, step=step, **hp),
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.radam(*_f64(w, g, *s), step=step, **hp)),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
-                             epsilon=(1e-7, 1e-3))),
+                             epsilon=(1e-7, 1e-3), amsgrad=[False, True],
+                             sma_threshold=[4.0, 5.0, 6.0], total_steps=[0, 20],
+                             warmup_proportion=[0.1, 0.5], min_lr=[0.0, 1e-3])),
     "Yogi": Case(
         slots=lambda hp: ["momentum", "velocity"],
         initial=lambda hp: 1e-6,
@@ -217,7 +220,8 @@ CASES = {
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.yogi(*_f64(w, g, *s), **hp)),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
-                             epsilon=(1e-4, 1e-2))),
+                             epsilon=(1e-4, 1e-2), l1=[0.0, 0.0, 1e-3], l2=[0.0, 0.0, 1e-2],
+                             tanh_activation=[False, True])),
 }
 
 # Rules whose step couples a whole variable (norms: Lars, NovoGrad) or works on

@@ -357,7 +357,7 @@ def test_norm_driver_op_refuses_float32_slots():
     vs = _variables("bfloat16", "float32", "float32")
     _assert_refused(vs, lambda: ops.kerasopt_apply_lamb(
         var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,), tf.bfloat16),
-        **_adam_args()), "KerasoptApplyLamb", "dtype only")
+        weight_decay_rate=0.0, **_adam_args()), "KerasoptApplyLamb", "dtype only")
 
 
 def test_sparse_and_multi_ops_name_the_bad_slot():
