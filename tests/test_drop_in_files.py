@@ -154,6 +154,16 @@ def test_saved_name_follows_the_options(name):
     assert keras.optimizers.serialize(back) == optioned
 
 
+@pytest.mark.parametrize("options", [{"weight_decay_rate": 0.01},
+                                     {"exclude_from_layer_adaptation": ["bias"]}])
+def test_lamb_keyword_options_are_saved_under_kerasopts_name(options):
+    assert keras.optimizers.serialize(kerasopt.Lamb())["registered_name"] is None
+    serialized = keras.saving.serialize_keras_object(kerasopt.Lamb(**options))
+    assert serialized["registered_name"] == "kerasopt>Lamb"
+    back = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(back, kerasopt.Lamb) and back.get_config() == serialized["config"]
+
+
 def test_the_kerasopt_options_listed_are_fused_optimizers_arguments():
     from kerasopt.optimizers import saved_name
     from kerasopt.optimizers.fused import FusedOptimizer

@@ -224,6 +224,11 @@ class FusedOptimizer(KERAS_BASE):
     # each step as Keras reads its own (see `hyperparameter`).
     constant_hyperparameters: tuple = ()
 
+    # kerasopt's own options that the class takes through **kwargs (so that
+    # its signature stays Keras's), with their defaults: set to anything else,
+    # the optimizer is saved under kerasopt's name (saved_name.py).
+    keyword_options: dict = {}
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         keras_class = keras_counterpart(cls)

@@ -79,6 +79,8 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
     kernel_name = "Lamb"
     supports_slot_dtype = False  # its norm driver (apply_with_norms.h) takes slots of the variable's dtype
 
+    keyword_options = {"weight_decay_rate": 0.0, "exclude_from_layer_adaptation": None}
+
     def __init__(
         self,
         learning_rate=0.001,

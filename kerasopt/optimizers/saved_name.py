@@ -13,7 +13,8 @@ with kerasopt unpatched, and as ``kerasopt.Adam`` under ``patch_keras()`` (or
 ``with kerasopt.patched():``).
 
 An optimizer made with one of kerasopt's own options (``lazy=True``,
-``nonfinite="skip"``, ``slot_dtype``, or an argument Keras's class lacks)
+``nonfinite="skip"``, ``slot_dtype``, an argument Keras's class lacks, or one
+of the class's ``keyword_options``)
 cannot run on Keras's class, so it is an instance of a private subclass, also
 named ``Adam``, saved as ``"kerasopt>Adam"``: Keras alone refuses that name,
 and kerasopt loads it as ``kerasopt.Adam`` with the option.
@@ -99,7 +100,7 @@ def class_for(cls, args, kwargs):
     for name, parameter in inspect.signature(cls.__init__).parameters.items():
         if parameter.kind is parameter.VAR_KEYWORD:
             given.update(given.pop(name, {}))
-    options = {**KERASOPT_OPTIONS, **subclass._kerasopt_arguments}
+    options = {**KERASOPT_OPTIONS, **cls.keyword_options, **subclass._kerasopt_arguments}
     if all(_is_default(given[name], default) for name, default in options.items() if name in given):
         return cls
     return subclass
