@@ -44,6 +44,10 @@ class Case:
     # Magnitudes of the terms that cancel inside the step, per output (w,
     # then slots), where they exceed the inputs and outputs themselves.
     scales: Callable | None = None
+    # The rule rounds by the variable's element count (one element or more:
+    # the decay's and ScheduleFree's average's grouping, as Keras's traced
+    # graph groups them); the binding takes an array's size as the variable's.
+    size_dependent: bool = False
 
 
 def _adam_slots(hp):
@@ -200,6 +204,7 @@ CASES = {
         kernel=lambda w, g, s, hp, step: _kernels.adamw(
             w, g, s[0], s[1], s[2] if hp["amsgrad"] else None, step=step, **hp),
         reference=lambda w, g, s, hp, step: _adamw_reference(w, g, s, hp, step),
+        size_dependent=True,
         hyperparameters=dict(learning_rate=(1e-4, 1.0), weight_decay=(0.0, 0.1),
                              beta_1=(0.5, 0.99), beta_2=(0.5, 0.999), epsilon=(1e-8, 1e-3),
                              amsgrad=[False, True])),
@@ -272,7 +277,7 @@ for _name, _adam in (("ScheduleFreeAdamW", True), ("ScheduleFreeSGD", False)):
     CASES[_name] = Case(
         slots=(lambda hp: ["z", "v"]) if _adam else (lambda hp: ["z"]),
         kernel=_schedule_free_kernel(_adam), reference=_schedule_free_reference(_adam),
-        scales=_schedule_free_scales(_adam),
+        scales=_schedule_free_scales(_adam), size_dependent=True,
         # beta_1 >= 0.5: x = (y - (1 - beta_1) z) / beta_1 amplifies y's and
         # z's roundings by 1 / beta_1 (see scales).
         hyperparameters=dict(learning_rate=(1e-4, 1.0), weight_decay=[0.0, 0.01, 0.1],
