@@ -57,16 +57,18 @@ struct ScheduleFreeAverage {
   DecoupledDecay<C> decay;
   C lr;  // lr_t, with the warmup
   C beta_1, one_minus_b1;
-  // x_old's grouping (see above).
-  enum class Grouping { kScalarsFirst, kOneElement, kScalarShape };
-
   C weight;            // 1/t
   C one_minus_weight;  // 1 - 1/t
   C inverse_b1;        // 1 / beta_1, rounded (the division by beta_1, folded)
-  C old_weight;        // (1 - 1/t) * (1 / beta_1): x_old's weight, with its division
+  // x_old's part (1 - 1/t) * s / beta_1 is computed as (left * s) * right,
+  // one form for the three groupings, so the loop has no branch for them:
+  //   more than one element:  left = 1,         right = (1 - 1/t) * (1 / beta_1)
+  //   one element, rank >= 1: left = 1 - 1/t,   right = 1 / beta_1
+  //   shape ():               left = 1 / beta_1, right = 1 - 1/t
+  // (1 * s is s exactly, and a product rounds the same in either order).
+  C left, right;
   bool interpolate;
   bool scalar_variable;
-  Grouping grouping;
 
   KERASOPT_HOST_DEVICE static ScheduleFreeAverage Make(const SharedInputs& in,
                                                        double weight_decay, double beta_1,
@@ -85,7 +87,6 @@ struct ScheduleFreeAverage {
     r.weight = C(1) / t;
     r.one_minus_weight = C(1) - r.weight;
     r.inverse_b1 = C(1) / r.beta_1;
-    r.old_weight = r.one_minus_weight * r.inverse_b1;
     r.interpolate = interpolate;
     r.scalar_variable = scalar_variable;
     r.ForVariable(in.num_elements);
@@ -95,21 +96,22 @@ struct ScheduleFreeAverage {
   // Both groupings (the decay's, x_old's) depend on the variable's size.
   KERASOPT_HOST_DEVICE void ForVariable(long long num_elements) {
     decay.factor_first = num_elements > 1;
-    grouping = num_elements > 1 ? Grouping::kScalarsFirst
-               : scalar_variable ? Grouping::kScalarShape
-                                 : Grouping::kOneElement;
+    if (num_elements > 1) {
+      left = C(1);
+      right = one_minus_weight * inverse_b1;  // x_old's weight, with its division
+    } else if (scalar_variable) {
+      left = inverse_b1;
+      right = one_minus_weight;
+    } else {
+      left = one_minus_weight;
+      right = inverse_b1;
+    }
   }
 
   // y (already decayed) and z after z's step z_new.
   KERASOPT_HOST_DEVICE void Finish(C& y, C& z, C z_new) const {
     const C s = y - one_minus_b1 * (interpolate ? z : z_new);
-    C old_part;  // (1 - 1/t) * s / beta_1
-    switch (grouping) {
-      case Grouping::kScalarsFirst: old_part = s * old_weight; break;
-      case Grouping::kOneElement: old_part = (one_minus_weight * s) * inverse_b1; break;
-      default: old_part = one_minus_weight * (s * inverse_b1); break;
-    }
-    const C x = old_part + weight * z_new;
+    const C x = (left * s) * right + weight * z_new;
     y = one_minus_b1 * z_new + beta_1 * x;
     z = z_new;
   }
