@@ -24,6 +24,8 @@ RULES = {
     "novograd": "NovoGrad",
     "radam": "RAdam",
     "rmsprop": "RMSprop",
+    "schedule_free_adamw": "ScheduleFreeAdamW",
+    "schedule_free_sgd": "ScheduleFreeSGD",
     "sgd": "SGD",
     "shampoo": "Shampoo",
     "yogi": "Yogi",

@@ -48,6 +48,9 @@ CONFIGS = [
     (kerasopt.AdaBelief, {"learning_rate": 0.05}),
     (kerasopt.RAdam, {"learning_rate": 0.05}),
     (kerasopt.Yogi, {"learning_rate": 0.05}),
+    (kerasopt.ScheduleFreeAdamW, {"learning_rate": 0.05, "weight_decay": 0.1,
+                                  "warmup_steps": 3}),
+    (kerasopt.ScheduleFreeSGD, {"learning_rate": 0.05, "weight_decay": 0.1}),
 ]
 REFUSING = (kerasopt.Lamb, kerasopt.Lars, kerasopt.NovoGrad, kerasopt.FullMatrixAdagrad,
             kerasopt.Shampoo)

@@ -486,8 +486,9 @@ ALGORITHMS = {
         raw_op="n/a (TF has no NovoGrad op)",
         keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("NovoGrad", **NOVOGRAD), raw=None,
     ),
-    # Keras 3.15's newer optimizers (their fused ops are pending: until they
-    # exist the kerasopt kernel columns report the missing op).
+    # Keras 3.15's newer optimizers (Adafactor's and Muon's fused ops are
+    # pending: until they exist their kerasopt kernel columns report the
+    # missing op; ScheduleFreeAdamW has its op).
     "adafactor": Algorithm(
         # Rank < 2: pass 1 reads w, g, v and writes v (and sums w^2, u^2);
         # pass 2 reads w, g, v and writes w.
