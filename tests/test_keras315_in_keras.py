@@ -145,6 +145,21 @@ def test_matches_keras_over_50_steps(case):
             assert_close_to_keras(a, b, f"{case}: {path}")
 
 
+MUON_CASES = [case for case, (name, _) in CASES.items() if name == "Muon"]
+
+
+@pytest.mark.parametrize("case", MUON_CASES)
+def test_muon_fused_ops_match_keras_over_50_steps(case):
+    """kerasopt.Muon's fused ops (KERASOPT_IMPL=kernel: no fallback) give Keras's numbers."""
+    assert kerasopt.op_library.library().loaded, kerasopt.op_library.library().error
+    theirs = run(case, "keras")
+    ours = run(case, "kernel")
+    assert [p for p, _ in ours] == [p for p, _ in theirs], "variables differ (names or order)"
+    for (path, a), (_, b) in zip(ours, theirs):
+        assert a.dtype == b.dtype, path
+        assert_close_to_keras(a, b, f"{case} (fused ops): {path}")
+
+
 def test_features_change_the_result():
     """Each case differs from its optimizer's defaults, so a dropped feature shows."""
     defaults = {n: run(c, "keras") for c, (n, _) in CASES.items() if c.endswith("-defaults")}

@@ -50,7 +50,7 @@ CONFIGS = [
     (kerasopt.Yogi, {"learning_rate": 0.05}),
 ]
 REFUSING = (kerasopt.Lamb, kerasopt.Lars, kerasopt.NovoGrad, kerasopt.FullMatrixAdagrad,
-            kerasopt.Shampoo)
+            kerasopt.Shampoo, kerasopt.Muon)
 
 
 def _config_id(config):

@@ -27,13 +27,13 @@ from kerasopt.optimizers.yogi import Yogi
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
 ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb,
-       AdaBelief, RAdam, Yogi, NovoGrad, Lars, FullMatrixAdagrad, Shampoo)
+       AdaBelief, RAdam, Yogi, NovoGrad, Lars, FullMatrixAdagrad, Shampoo, Muon)
 
 # Keras 3.15's newer optimizers (and ScheduleFreeSGD), on their composed-TF
 # fallback until their fused ops exist (the ops are generated from one
 # declaration per rule, issue 21). They join ALL when their ops land: the
 # table-driven tests require a kernel for every class in ALL.
-AWAITING_KERNELS = (Adafactor, Muon, ScheduleFreeAdamW, ScheduleFreeSGD)
+AWAITING_KERNELS = (Adafactor, ScheduleFreeAdamW, ScheduleFreeSGD)
 
 # Optimizers that wrap another one (they take an inner optimizer, so they are
 # not in ALL); `info` lists them with their fused op (class attribute kernel_op).
