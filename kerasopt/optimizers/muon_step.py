@@ -72,4 +72,5 @@ def run_batch(ops, entries, *, learning_rate, momentum, nesterov, coefficients, 
         vars=[v.handle for v in variables], x=x, product=product, muon_a=a,
         learning_rate=learning_rate, weight_decay=weight_decay,
         rms_rate=0.0 if rms_rate is None else rms_rate, transposed=transposed,
-        decayed=list(decayed), scaled=rms_rate is not None, combined=ns_steps > 0)
+        decayed=list(decayed), scaled=rms_rate is not None, combined=ns_steps > 0,
+        T=variables[0].dtype)
