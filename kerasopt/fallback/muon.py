@@ -52,8 +52,27 @@ def apply_muon(variable, gradient, momentum, *, learning_rate, weight_decay, mom
         # rms_rate; in a graph Grappler folds the constants and multiplies the
         # scalars first: x * (lr * (sqrt(max) * rms_rate)). So does this.
         size_scale = tf.sqrt(tf.constant(float(max(variable.shape)), c))
-        update = x * (lr * (size_scale * constant(rms_rate, c)))
+        update = x * (lr * _product_kept_together(size_scale, constant(rms_rate, c)))
     write(variable, w - update)
+
+
+def _product_kept_together(constant_factor, factor):
+    """constant_factor * factor, rounded as one float32 (or float64) product,
+    in a form Grappler cannot regroup with the factors around it.
+
+    With `factor` a tensor (a hyperparameter variable), Grappler's constant
+    push-down rewrites lr * (sqrt(max) * rms_rate), a constant times a tensor
+    inside a product, as sqrt(max) * (lr * rms_rate): a different rounding
+    (the 1-ulp difference test_hyperparameter_variables[tf-Muon] saw between
+    a variable rms_rate and the same Python float, for which Grappler folds
+    sqrt(max) * rms_rate into one constant first). Two float32 numbers
+    multiply exactly in float64, so the float32 product rounded from it is
+    the float32 product itself, and the casts keep Grappler out.
+    """
+    if constant_factor.dtype != tf.float32:
+        return constant_factor * factor
+    wide = tf.cast(constant_factor, tf.float64) * tf.cast(factor, tf.float64)
+    return tf.cast(wide, tf.float32)
 
 
 def apply_muon_adamw(variable, gradient, momentum, velocity, *, learning_rate, adam_lr_ratio,
