@@ -1,9 +1,10 @@
 """kerasopt.Muon's fused step (kerasopt/optimizers/muon_step.py, cc/tf/muon_ops.cc).
 
-* the traced step runs the fused ops: one KerasoptMuonMomentum and one
-  KerasoptMuonUpdateWeights per batch of matrices of one shape (both
-  orientations in one batch), TensorFlow's BatchMatMulV2 for the products,
-  and the AdamW variables in one KerasoptMultiApplyMuonAdamW;
+* the traced step runs the fused ops: one KerasoptMuonMomentum, one
+  KerasoptMuonUpdateWeights and 2 * ns_steps - 1 KerasoptMuonCombine for all
+  Muon matrices (whatever their shapes and orientations), TensorFlow's
+  MatMul for the products (3 per matrix and iteration, as Keras), and the
+  AdamW variables in one KerasoptMultiApplyMuonAdamW;
 * without Newton-Schulz iterations (ns_steps=0, no matrix product) the ops
   give the composed-TF fallback's bits: the momentum, the norm's summation
   order, the scaling, the decay and the write are the same arithmetic;
@@ -26,8 +27,8 @@ import kerasopt
 from conftest import graph_op_types, require_kernel_library
 from kerasopt.optimizers import multi_tensor
 
-# Two batches of Muon matrices ((24, 40) in both orientations; (6, 6)), a
-# 1-D and a 3-D variable (AdamW), an embedding (AdamW).
+# Three Muon matrices ((24, 40) in both orientations; (6, 6)), a 1-D and a
+# 3-D variable (AdamW), an embedding (AdamW).
 SHAPES = {"a": (24, 40), "b": (40, 24), "c": (6, 6), "bias": (40,), "cube": (2, 3, 4),
           "token_embedding": (10, 6)}
 
@@ -75,7 +76,7 @@ def _count_ops(concrete_function, op_type):
     return sum(n.op == op_type for n in nodes)
 
 
-def test_traced_step_runs_the_fused_ops_batched_by_shape():
+def test_traced_step_runs_the_fused_ops_for_all_matrices_at_once():
     require_kernel_library()
     variables = _variables()
     optimizer = kerasopt.Muon()
@@ -89,12 +90,16 @@ def test_traced_step_runs_the_fused_ops_batched_by_shape():
         concrete = step.get_concrete_function(_gradients("float32", 0))
     types = graph_op_types(concrete)
     assert {"KerasoptMuonMomentum", "KerasoptMuonCombine", "KerasoptMuonUpdateWeights",
-            "KerasoptMultiApplyMuonAdamW", "BatchMatMulV2"} <= types, types
-    assert _count_ops(concrete, "KerasoptMuonMomentum") == 2  # (24, 40) both ways; (6, 6)
-    assert _count_ops(concrete, "KerasoptMuonUpdateWeights") == 2
+            "KerasoptMultiApplyMuonAdamW", "MatMul"} <= types, types
+    assert _count_ops(concrete, "KerasoptMuonMomentum") == 1
+    assert _count_ops(concrete, "KerasoptMuonUpdateWeights") == 1
     assert _count_ops(concrete, "KerasoptMultiApplyMuonAdamW") == 1
-    assert _count_ops(concrete, "KerasoptMuonCombine") == 2 * (2 * 5 - 1)
-    assert _count_ops(concrete, "BatchMatMulV2") == 2 * 3 * 5
+    assert _count_ops(concrete, "KerasoptMuonCombine") == 2 * 5 - 1
+    assert _count_ops(concrete, "MatMul") == 3 * 3 * 5  # 3 matrices, 3 products, 5 iterations
+    # Nothing element-wise is left to TensorFlow on the matrices (the AddV2s
+    # count the step: iterations + 1).
+    assert not types & {"Mul", "Transpose", "Sqrt", "RealDiv", "Sub"}, types
+    assert _count_ops(concrete, "AddV2") <= 2
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(nesterov=False, rms_rate=None, momentum=0.8),
@@ -170,14 +175,14 @@ def test_momentum_op_refuses_a_gradient_of_another_shape_and_writes_nothing():
     np.testing.assert_array_equal(m.numpy(), np.ones((3, 4)))
 
 
-def test_momentum_op_refuses_matrices_of_two_shapes_in_one_batch():
+def test_momentum_op_refuses_a_transposed_list_of_another_length():
     ops = _ops()
     m1, m2 = tf.Variable(tf.ones((3, 4)), name="first"), tf.Variable(tf.ones((3, 5)),
                                                                      name="second")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="one shape.*second"):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="transposed"):
         ops.kerasopt_muon_momentum(momentums=[m1.handle, m2.handle],
                                    grads=[tf.ones((3, 4)), tf.ones((3, 5))], momentum=0.9,
-                                   nesterov=True, transposed=[False, False], C=tf.float32)
+                                   nesterov=True, transposed=[False], C=tf.float32)
     np.testing.assert_array_equal(m1.numpy(), np.ones((3, 4)))
 
 
@@ -186,19 +191,19 @@ def test_ops_refuse_other_than_2d_and_a_wrong_batch():
     w = tf.Variable(tf.ones((3, 4)), name="weight")
     with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
         ops.kerasopt_muon_update_weights(
-            vars=[w.handle], x=tf.ones((1, 4, 3)), product=tf.ones((1, 4, 3)), muon_a=3.0,
+            vars=[w.handle], x=[tf.ones((4, 3))], product=[tf.ones((4, 3))], muon_a=3.0,
             learning_rate=0.1, weight_decay=0.0, rms_rate=0.2, transposed=[False],
             decayed=[False], scaled=True, combined=True, T=tf.float32)
     np.testing.assert_array_equal(w.numpy(), np.ones((3, 4)))
     v = tf.Variable(tf.ones((12,)), name="flat")
     with pytest.raises(tf.errors.InvalidArgumentError, match="2-D.*flat"):
         ops.kerasopt_muon_update_weights(
-            vars=[v.handle], x=tf.ones((1, 1, 12)), product=tf.ones((1, 1, 12)), muon_a=3.0,
+            vars=[v.handle], x=[tf.ones((1, 12))], product=[tf.ones((1, 12))], muon_a=3.0,
             learning_rate=0.1, weight_decay=0.0, rms_rate=0.2, transposed=[False],
             decayed=[False], scaled=True, combined=True, T=tf.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="'learning_rate' must be a scalar"):
         ops.kerasopt_muon_update_weights(
-            vars=[w.handle], x=tf.ones((1, 3, 4)), product=tf.ones((1, 3, 4)), muon_a=3.0,
+            vars=[w.handle], x=[tf.ones((3, 4))], product=[tf.ones((3, 4))], muon_a=3.0,
             learning_rate=[0.1, 0.2], weight_decay=0.0, rms_rate=0.2, transposed=[False],
             decayed=[False], scaled=True, combined=True, T=tf.float32)
     np.testing.assert_array_equal(w.numpy(), np.ones((3, 4)))

@@ -1,6 +1,6 @@
 // The fused parts of Muon's step on its 2-D variables (cc/kernels/muon.h),
 // around the Newton-Schulz matrix products, which stay TensorFlow's
-// (Batch)MatMul: kerasopt/optimizers/muon_step.py runs
+// MatMul: kerasopt/optimizers/muon_step.py runs
 //
 //   x = KerasoptMuonMomentum(momentums, grads)          momentum, direction,
 //                                                        orientation, x / (||x||_F + 1e-7)
@@ -8,17 +8,19 @@
 //                    if not the last:  x = KerasoptMuonCombine(x, B x, a, 1)
 //   KerasoptMuonUpdateWeights(vars, x, B x, a)           decay, a x + B x, scaled step
 //
-// Each op takes a list of N variables whose matrices have one shape in the
-// orientation the iterations use (rows <= cols; `transposed[i]` says that
-// variable i is stored the other way round), so the products run batched
-// over [N, rows, cols]: a 12-layer transformer's 72 Muon matrices make two
-// or three batches instead of 72 chains of small ops.
+// Each op takes the list of all N Muon variables of a step (of one dtype), so
+// a 12-layer transformer's 72 matrices take one op per stage instead of 72
+// chains of small element-wise ops. The matrices come out in the orientation
+// the iterations use (rows <= cols; `transposed[i]` says that variable i is
+// stored the other way round), so the products are TensorFlow's MatMul on
+// each matrix, as Keras runs them (a batched product was slower on some of
+// a transformer's shapes).
 //
 // Numbers: each element follows Keras's float32 operation order (MuonRule);
 // ||x||_F is summed in double over the oriented matrix in fixed blocks of
 // cpu::kBlock (apply_with_norms.h's tree, then the blocks in order), the order
 // kerasopt/fallback/muon.py uses, so the result is the same bits for any
-// thread count. 16-bit variables are computed in float32 (the batches are
+// thread count. 16-bit variables are computed in float32 (the directions are
 // float32) and rounded once when stored.
 #define EIGEN_USE_THREADS
 
@@ -42,21 +44,18 @@ namespace {
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
-// [N, rows, cols] of the oriented matrices, from the first gradient or variable.
-absl::Status BatchShape(InferenceContext* c, int first_matrix_input, bool from_resource) {
+// Output i: gradient i's shape, transposed where transposed[i].
+absl::Status OrientedShapes(InferenceContext* c) {
   int n;
   TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
   std::vector<bool> transposed;
   TF_RETURN_IF_ERROR(c->GetAttr("transposed", &transposed));
-  if (from_resource) {
-    c->set_output(0, c->UnknownShapeOfRank(3));
-    return absl::OkStatus();
+  for (int i = 0; i < n; ++i) {
+    ShapeHandle matrix;
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(n + i), 2, &matrix));
+    const bool swap = i < static_cast<int>(transposed.size()) && transposed[i];
+    c->set_output(i, c->MakeShape({c->Dim(matrix, swap ? 1 : 0), c->Dim(matrix, swap ? 0 : 1)}));
   }
-  ShapeHandle matrix;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(first_matrix_input), 2, &matrix));
-  const bool swap = !transposed.empty() && transposed[0];
-  c->set_output(0, c->MakeShape({c->MakeDim(n), c->Dim(matrix, swap ? 1 : 0),
-                                 c->Dim(matrix, swap ? 0 : 1)}));
   return absl::OkStatus();
 }
 
@@ -66,38 +65,44 @@ REGISTER_OP("KerasoptMuonMomentum")
     .Input("momentums: N * resource")
     .Input("grads: N * T")
     .Input("momentum: double")
-    .Output("directions: C")
+    .Output("directions: N * C")
     .Attr("N: int >= 1")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("C: {float, double}")
     .Attr("nesterov: bool")
     .Attr("transposed: list(bool)")
-    .SetShapeFn([](InferenceContext* c) { return BatchShape(c, c->num_inputs() / 2, false); })
+    .SetShapeFn(OrientedShapes)
     .Doc(R"doc(Muon's momentum step on N 2-D variables, and the normalized
-directions the Newton-Schulz iterations start from, batched: m += g + m * (momentum - 1);
+directions the Newton-Schulz iterations start from: m += g + m * (momentum - 1);
 d = g + momentum * m (nesterov) or m; directions[i] = d / (||d||_F + 1e-7), transposed
 where transposed[i] (the orientation with no more rows than columns). C: float32 for
 16-bit and float32 variables, float64 for float64 ones.)doc");
 
 REGISTER_OP("KerasoptMuonCombine")
-    .Input("x: C")
-    .Input("y: C")
+    .Input("x: N * C")
+    .Input("y: N * C")
     .Input("alpha: double")
     .Input("beta: double")
-    .Output("z: C")
+    .Output("z: N * C")
+    .Attr("N: int >= 1")
     .Attr("C: {float, double}")
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle shape;
-      TF_RETURN_IF_ERROR(c->Merge(c->input(0), c->input(1), &shape));
-      c->set_output(0, shape);
+      int n;
+      TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+      for (int i = 0; i < n; ++i) {
+        ShapeHandle shape;
+        TF_RETURN_IF_ERROR(c->Merge(c->input(i), c->input(n + i), &shape));
+        c->set_output(i, shape);
+      }
       return absl::OkStatus();
     })
-    .Doc("z = alpha * x + beta * y, one pass (the Newton-Schulz iteration's sums).");
+    .Doc("z[i] = alpha * x[i] + beta * y[i], one pass over the list (the Newton-Schulz "
+         "iteration's sums).");
 
 REGISTER_OP("KerasoptMuonUpdateWeights")
     .Input("vars: N * resource")
-    .Input("x: C")
-    .Input("product: C")
+    .Input("x: N * C")
+    .Input("product: N * C")
     .Input("muon_a: double")
     .Input("learning_rate: double")
     .Input("weight_decay: double")
@@ -125,19 +130,20 @@ KERASOPT_ALWAYS_INLINE int64_t Oriented(bool transposed, int64_t rows, int64_t c
   return transposed ? col * rows + row : row * cols + col;
 }
 
-// Work items (variable, tile of kRowTile source rows) for a ParallelFor.
-struct RowTiles {
-  std::vector<int64_t> first;  // first item of each variable, then the total
-  explicit RowTiles(const std::vector<int64_t>& rows) : first(rows.size() + 1, 0) {
-    for (size_t i = 0; i < rows.size(); ++i)
-      first[i + 1] = first[i] + (rows[i] + kRowTile - 1) / kRowTile;
+// Work items over a list of tensors: item k of tensor i covers `unit`
+// consecutive rows (RowTiles) or elements (Blocks) of it.
+struct Items {
+  std::vector<int64_t> first;  // first item of each tensor, then the total
+  Items(const std::vector<int64_t>& lengths, int64_t unit) : first(lengths.size() + 1, 0) {
+    for (size_t i = 0; i < lengths.size(); ++i)
+      first[i + 1] = first[i] + (lengths[i] + unit - 1) / unit;
   }
   int64_t total() const { return first.back(); }
-  // (variable, first row) of item `item`.
+  // (tensor, index of the item within it).
   std::pair<int, int64_t> At(int64_t item) const {
     const int i = static_cast<int>(std::upper_bound(first.begin(), first.end(), item) -
                                    first.begin()) - 1;
-    return {i, (item - first[i]) * kRowTile};
+    return {i, item - first[i]};
   }
 };
 
@@ -158,13 +164,12 @@ absl::Status ReadTransposed(OpKernelConstruction* ctx, int n, std::vector<bool>*
   return absl::OkStatus();
 }
 
-// Locks the N resources at inputs 0..N-1 and reads them (dtype T, 2-D, one
-// oriented shape); `rows`/`cols` get their stored shapes.
+// Reads the N resources at inputs 0..N-1 (locked by the caller): dtype T,
+// 2-D; `rows`/`cols` get their stored shapes.
 template <typename T>
-absl::Status ReadMatrices(OpKernelContext* ctx, int n, const std::vector<bool>& transposed,
-                          const char* what, std::vector<Tensor>* tensors,
-                          std::vector<int64_t>* rows, std::vector<int64_t>* cols,
-                          int64_t* oriented_rows, int64_t* oriented_cols) {
+absl::Status ReadMatrices(OpKernelContext* ctx, int n, const char* what,
+                          std::vector<Tensor>* tensors, std::vector<int64_t>* rows,
+                          std::vector<int64_t>* cols) {
   tensors->resize(n);
   rows->resize(n);
   cols->resize(n);
@@ -192,20 +197,13 @@ absl::Status ReadMatrices(OpKernelContext* ctx, int n, const std::vector<bool>& 
     }
     (*rows)[i] = t.dim_size(0);
     (*cols)[i] = t.dim_size(1);
-    const int64_t r = transposed[i] ? t.dim_size(1) : t.dim_size(0);
-    const int64_t c = transposed[i] ? t.dim_size(0) : t.dim_size(1);
-    if (i == 0) {
-      *oriented_rows = r;
-      *oriented_cols = c;
-    } else if (r != *oriented_rows || c != *oriented_cols) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kerasopt: one Muon batch needs matrices of one shape; ", what, " '",
-          VariableName(ctx, i), "' has shape ", t.shape().DebugString(),
-          transposed[i] ? " (transposed)" : "", " but the first is ", *oriented_rows, " x ",
-          *oriented_cols));
-    }
   }
   return absl::OkStatus();
+}
+
+::tensorflow::TensorShape OrientedShape(bool transposed, int64_t rows, int64_t cols) {
+  return transposed ? ::tensorflow::TensorShape({cols, rows})
+                    : ::tensorflow::TensorShape({rows, cols});
 }
 
 std::vector<int> FirstInputs(int n) {
@@ -230,9 +228,9 @@ class MuonMomentumOp : public OpKernel {
         ctx, /*do_lock=*/true, /*sparse=*/false, FirstInputs(n_));
     std::vector<Tensor> momentums;
     std::vector<int64_t> rows, cols;
-    int64_t batch_rows = 0, batch_cols = 0;
-    OP_REQUIRES_OK(ctx, ReadMatrices<T>(ctx, n_, transposed_, "momentum slot", &momentums, &rows,
-                                        &cols, &batch_rows, &batch_cols));
+    OP_REQUIRES_OK(ctx, ReadMatrices<T>(ctx, n_, "momentum slot", &momentums, &rows, &cols));
+    std::vector<int64_t> sizes(n_);
+    std::vector<C*> directions(n_);
     for (int i = 0; i < n_; ++i) {
       const Tensor& grad = ctx->input(n_ + i);
       OP_REQUIRES(ctx, grad.shape() == momentums[i].shape(),
@@ -243,23 +241,26 @@ class MuonMomentumOp : public OpKernel {
     }
     double momentum;
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, "momentum", &momentum));
+    for (int i = 0; i < n_; ++i) {
+      Tensor* out;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(i, OrientedShape(transposed_[i], rows[i], cols[i]),
+                                               &out));
+      directions[i] = out->flat<C>().data();
+      sizes[i] = rows[i] * cols[i];
+    }
     const auto rule = MuonRule<C>::Make(0.0, 0.0, momentum, nesterov_, 0.0, 0.0, 0.0, false, 0.0,
                                         1, 1);
-    Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {n_, batch_rows, batch_cols}, &out));
-    const int64_t size = batch_rows * batch_cols;
-    C* directions = out->flat<C>().data();
 
     // Pass 1: the momentum and the direction, written in the oriented layout.
-    const RowTiles tiles(rows);
+    const Items tiles(rows, kRowTile);
     ParallelItems(ctx, tiles.total(), kRowTile * cpu::kBlock, [&](int64_t item) {
-      const auto [i, first_row] = tiles.At(item);
+      const auto [i, tile] = tiles.At(item);
       T* m = momentums[i].flat<T>().data();
       const T* g = ctx->input(n_ + i).flat<T>().data();
-      C* d = directions + i * size;
+      C* d = directions[i];
       const int64_t r = rows[i], c = cols[i];
       const bool swap = transposed_[i];
-      const int64_t last_row = std::min(first_row + kRowTile, r);
+      const int64_t first_row = tile * kRowTile, last_row = std::min(first_row + kRowTile, r);
       for (int64_t row = first_row; row < last_row; ++row) {
         for (int64_t col = 0; col < c; ++col) {
           const int64_t k = row * c + col;
@@ -272,24 +273,26 @@ class MuonMomentumOp : public OpKernel {
     });
 
     // Pass 2: ||d||_F per matrix, by blocks in a fixed order; pass 3: divide.
-    const int64_t num_blocks = (size + cpu::kBlock - 1) / cpu::kBlock;
-    std::vector<double> partials(n_ * num_blocks);
-    ParallelItems(ctx, n_ * num_blocks, cpu::kBlock * 4, [&](int64_t item) {
-      const int64_t start = (item % num_blocks) * cpu::kBlock;
-      partials[item] = cpu::internal::BlockSumOfSquares(
-          directions + (item / num_blocks) * size + start, std::min(cpu::kBlock, size - start));
+    const Items blocks(sizes, cpu::kBlock);
+    std::vector<double> partials(blocks.total());
+    ParallelItems(ctx, blocks.total(), cpu::kBlock * 4, [&](int64_t item) {
+      const auto [i, block] = blocks.At(item);
+      const int64_t start = block * cpu::kBlock;
+      partials[item] = cpu::internal::BlockSumOfSquares(directions[i] + start,
+                                                        std::min(cpu::kBlock, sizes[i] - start));
     });
     std::vector<C> denominators(n_);
     for (int i = 0; i < n_; ++i) {
-      const double sum = cpu::internal::SumInBlockOrder<1>(&partials[i * num_blocks],
-                                                           num_blocks)[0];
+      const double sum = cpu::internal::SumInBlockOrder<1>(
+          &partials[blocks.first[i]], blocks.first[i + 1] - blocks.first[i])[0];
       denominators[i] = MuonRule<C>::NormDenominator(sum);
     }
-    ParallelItems(ctx, n_ * num_blocks, cpu::kBlock * 2, [&](int64_t item) {
-      const int64_t start = (item % num_blocks) * cpu::kBlock;
-      C* x = directions + (item / num_blocks) * size + start;
-      const C denominator = denominators[item / num_blocks];
-      const int64_t len = std::min(cpu::kBlock, size - start);
+    ParallelItems(ctx, blocks.total(), cpu::kBlock * 2, [&](int64_t item) {
+      const auto [i, block] = blocks.At(item);
+      const int64_t start = block * cpu::kBlock;
+      C* x = directions[i] + start;
+      const C denominator = denominators[i];
+      const int64_t len = std::min(cpu::kBlock, sizes[i] - start);
       for (int64_t j = 0; j < len; ++j) x[j] = x[j] / denominator;
     });
   }
@@ -303,30 +306,46 @@ class MuonMomentumOp : public OpKernel {
 template <typename C>
 class MuonCombineOp : public OpKernel {
  public:
-  using OpKernel::OpKernel;
+  explicit MuonCombineOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& y = ctx->input(1);
-    OP_REQUIRES(ctx, x.shape() == y.shape(),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: KerasoptMuonCombine: x has shape ", x.shape().DebugString(),
-                    " but y has shape ", y.shape().DebugString())));
     double alpha, beta;
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, "alpha", &alpha));
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, "beta", &beta));
-    Tensor* z;
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({1}, 0, y.shape(), &z));
+    std::vector<int64_t> sizes(n_);
+    std::vector<const C*> xs(n_), ys(n_);
+    std::vector<C*> zs(n_);
+    for (int i = 0; i < n_; ++i) {
+      const Tensor& x = ctx->input(i);
+      const Tensor& y = ctx->input(n_ + i);
+      OP_REQUIRES(ctx, x.shape() == y.shape(),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "kerasopt: KerasoptMuonCombine: x[", i, "] has shape ",
+                      x.shape().DebugString(), " but y[", i, "] has shape ",
+                      y.shape().DebugString())));
+      Tensor* z;
+      OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({n_ + i}, i, y.shape(), &z));
+      sizes[i] = x.NumElements();
+      xs[i] = x.flat<C>().data();
+      ys[i] = y.flat<C>().data();
+      zs[i] = z->flat<C>().data();
+    }
     const C a = static_cast<C>(alpha), b = static_cast<C>(beta);
-    const C* xs = x.flat<C>().data();
-    const C* ys = y.flat<C>().data();
-    C* zs = z->flat<C>().data();
-    const int64_t n = x.NumElements();
-    ParallelItems(ctx, (n + cpu::kBlock - 1) / cpu::kBlock, cpu::kBlock * 3, [&](int64_t item) {
-      const int64_t start = item * cpu::kBlock, end = std::min(n, start + cpu::kBlock);
-      for (int64_t k = start; k < end; ++k) zs[k] = a * xs[k] + b * ys[k];
+    const Items blocks(sizes, cpu::kBlock);
+    ParallelItems(ctx, blocks.total(), cpu::kBlock * 3, [&](int64_t item) {
+      const auto [i, block] = blocks.At(item);
+      const int64_t start = block * cpu::kBlock, end = std::min(sizes[i], start + cpu::kBlock);
+      const C* x = xs[i];
+      const C* y = ys[i];
+      C* z = zs[i];
+      for (int64_t k = start; k < end; ++k) z[k] = a * x[k] + b * y[k];
     });
   }
+
+ private:
+  int n_ = 0;
 };
 
 template <typename T>
@@ -351,17 +370,22 @@ class MuonUpdateWeightsOp : public OpKernel {
         ctx, /*do_lock=*/true, /*sparse=*/false, FirstInputs(n_));
     std::vector<Tensor> weights;
     std::vector<int64_t> rows, cols;
-    int64_t batch_rows = 0, batch_cols = 0;
-    OP_REQUIRES_OK(ctx, ReadMatrices<T>(ctx, n_, transposed_, "variable", &weights, &rows, &cols,
-                                        &batch_rows, &batch_cols));
-    const Tensor& x = ctx->input(n_);
-    const Tensor& product = ctx->input(n_ + 1);
-    const ::tensorflow::TensorShape batch({n_, batch_rows, batch_cols});
-    OP_REQUIRES(ctx, x.shape() == batch && product.shape() == batch,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: KerasoptMuonUpdateWeights: x and product must have shape ",
-                    batch.DebugString(), ", got ", x.shape().DebugString(), " and ",
-                    product.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, ReadMatrices<T>(ctx, n_, "variable", &weights, &rows, &cols));
+    std::vector<const C*> xs(n_), products(n_);
+    for (int i = 0; i < n_; ++i) {
+      const Tensor& x = ctx->input(n_ + i);
+      const Tensor& product = ctx->input(2 * n_ + i);
+      const auto oriented = OrientedShape(transposed_[i], rows[i], cols[i]);
+      OP_REQUIRES(ctx, x.shape() == oriented && product.shape() == oriented,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "kerasopt: KerasoptMuonUpdateWeights: variable '", VariableName(ctx, i),
+                      "' has shape ", weights[i].shape().DebugString(),
+                      transposed_[i] ? " (transposed: " : " (", oriented.DebugString(),
+                      "), but x and product have shapes ", x.shape().DebugString(), " and ",
+                      product.shape().DebugString())));
+      xs[i] = x.flat<C>().data();
+      products[i] = product.flat<C>().data();
+    }
     double a, lr, weight_decay, rms_rate;
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, "muon_a", &a));
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, "learning_rate", &lr));
@@ -373,19 +397,16 @@ class MuonUpdateWeightsOp : public OpKernel {
       rules.push_back(MuonRule<C>::Make(lr, decayed_[i] ? weight_decay : 0.0, 0.0, false, a, 0.0,
                                         0.0, scaled_, rms_rate, rows[i], cols[i]));
     }
-    const int64_t size = batch_rows * batch_cols;
-    const C* xs = x.flat<C>().data();
-    const C* products = product.flat<C>().data();
-    const RowTiles tiles(rows);
+    const Items tiles(rows, kRowTile);
     ParallelItems(ctx, tiles.total(), kRowTile * cpu::kBlock, [&](int64_t item) {
-      const auto [i, first_row] = tiles.At(item);
+      const auto [i, tile] = tiles.At(item);
       const MuonRule<C>& rule = rules[i];
       T* w = weights[i].flat<T>().data();
-      const C* x_i = xs + i * size;
-      const C* p_i = products + i * size;
+      const C* x_i = xs[i];
+      const C* p_i = products[i];
       const int64_t r = rows[i], c = cols[i];
       const bool swap = transposed_[i];
-      const int64_t last_row = std::min(first_row + kRowTile, r);
+      const int64_t first_row = tile * kRowTile, last_row = std::min(first_row + kRowTile, r);
       for (int64_t row = first_row; row < last_row; ++row) {
         for (int64_t col = 0; col < c; ++col) {
           const int64_t o = Oriented(swap, r, c, row, col);

@@ -206,18 +206,18 @@ SCHEDULE_FREE_ADAMW = dict(learning_rate=2.5e-3, beta_1=0.9, beta_2=0.999, epsil
 
 
 def _muon_fused_ops(case: Case, multi_tensor: bool, ns_steps: int = 5) -> int:
-    """kerasopt.Muon's ops (kerasopt/optimizers/muon_step.py): per batch of
-    Muon matrices of one shape, its momentum, 2 * ns_steps - 1 sums and its
-    weight write; the AdamW variables in one multi-tensor op (or one each)."""
+    """kerasopt.Muon's ops (kerasopt/optimizers/muon_step.py): for all its Muon
+    matrices together (one op chain per matrix without the multi-tensor path),
+    the momentum, 2 * ns_steps - 1 sums and the weight write; the AdamW
+    variables in one multi-tensor op (or one each)."""
     shapes = case.shapes if case.shapes is not None else [(n,) for n in case.sizes]
     names = case.names or [f"w{i}" for i in range(len(shapes))]
-    muon = [tuple(sorted(s)) for s, name in zip(shapes, names)
-            if len(s) == 2 and "embedding" not in name]
-    per_batch = 2 + max(2 * ns_steps - 1, 0)
+    muon = [s for s, name in zip(shapes, names) if len(s) == 2 and "embedding" not in name]
+    per_chain = 2 + max(2 * ns_steps - 1, 0)
     adamw = len(shapes) - len(muon)
     if multi_tensor:
-        return per_batch * len(set(muon)) + (1 if adamw else 0)
-    return per_batch * len(muon) + adamw
+        return (per_chain if muon else 0) + (1 if adamw else 0)
+    return per_chain * len(muon) + adamw
 
 
 def _raw_adam(variables):

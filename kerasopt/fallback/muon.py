@@ -60,12 +60,13 @@ def _product_kept_together(constant_factor, factor):
     """constant_factor * factor, rounded as one float32 (or float64) product,
     in a form Grappler cannot regroup with the factors around it.
 
-    With `factor` a tensor (a hyperparameter variable), Grappler's constant
-    push-down rewrites lr * (sqrt(max) * rms_rate), a constant times a tensor
-    inside a product, as sqrt(max) * (lr * rms_rate): a different rounding
-    (the 1-ulp difference test_hyperparameter_variables[tf-Muon] saw between
-    a variable rms_rate and the same Python float, for which Grappler folds
-    sqrt(max) * rms_rate into one constant first). Two float32 numbers
+    With `factor` a tensor (a hyperparameter variable), Grappler regroups
+    lr * (sqrt(max) * rms_rate), a constant inside a product of scalars, so
+    the step rounded differently from the same Python float, for which
+    sqrt(max) * rms_rate is folded into one constant first: the 1-ulp
+    difference of test_hyperparameter_variables[tf-Muon] (it went away with
+    Grappler's constant folding or its arithmetic optimizer turned off, and
+    with this form). Two float32 numbers
     multiply exactly in float64, so the float32 product rounded from it is
     the float32 product itself, and the casts keep Grappler out.
     """

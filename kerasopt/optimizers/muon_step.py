@@ -1,19 +1,21 @@
 """Muon's fused step on its 2-D variables: kerasopt ops around TensorFlow's
 matrix products.
 
-The Newton-Schulz iterations are matrix products, which TensorFlow's
-(Batch)MatMul does as fast as anything we could write (an Eigen product
-inside a custom op was 8x slower than TensorFlow's MatMul on a transformer's
-matrices). Everything around them is fused into the ops of
-cc/tf/muon_ops.cc, and matrices of one shape (in the orientation the
-iterations use, rows <= cols) share one batch, so a 12-layer transformer's
-72 Muon matrices take two or three chains of batched products:
+The Newton-Schulz iterations are matrix products, which stay TensorFlow's
+MatMul on each matrix, as Keras runs them (an Eigen product inside a custom
+op was 8x slower than TensorFlow's MatMul on a transformer's matrices; a
+batched BatchMatMulV2 over matrices of one shape was slower than one MatMul
+each on the 512 x 512 ones). Everything around them is fused into the list
+ops of cc/tf/muon_ops.cc, one op per stage for all of a step's Muon
+matrices (of one dtype and device), instead of Keras's chain of small
+element-wise ops per matrix:
 
-    x  = KerasoptMuonMomentum(...)          momentum (Nesterov), x / (||x||_F + 1e-7)
+    x  = KerasoptMuonMomentum(...)          momentum (Nesterov), orientation,
+                                             x / (||x||_F + 1e-7)
     ns_steps times:
-        A  = x x^T;  AA = A A                TensorFlow
+        A  = x x^T;  AA = A A                TensorFlow's MatMul, per matrix
         B  = KerasoptMuonCombine(A, AA, b, c)      b A + c AA
-        Bx = B x                              TensorFlow
+        Bx = B x                              TensorFlow's MatMul, per matrix
         x  = KerasoptMuonCombine(x, Bx, a, 1)      a x + Bx (not after the last)
     KerasoptMuonUpdateWeights(...)           decay, a x + Bx, scaled step, the write
 
@@ -40,8 +42,8 @@ def orientation(shape) -> tuple[tuple[int, int], bool]:
 
 
 def batch_key(variable):
-    """Variables with the same key share one batch of products."""
-    return (orientation(variable.shape)[0], variable.dtype.name, variable.device)
+    """Variables with the same key share the list ops of one step."""
+    return (variable.dtype.name, variable.device)
 
 
 def run_batch(ops, entries, *, learning_rate, momentum, nesterov, coefficients, ns_steps,
@@ -64,10 +66,10 @@ def run_batch(ops, entries, *, learning_rate, momentum, nesterov, coefficients, 
     for iteration in range(ns_steps):
         if iteration > 0:
             x = ops.kerasopt_muon_combine(x=x, y=product, alpha=a, beta=1.0)
-        gram = tf.linalg.matmul(x, x, adjoint_b=True)
-        square = tf.linalg.matmul(gram, gram)
+        gram = [tf.linalg.matmul(m, m, transpose_b=True) for m in x]
+        square = [tf.linalg.matmul(g, g) for g in gram]
         polynomial = ops.kerasopt_muon_combine(x=gram, y=square, alpha=b, beta=c)
-        product = tf.linalg.matmul(polynomial, x)
+        product = [tf.linalg.matmul(p, m) for p, m in zip(polynomial, x)]
     ops.kerasopt_muon_update_weights(
         vars=[v.handle for v in variables], x=x, product=product, muon_a=a,
         learning_rate=learning_rate, weight_decay=weight_decay,
