@@ -49,7 +49,8 @@ Columns:
   but not with the TensorFlow columns.
 
 Cases: (a) one tensor of 8M float32 parameters, (b) 200 tensors of 40K,
-(c) 1000 tensors of 1K. (a) and (b) move the same bytes: their difference is
+(c) 1000 tensors of 1K; (t) a 12-layer transformer's variables, (m) the same
+with a token embedding (Muon's case: its kernels take Muon, the rest AdamW). (a) and (b) move the same bytes: their difference is
 the cost per variable at large sizes; (c) is dominated by per-op overhead.
 
 How to read the numbers
@@ -528,6 +529,15 @@ ALGORITHMS = {
         raw_op="n/a (TF has no Muon op)",
         keras=_keras("Muon", **MUON), kerasopt=_kerasopt("Muon", **MUON), raw=None, shaped=True,
         fused_ops=_muon_fused_ops,
+    ),
+    # Muon without Newton-Schulz iterations: what both do around the matrix
+    # products (momentum, norm, scaling, decay, the AdamW side), alone.
+    "muon_ns0": Algorithm(
+        name="Muon, ns_steps=0 (no matrix products)", bytes_per_param=20,
+        traffic="read w, g, m; write w, m",
+        raw_op="n/a (TF has no Muon op)",
+        keras=_keras("Muon", ns_steps=0, **MUON), kerasopt=_kerasopt("Muon", ns_steps=0, **MUON),
+        raw=None, shaped=True, fused_ops=lambda case, multi: _muon_fused_ops(case, multi, 0),
     ),
     "schedule_free_adamw": Algorithm(
         name="ScheduleFreeAdamW", bytes_per_param=28, traffic="read y, g, z, v; write y, z, v",
