@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "cc/cpu/apply_with_norms.h"
+#include "cc/cpu/isa.h"
 #include "cc/kernels/muon.h"
 #include "cc/tf/dense_apply_op.h"
 #include "tensorflow/core/framework/op.h"
@@ -122,13 +123,8 @@ w -= o * (lr * (sqrt(max(rows, cols)) * rms_rate)) (scaled) or o * lr.)doc");
 
 namespace {
 
-constexpr int64_t kRowTile = 16;  // source rows per work item (whole cache lines when transposed)
+constexpr int64_t kRowTile = 64;  // source rows per work item (runs of 4 cache lines when transposed)
 
-// The oriented position of element (row, col) of a rows x cols matrix.
-KERASOPT_ALWAYS_INLINE int64_t Oriented(bool transposed, int64_t rows, int64_t cols, int64_t row,
-                                        int64_t col) {
-  return transposed ? col * rows + row : row * cols + col;
-}
 
 // Work items over a list of tensors: item k of tensor i covers `unit`
 // consecutive rows (RowTiles) or elements (Blocks) of it.
@@ -212,6 +208,29 @@ std::vector<int> FirstInputs(int n) {
   return inputs;
 }
 
+// One source row of the momentum step: m updated in place, d written to
+// `direction` (contiguous). Plain loops the compiler vectorizes.
+template <typename Rule, typename T, typename C>
+KERASOPT_ALWAYS_INLINE void MomentumRow(const Rule& rule, T* __restrict m, const T* __restrict g,
+                                        C* __restrict direction, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    C m_k = static_cast<C>(m[k]);
+    direction[k] = rule.Momentum(m_k, static_cast<C>(g[k]));
+    m[k] = static_cast<T>(m_k);
+  }
+}
+
+// One source row of the weight write from its orthogonalized row o.
+template <typename Rule, typename T, typename C>
+KERASOPT_ALWAYS_INLINE void WeightRow(const Rule& rule, T* __restrict w, const C* __restrict o,
+                                      int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    C w_k = static_cast<C>(w[k]);
+    rule.Apply(w_k, o[k]);
+    w[k] = static_cast<T>(w_k);
+  }
+}
+
 template <typename T>
 class MuonMomentumOp : public OpKernel {
  public:
@@ -251,7 +270,9 @@ class MuonMomentumOp : public OpKernel {
     const auto rule = MuonRule<C>::Make(0.0, 0.0, momentum, nesterov_, 0.0, 0.0, 0.0, false, 0.0,
                                         1, 1);
 
-    // Pass 1: the momentum and the direction, written in the oriented layout.
+    // Pass 1: the momentum and the direction, written in the oriented layout:
+    // row by row in place, or for a transposed matrix through a buffer of
+    // kRowTile rows written out as kRowTile-element runs of its columns.
     const Items tiles(rows, kRowTile);
     ParallelItems(ctx, tiles.total(), kRowTile * cpu::kBlock, [&](int64_t item) {
       const auto [i, tile] = tiles.At(item);
@@ -259,16 +280,23 @@ class MuonMomentumOp : public OpKernel {
       const T* g = ctx->input(n_ + i).flat<T>().data();
       C* d = directions[i];
       const int64_t r = rows[i], c = cols[i];
-      const bool swap = transposed_[i];
       const int64_t first_row = tile * kRowTile, last_row = std::min(first_row + kRowTile, r);
-      for (int64_t row = first_row; row < last_row; ++row) {
-        for (int64_t col = 0; col < c; ++col) {
-          const int64_t k = row * c + col;
-          C m_k = static_cast<C>(m[k]);
-          const C direction = rule.Momentum(m_k, static_cast<C>(g[k]));
-          m[k] = static_cast<T>(m_k);
-          d[Oriented(swap, r, c, row, col)] = direction;
-        }
+      if (!transposed_[i]) {
+        cpu::WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+          for (int64_t row = first_row; row < last_row; ++row)
+            MomentumRow(rule, m + row * c, g + row * c, d + row * c, c);
+        });
+        return;
+      }
+      std::vector<C> buffer(kRowTile * c);
+      cpu::WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+        for (int64_t row = first_row; row < last_row; ++row)
+          MomentumRow(rule, m + row * c, g + row * c, buffer.data() + (row - first_row) * c, c);
+      });
+      const int64_t height = last_row - first_row;
+      for (int64_t col = 0; col < c; ++col) {
+        C* out = d + col * r + first_row;
+        for (int64_t j = 0; j < height; ++j) out[j] = buffer[j * c + col];
       }
     });
 
@@ -397,6 +425,9 @@ class MuonUpdateWeightsOp : public OpKernel {
       rules.push_back(MuonRule<C>::Make(lr, decayed_[i] ? weight_decay : 0.0, 0.0, false, a, 0.0,
                                         0.0, scaled_, rms_rate, rows[i], cols[i]));
     }
+    // Per kRowTile source rows: the orthogonalized rows (a x + B x, read
+    // from the oriented layout in kRowTile-element runs when transposed)
+    // into a buffer, then the weight rows from it.
     const Items tiles(rows, kRowTile);
     ParallelItems(ctx, tiles.total(), kRowTile * cpu::kBlock, [&](int64_t item) {
       const auto [i, tile] = tiles.At(item);
@@ -405,17 +436,33 @@ class MuonUpdateWeightsOp : public OpKernel {
       const C* x_i = xs[i];
       const C* p_i = products[i];
       const int64_t r = rows[i], c = cols[i];
-      const bool swap = transposed_[i];
       const int64_t first_row = tile * kRowTile, last_row = std::min(first_row + kRowTile, r);
-      for (int64_t row = first_row; row < last_row; ++row) {
+      const int64_t height = last_row - first_row;
+      std::vector<C> buffer(height * c);
+      if (!transposed_[i]) {
+        const C* x = x_i + first_row * c;
+        const C* p = p_i + first_row * c;
+        C* o = buffer.data();
+        const int64_t n = height * c;
+        cpu::WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+          if (combined_) {
+            for (int64_t k = 0; k < n; ++k) o[k] = rule.Next(x[k], p[k]);
+          } else {
+            for (int64_t k = 0; k < n; ++k) o[k] = x[k];
+          }
+        });
+      } else {
         for (int64_t col = 0; col < c; ++col) {
-          const int64_t o = Oriented(swap, r, c, row, col);
-          const C orthogonalized = combined_ ? rule.Next(x_i[o], p_i[o]) : x_i[o];
-          C w_k = static_cast<C>(w[row * c + col]);
-          rule.Apply(w_k, orthogonalized);
-          w[row * c + col] = static_cast<T>(w_k);
+          const C* x = x_i + col * r + first_row;
+          const C* p = p_i + col * r + first_row;
+          for (int64_t j = 0; j < height; ++j)
+            buffer[j * c + col] = combined_ ? rule.Next(x[j], p[j]) : x[j];
         }
       }
+      cpu::WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
+        for (int64_t row = first_row; row < last_row; ++row)
+          WeightRow(rule, w + row * c, buffer.data() + (row - first_row) * c, c);
+      });
     });
   }
 
