@@ -20,6 +20,7 @@ RULES = {
     "lamb": "Lamb",
     "lars": "Lars",
     "lion": "Lion",
+    "muon": "MuonAdamW",
     "nadam": "Nadam",
     "novograd": "NovoGrad",
     "radam": "RAdam",

@@ -167,6 +167,16 @@ def _schedule_free_scales(adam):
     return scales
 
 
+def _muon_adamw_reference(w, g, s, hp, step):
+    import keras315_references
+
+    w, m, v = keras315_references.muon_adamw(
+        w, g, s[0], s[1], learning_rate=hp["learning_rate"], adam_lr_ratio=hp["adam_lr_ratio"],
+        adam_weight_decay=hp["weight_decay"], beta_1=hp["beta_1"], beta_2=hp["beta_2"],
+        epsilon=hp["epsilon"], step=step)
+    return w, [m, v]
+
+
 def _f64(*arrays):
     return [np.asarray(a, np.float64) for a in arrays]
 
@@ -208,6 +218,14 @@ CASES = {
         hyperparameters=dict(learning_rate=(1e-4, 1.0), weight_decay=(0.0, 0.1),
                              beta_1=(0.5, 0.99), beta_2=(0.5, 0.999), epsilon=(1e-8, 1e-3),
                              amsgrad=[False, True])),
+    # Muon's AdamW side (its Muon side is matrix products: tests/test_muon_ops.py).
+    "MuonAdamW": Case(
+        slots=lambda hp: ["momentum", "velocity"],
+        kernel=lambda w, g, s, hp, step: _kernels.muonadamw(w, g, s[0], s[1], step=step, **hp),
+        reference=_muon_adamw_reference,
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), adam_lr_ratio=(0.1, 1.0),
+                             weight_decay=(0.0, 0.1), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
+                             epsilon=(1e-8, 1e-3))),
     "Adamax": Case(
         slots=lambda hp: ["m", "u"],
         kernel=lambda w, g, s, hp, step: _kernels.adamax(w, g, s[0], s[1], step=step, **hp),

@@ -164,6 +164,9 @@ OPTIMIZERS = {
     "schedule-free-sgd": lambda: kerasopt.ScheduleFreeSGD(learning_rate=0.05, weight_decay=0.1),
     "schedule-free-sgd-keras-rule": lambda: kerasopt.ScheduleFreeSGD(
         learning_rate=0.05, interpolate=False, warmup_steps=3),
+    # Its AdamW side (MuonAdamW) has GPU kernels; its 2-D variables (none of
+    # the SHAPES below is 2-D) would run the Muon fallback on a GPU.
+    "muon": lambda: kerasopt.Muon(learning_rate=0.05),
 }
 
 # Scalar, odd sizes (the vectorized body plus a tail), several LAMB chunks of 512.

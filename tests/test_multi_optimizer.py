@@ -2,7 +2,8 @@
 
 The common split: Muon for the 2-D weights, kerasopt.AdamW for the rest. The
 inner kerasopt optimizers keep their fused ops (the AdamW variables go
-through one KerasoptMultiApplyAdamW op), give the numbers of the same split
+through one KerasoptMultiApplyAdamW op, the Muon kernel through
+KerasoptMuonMomentum / KerasoptMuonUpdateWeights), give the numbers of the same split
 made with Keras's own classes, train through ``fit`` and come back from
 ``model.save`` with their state. A schedule-free optimizer inside a
 MultiOptimizer evaluates on its averaged weights with SwapAveragedWeights.
@@ -47,7 +48,8 @@ def test_fused_ops_are_used_inside_multi_optimizer():
     with kerasopt.implementation("auto"):
         op_types = graph_op_types(step.get_concrete_function())
     assert "KerasoptMultiApplyAdamW" in op_types  # AdamW's three variables in one fused op
-    assert "MatMul" in op_types  # Muon's Newton-Schulz iterations (its fallback, no op yet)
+    # Muon's fused ops around TensorFlow's Newton-Schulz products.
+    assert {"KerasoptMuonMomentum", "KerasoptMuonUpdateWeights", "MatMul"} <= op_types
     assert [type(o).__name__ for o in optimizer.optimizers] == ["Muon", "AdamW"]
 
 

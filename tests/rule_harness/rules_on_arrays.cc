@@ -107,8 +107,8 @@ void MuonNormalizedOnly(float* a, const long* i, const double* d) {
 void MuonAdamw(float* a, const long* i, const double* d) {
   const long n = i[0];
   float *w = a, *m = w + n, *v = m + n, *g = v + n;
-  const auto rule = kerasopt::MuonAdamwRule<float>::Make(d[0], d[1], d[2], d[3], d[4], d[5],
-                                                         i[1], n);
+  const auto rule = kerasopt::MuonAdamwRule<float>::Make(
+      kerasopt::SharedInputs{d[0], i[1], n}, d[1], d[2], d[3], d[4], d[5]);
   for (long k = 0; k < n; ++k) rule(w[k], m[k], v[k], g[k]);
 }
 
