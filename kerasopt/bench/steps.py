@@ -1041,6 +1041,10 @@ def _torch_version() -> str | None:
 # ---------------------------------------------------------------------- main
 
 
+# The models of --fit: kerasopt/bench/fit.py's, then the embedding recommender.
+FIT_MODELS = ("mnist", "many", "recommender")
+
+
 def _choices(value: str, known: dict, what: str) -> list[str]:
     keys = [k.strip().lower() for k in value.split(",") if k.strip()]
     unknown = [k for k in keys if k not in known]
@@ -1092,6 +1096,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fit-large", action="store_true",
                         help="--fit with the large recommender too (10M rows; Keras's Adam "
                              "holds about 4 GB)")
+    parser.add_argument("--fit-models", default=",".join(FIT_MODELS),
+                        type=lambda v: _choices(v, dict.fromkeys(FIT_MODELS), "model"),
+                        help=f"comma-separated from {', '.join(FIT_MODELS)}: the models "
+                             "--fit and --fit-only time (default: all; the docs check "
+                             "times one)")
     parser.add_argument("--fit-steps", type=_positive, default=60, metavar="N",
                         help="model.fit steps timed per configuration of kerasopt/bench/fit.py "
                              "(default: 60; the docs check uses a few)")
@@ -1190,10 +1199,14 @@ def main(argv=None) -> int:
 
         from kerasopt.bench import recommender
 
-        with log.status("model.fit"):
-            fit_results = bench_fit.run(console, steps=args.fit_steps,
-                                        warmup=min(10, args.fit_steps))
-        variants = ["recommender"] + (["recommender-large"] if args.fit_large else [])
+        fit_results = []
+        plain = [m for m in args.fit_models if m in bench_fit.MODELS]
+        if plain:
+            with log.status("model.fit"):
+                fit_results = bench_fit.run(console, models=plain, steps=args.fit_steps,
+                                            warmup=min(10, args.fit_steps))
+        variants = ["recommender"] if "recommender" in args.fit_models else []
+        variants += ["recommender-large"] if args.fit_large else []
         for variant in variants:
             with log.status(f"model.fit on the {variant}"):
                 fit_results += recommender.run(console, variant, rounds=args.fit_rounds,
