@@ -260,7 +260,18 @@ def main(argv=None) -> int:
     parser.add_argument("--links-only", action="store_true")
     parser.add_argument("--list", action="store_true", help="list the commands; run nothing")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per command")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--only", action="append", metavar="FILE", default=[],
+                       help="run only the commands of FILE (repeatable; e.g. README.md)")
+    which.add_argument("--skip", action="append", metavar="FILE", default=[],
+                       help="run every command but those of FILE (repeatable). CI runs "
+                            "README.md's commands (which reinstall into .venv) first, then "
+                            "the rest beside its other builds")
     args = parser.parse_args(argv)
+    for name in args.only + args.skip:
+        if not (ROOT / name).is_file() or (ROOT / name) not in doc_files():
+            parser.error(f"{name} is not one of the checked docs "
+                         f"({', '.join(str(d.relative_to(ROOT)) for d in doc_files())})")
 
     docs = doc_files()
     problems, external = check_links(docs)
@@ -272,7 +283,9 @@ def main(argv=None) -> int:
             print("  " + p)
         return 1 if problems else 0
 
-    cmds = [c for doc in docs for c in commands(doc)]
+    chosen = [ROOT / name for name in args.only] or [
+        doc for doc in docs if doc not in {ROOT / name for name in args.skip}]
+    cmds = [c for doc in chosen for c in commands(doc)]
     restorer = None if args.list else Restorer(ROOT)
     for c in cmds:
         if c.ci:

@@ -13,6 +13,9 @@
 #
 #   tools/sanitize.sh [PYTHON] [-- extra pytest arguments]
 #
+# SANITIZE_STEPS=build or =test runs only the builds or only the tests (CI
+# compiles while its docs check runs, and tests after it); default both.
+#
 # PYTHON: an interpreter with kerasopt installed (editable or not) and the
 # test extra (default: .venv/bin/python); pybind11 is pip-installed into it
 # if missing. Needs cmake and g++ (libasan, libubsan). Builds in
@@ -67,10 +70,18 @@ configure() {  # configure DIR CXX_FLAGS
     -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 }
 
-configure build-sanitize/kernels "-fsanitize=address,undefined $COMMON"
-cmake --build build-sanitize/kernels --target _kernels
-configure build-sanitize/ops "-fsanitize=address,undefined -fno-sanitize=$OPS_UB_OFF $COMMON"
-cmake --build build-sanitize/ops --target kerasopt_ops
+STEPS=${SANITIZE_STEPS:-build,test}
+if [[ ! ,build,test,build,test, == *,$STEPS,* ]]; then
+  echo "sanitize: SANITIZE_STEPS must be build, test or build,test; got '$STEPS'" >&2
+  exit 2
+fi
+if [[ $STEPS == *build* ]]; then
+  configure build-sanitize/kernels "-fsanitize=address,undefined $COMMON"
+  cmake --build build-sanitize/kernels --target _kernels
+  configure build-sanitize/ops "-fsanitize=address,undefined -fno-sanitize=$OPS_UB_OFF $COMMON"
+  cmake --build build-sanitize/ops --target kerasopt_ops
+fi
+[[ $STEPS == *test* ]] || exit 0
 
 MODULE=$(ls build-sanitize/kernels/_kernels*.so)
 OPS=build-sanitize/ops/_kerasopt_ops.so
