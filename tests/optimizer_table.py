@@ -16,6 +16,34 @@ def optimizer_params():
     return [pytest.param(cls, id=cls.__name__) for cls in OPTIMIZERS]
 
 
+# One optimizer per way kerasopt makes an update, for the tests of mechanisms
+# that every rule shares (non-finite steps, wrappers around them, errors that
+# write nothing, loss-scale skips): the rule's math differs between Adam and
+# Adamax, not the path the mechanism takes. Every class with its own
+# update_step joins automatically (representative_params).
+REPRESENTATIVES = (
+    "Adam",      # bias correction from iterations, the common element-wise path
+    "SGD",       # a slot only with momentum
+    "Nadam",     # its own _backend_update_step (the momentum cache variable)
+    "Ftrl",      # accumulator, L1/L2; the row-wise sparse step
+    "Lamb",      # per-variable norms (trust ratio)
+    "NovoGrad",  # a scalar slot per variable
+    "ScheduleFreeAdamW",  # two weight sequences
+)
+
+
+def representative_params():
+    """pytest params over REPRESENTATIVES and every class that overrides
+    update_step (FullMatrixAdagrad, Shampoo, Muon, and any added later)."""
+    from kerasopt.optimizers.fused import FusedOptimizer
+
+    unknown = set(REPRESENTATIVES) - {cls.__name__ for cls in OPTIMIZERS}
+    if unknown:
+        raise ValueError(f"REPRESENTATIVES names what kerasopt.optimizers.ALL lacks: {unknown}")
+    return [pytest.param(cls, id=cls.__name__) for cls in OPTIMIZERS
+            if cls.__name__ in REPRESENTATIVES or cls.update_step is not FusedOptimizer.update_step]
+
+
 def apply_kernel_params():
     """The optimizers whose update goes through ``apply_kernel`` (one op call
     per variable that tests can record); FullMatrixAdagrad and Shampoo override

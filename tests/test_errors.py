@@ -14,7 +14,7 @@ import kerasopt
 from kerasopt import _kernels, op_library
 
 from conftest import np_dtype, require_kernel_library
-from optimizer_table import optimizer_params
+from optimizer_table import representative_params
 
 OPTIMIZERS = [
     pytest.param(lambda: kerasopt.Adam(learning_rate=0.1), id="adam"),
@@ -151,7 +151,7 @@ def good_step_inputs():
 
 @pytest.mark.parametrize("config", list(STEP_STATE_CONFIGS))
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
-@pytest.mark.parametrize("cls", optimizer_params())
+@pytest.mark.parametrize("cls", representative_params())
 def test_out_of_range_index_writes_nothing_of_the_step(cls, compiled, config, impl):
     variables = table_and_bias()
     optimizer = cls(**STEP_STATE_CONFIGS[config])
@@ -173,7 +173,7 @@ def test_out_of_range_index_writes_nothing_of_the_step(cls, compiled, config, im
 
 
 @pytest.mark.parametrize("config", list(STEP_STATE_CONFIGS))
-@pytest.mark.parametrize("cls", optimizer_params())
+@pytest.mark.parametrize("cls", representative_params())
 def test_shape_known_only_at_run_time_writes_nothing_of_the_step(cls, config, impl):
     variables = [keras.Variable(np.ones((3, 4), np.float32), name="kernel"),
                  keras.Variable(np.ones((4,), np.float32), name="bias")]

@@ -1,6 +1,7 @@
 """Mixed precision: every optimizer trains under the mixed_float16 (wrapped by
 Keras in a LossScaleOptimizer) and mixed_bfloat16 policies, and a step that
-overflows is skipped without touching weights, slots or iterations."""
+overflows is skipped without touching weights, slots or iterations (one
+optimizer per update path: optimizer_table.representative_params)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tensorflow as tf
 import kerasopt
 
 from conftest import assert_bit_identical, regression_data, require_kernel_library
-from optimizer_table import OPTIMIZERS, optimizer_params
+from optimizer_table import OPTIMIZERS, representative_params
 
 # Every optimizer on the kernel path; the fallback for Adam (the paths agree
 # elsewhere, tests/test_rules.py and friends).
@@ -78,7 +79,7 @@ def grads(dtype, overflow=False):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("cls", optimizer_params())
+@pytest.mark.parametrize("cls", representative_params())
 def test_overflow_step_is_skipped(cls, dtype, impl):
     variables, optimizer = loss_scaled(cls, dtype)
 

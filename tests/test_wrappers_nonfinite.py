@@ -1,4 +1,5 @@
-"""Every wrapper around every optimizer of ``kerasopt.optimizers.ALL``, with
+"""Every wrapper around one optimizer per update path of
+``kerasopt.optimizers.ALL`` (optimizer_table.representative_params), with
 ``nonfinite="skip"`` and ``"raise"`` on the inner optimizer, on both paths.
 
 A skipped inner step must be skipped by the wrapper too: after it, the state
@@ -21,7 +22,7 @@ import kerasopt
 from conftest import assert_bit_identical
 from test_nonfinite import assert_same_state, gradients, make_variables, state
 from test_nonfinite import stepper as nonfinite_stepper
-from optimizer_table import optimizer_params
+from optimizer_table import representative_params
 
 # Each wrapper with settings under which every step does wrapper work: a
 # repeated sync or average would show.
@@ -69,14 +70,14 @@ def run_raise(make):
 
 
 @pytest.mark.parametrize("wrapper", list(WRAPPERS))
-@pytest.mark.parametrize("cls", optimizer_params())
+@pytest.mark.parametrize("cls", representative_params())
 def test_wrapper_skips_with_its_inner_optimizer(cls, wrapper, impl):
     wrap = WRAPPERS[wrapper]
     run_skip(lambda: wrap(cls(nonfinite="skip")), lambda: wrap(cls(nonfinite="skip")))
 
 
 @pytest.mark.parametrize("wrapper", list(WRAPPERS))
-@pytest.mark.parametrize("cls", optimizer_params())
+@pytest.mark.parametrize("cls", representative_params())
 def test_wrapper_raises_with_its_inner_optimizer_and_writes_nothing(cls, wrapper, impl):
     run_raise(lambda: WRAPPERS[wrapper](cls(nonfinite="raise")))
 
