@@ -1,0 +1,117 @@
+"""SOAP (Vyas et al. 2024) as composed TF ops, for a variable of rank >= 2.
+
+kerasopt.SOAP runs this whole step on its fallback path. On its kernel path
+only `rotated_adam` is replaced, by the fused op KerasoptApplySOAP
+(cc/tf/soap_op.cc); the statistics, the eigenbases and the rotations are these
+same TF ops on both paths (matrix products are TensorFlow's MatMul, the
+decompositions tf.linalg.eigh / tf.linalg.qr in float64).
+"""
+
+import tensorflow as tf
+
+from kerasopt.fallback import compute_dtype, constant, read, write
+from kerasopt.fallback.blocks import BlockLayout, from_tiles, matrix_view, to_tiles
+
+
+def step_size(learning_rate, beta_1, beta_2, step):
+    """learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t) in float64, as the fused op."""
+    t = tf.cast(step, tf.float64)
+    b1, b2 = constant(beta_1, tf.float64), constant(beta_2, tf.float64)
+    return constant(learning_rate, tf.float64) * (
+        tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t)))
+
+
+def rotated_adam(momentum, velocity, rotated_gradient, *, learning_rate, beta_1, beta_2,
+                 epsilon, step):
+    """Adam's moments in the rotated basis (updated in place) and its step there, in
+    Keras's Adam order: m += (g' - m)(1 - b1); v += (g'^2 - v)(1 - b2);
+    s' = (m * step_size) / (sqrt(v) + eps)."""
+    c = rotated_gradient.dtype
+    m = read(momentum, c)
+    v = read(velocity, c)
+    m = m + (rotated_gradient - m) * (1.0 - constant(beta_1, c))
+    v = v + (rotated_gradient * rotated_gradient - v) * (1.0 - constant(beta_2, c))
+    write(momentum, m)
+    write(velocity, v)
+    size = tf.cast(step_size(learning_rate, beta_1, beta_2, step), c)
+    return (m * size) / (tf.sqrt(v) + constant(epsilon, c))
+
+
+def _descending_eigenbasis(statistics):
+    _, vectors = tf.linalg.eigh(0.5 * (statistics + tf.linalg.matrix_transpose(statistics)))
+    return tf.reverse(vectors, axis=[-1])
+
+
+def _power_iteration(statistics, basis):
+    """One QR step of power iteration from `basis`, its columns first put in the order of
+    their estimated eigenvalues diag(Q^T S Q), largest first; returns (basis, order)."""
+    estimates = tf.linalg.diag_part(
+        tf.matmul(basis, tf.matmul(statistics, basis), transpose_a=True))
+    order = tf.argsort(-estimates, axis=-1, stable=True)
+    ordered = tf.gather(basis, order, axis=2, batch_dims=1)
+    new_basis, _ = tf.linalg.qr(tf.matmul(statistics, ordered))
+    return new_basis, order
+
+
+def refresh_bases(left, right, q_left, q_right, momentum, velocity, step, frequency):
+    """The bases for this step (all float64): eigenvectors at step 1, a power-iteration
+    refresh every `frequency` steps (the first moment rotated into the new basis, the
+    second moment's rows and columns following the reordered vectors), else unchanged."""
+
+    def initial():
+        return (_descending_eigenbasis(left), _descending_eigenbasis(right), momentum, velocity)
+
+    def refreshed():
+        in_original_basis = tf.matmul(tf.matmul(q_left, momentum), q_right, transpose_b=True)
+        new_left, left_order = _power_iteration(left, q_left)
+        new_right, right_order = _power_iteration(right, q_right)
+        moved = tf.matmul(tf.matmul(new_left, in_original_basis, transpose_a=True), new_right)
+        reordered = tf.gather(velocity, left_order, axis=1, batch_dims=1)
+        reordered = tf.gather(reordered, right_order, axis=2, batch_dims=1)
+        return new_left, new_right, moved, reordered
+
+    def unchanged():
+        return q_left, q_right, momentum, velocity
+
+    step = tf.convert_to_tensor(step)
+    return tf.cond(tf.equal(step, 1), initial,
+                   lambda: tf.cond(tf.equal(step % frequency, 0), refreshed, unchanged))
+
+
+def apply_soap(variable, gradient, left_statistics, right_statistics, left_basis, right_basis,
+               momentum, velocity, *, learning_rate, beta_1, beta_2, shampoo_beta, epsilon,
+               step, precondition_frequency, fused_rotated_adam=None):
+    """One SOAP step on a variable of rank >= 2 (see kerasopt.SOAP).
+
+    `learning_rate`: a float64 scalar (or Python float). `fused_rotated_adam(rotated_gradient)`,
+    when given, replaces rotated_adam (the kernel path: the op updates the momentum and
+    velocity variables itself)."""
+    c = compute_dtype(variable.dtype)
+    shape = variable.shape
+    layout = BlockLayout(*matrix_view(shape), left_statistics.shape[1], right_statistics.shape[1])
+    g = to_tiles(tf.reshape(read(gradient, c), [layout.rows, layout.cols]), layout)
+
+    keep = constant(shampoo_beta, c)
+    left = read(left_statistics, c) * keep + tf.matmul(g, g, transpose_b=True) * (1.0 - keep)
+    right = read(right_statistics, c) * keep + tf.matmul(g, g, transpose_a=True) * (1.0 - keep)
+    write(left_statistics, left)
+    write(right_statistics, right)
+
+    f64 = tf.float64
+    q_left, q_right, m, v = refresh_bases(
+        tf.cast(left, f64), tf.cast(right, f64), read(left_basis, f64), read(right_basis, f64),
+        read(momentum, f64), read(velocity, f64), step, precondition_frequency)
+    q_left, q_right = tf.cast(q_left, c), tf.cast(q_right, c)
+    write(left_basis, q_left)
+    write(right_basis, q_right)
+    write(momentum, m)
+    write(velocity, v)
+
+    rotated = tf.matmul(tf.matmul(q_left, g, transpose_a=True), q_right)
+    if fused_rotated_adam is None:
+        rotated_step = rotated_adam(momentum, velocity, rotated, learning_rate=learning_rate,
+                                    beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=step)
+    else:
+        rotated_step = fused_rotated_adam(rotated)
+    update = tf.matmul(tf.matmul(q_left, rotated_step), q_right, transpose_b=True)
+    write(variable, read(variable, c) - tf.reshape(from_tiles(update, layout), shape))
