@@ -110,7 +110,7 @@ def soap(w0, grads, *, learning_rate, beta_1, beta_2, shampoo_beta, epsilon, blo
 
         L = shampoo_beta L + (1 - shampoo_beta) G G^T,   R likewise with G^T G
         step 1: Q_L, Q_R = eigenvectors of L, R (largest eigenvalue first)
-        t % precondition_frequency == 0 (t > 1): Q_L, Q_R = one QR power-iteration step
+        t = 1 + k precondition_frequency (k >= 1): Q_L, Q_R = one QR power-iteration step
             (Algorithm 4); the first moment, kept in the rotated basis, is rotated into
             the new one; the second moment's entries follow the reordered eigenvectors
         G' = Q_L^T G Q_R;  m = b1 m + (1 - b1) G';  v = b2 v + (1 - b2) G'^2
@@ -148,7 +148,7 @@ def soap(w0, grads, *, learning_rate, beta_1, beta_2, shampoo_beta, epsilon, blo
                 right[k] = shampoo_beta * right[k] + (1 - shampoo_beta) * gk.T @ gk
                 if t == 1:
                     q_left[k], q_right[k] = _eigenbasis(left[k]), _eigenbasis(right[k])
-                elif t % precondition_frequency == 0:
+                elif (t - 1) % precondition_frequency == 0:
                     first_moment = q_left[k] @ m[k] @ q_right[k].T  # in the original basis
                     q_left[k], left_order = _power_iteration_basis(left[k], q_left[k])
                     q_right[k], right_order = _power_iteration_basis(right[k], q_right[k])

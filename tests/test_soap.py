@@ -22,7 +22,7 @@ from test_second_order import (
 # to signs, which the update does not depend on (in a larger null space eigh may pick
 # any basis, and the second moment would then see a different one on each path).
 CASES = [
-    ((7, 8), 4, 3, 0.0),    # 2 x 2 tiles, the bottom ones padded; refreshes at steps 3, 6
+    ((7, 8), 4, 3, 0.0),    # 2 x 2 tiles, the bottom ones padded; refreshes at steps 4, 7
     ((2, 2, 3), 128, 2, 0.1),  # rank 3 as 4 x 3, one tile; weight decay
     ((5,), 128, 2, 0.0),    # rank 1: Adam
 ]
@@ -58,21 +58,24 @@ def test_soap_fused_op_equals_fallback_in_float32():
 
 def test_soap_needs_no_more_steps_than_shampoo_on_ill_conditioned_least_squares():
     """The issue's target, on test_second_order's problem (Hessian condition number 1e6):
-    each optimizer at its best learning rate of one grid, steps to cut the loss by 1e4."""
+    each optimizer at its best learning rate of a grid, steps to cut the loss by 1e4.
+    Shampoo as test_second_order runs it (its optimum inside its grid); SOAP with
+    beta_1=0.8, beta_2=0.999 (at the paper's 0.95, 0.95 it needs about 180 steps here:
+    docs/second-order.md)."""
     problem = least_squares_problem(seed=0)
-    learning_rates = [0.1, 0.3, 1.0]
-    budget = 400
+    budget = 200
 
-    def steps(make):
+    def steps(make, learning_rates):
         return [steps_to_target(make(lr), problem, 1e-4, budget) for lr in learning_rates]
 
     shampoo_steps = steps(lambda lr: kerasopt.Shampoo(
         learning_rate=lr, block_size=16, precondition_frequency=5, start_preconditioning_step=1,
-        epsilon=1e-10))
+        epsilon=1e-10), [0.3, 1.0, 3.0])
     soap_steps = steps(lambda lr: kerasopt.SOAP(
-        learning_rate=lr, block_size=16, precondition_frequency=5, weight_decay=None))
-    print(f"\nsteps to 1e-4 of the initial loss at learning rates {learning_rates}: "
-          f"Shampoo {shampoo_steps}, SOAP {soap_steps}")
+        learning_rate=lr, beta_1=0.8, beta_2=0.999, epsilon=1e-10, block_size=16,
+        precondition_frequency=5, weight_decay=None), [0.3, 1.0])
+    print(f"\nsteps to 1e-4 of the initial loss: Shampoo at learning rates 0.3, 1, 3: "
+          f"{shampoo_steps}; SOAP at 0.3, 1: {soap_steps}")
     assert min(soap_steps) < budget and min(soap_steps) <= min(shampoo_steps), (
         soap_steps, shampoo_steps)
 

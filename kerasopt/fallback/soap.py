@@ -55,7 +55,7 @@ def _power_iteration(statistics, basis):
 
 def refresh_bases(left, right, q_left, q_right, momentum, velocity, step, frequency):
     """The bases for this step (all float64): eigenvectors at step 1, a power-iteration
-    refresh every `frequency` steps (the first moment rotated into the new basis, the
+    refresh at steps 1 + k * frequency (the first moment rotated into the new basis, the
     second moment's rows and columns following the reordered vectors), else unchanged."""
 
     def initial():
@@ -75,7 +75,7 @@ def refresh_bases(left, right, q_left, q_right, momentum, velocity, step, freque
 
     step = tf.convert_to_tensor(step)
     return tf.cond(tf.equal(step, 1), initial,
-                   lambda: tf.cond(tf.equal(step % frequency, 0), refreshed, unchanged))
+                   lambda: tf.cond(tf.equal((step - 1) % frequency, 0), refreshed, unchanged))
 
 
 def apply_soap(variable, gradient, left_statistics, right_statistics, left_basis, right_basis,

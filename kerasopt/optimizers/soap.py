@@ -31,7 +31,7 @@ class SOAP(PreconditionedOptimizer):
 
         L = shampoo_beta L + (1 - shampoo_beta) G G^T,  R likewise with G^T G
         t = 1:  Q_L, Q_R = eigenvectors of L, R (float64, largest eigenvalue first)
-        t % precondition_frequency == 0:  Q_L, Q_R = one QR step of power
+        t = 1 + k * precondition_frequency, k >= 1:  Q_L, Q_R = one QR step of power
             iteration (the paper's Algorithm 4: columns ordered by diag(Q^T L Q),
             Q = qr(L Q)); m is rotated into the new basis exactly; v's rows and
             columns follow the reordered vectors (it is not rotated: a rotated
@@ -45,8 +45,10 @@ class SOAP(PreconditionedOptimizer):
     epsilon (the formula above with Q = I).
 
     Differences from the authors' code: the statistics include the current
-    gradient before the basis is computed or refreshed, and step 1 already
-    updates the weight (the authors' first step only collects statistics).
+    gradient before the basis is computed or refreshed (as in kerasopt.Shampoo,
+    whose roots are recomputed on the same steps with
+    ``start_preconditioning_step=1``), and step 1 already updates the weight
+    (the authors' first step only collects statistics).
 
     State: the statistics, the bases (float32 for 16-bit variables) and m, v
     (tile-shaped, in the rotated basis) are optimizer variables, so
