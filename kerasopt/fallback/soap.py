@@ -53,25 +53,36 @@ def _power_iteration(statistics, basis):
     return new_basis, order
 
 
-def refresh_bases(left, right, q_left, q_right, momentum, velocity, step, frequency):
-    """The bases for this step (all float64): eigenvectors at step 1, a power-iteration
-    refresh at steps 1 + k * frequency (the first moment rotated into the new basis, the
-    second moment's rows and columns following the reordered vectors), else unchanged."""
+def refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step, frequency):
+    """Writes this step's bases, computed in float64 from the statistics `left`, `right`:
+    eigenvectors at step 1, a power-iteration refresh at steps 1 + k * frequency (the
+    first moment rotated into the new basis, the second moment's rows and columns
+    following the reordered vectors); other steps write nothing (no cast round trip)."""
+    f64 = tf.float64
+    left, right = tf.cast(left, f64), tf.cast(right, f64)
 
     def initial():
-        return (_descending_eigenbasis(left), _descending_eigenbasis(right), momentum, velocity)
+        write(left_basis, _descending_eigenbasis(left))
+        write(right_basis, _descending_eigenbasis(right))
+        return tf.constant(True)
 
     def refreshed():
-        in_original_basis = tf.matmul(tf.matmul(q_left, momentum), q_right, transpose_b=True)
+        q_left, q_right = read(left_basis, f64), read(right_basis, f64)
+        in_original_basis = tf.matmul(tf.matmul(q_left, read(momentum, f64)), q_right,
+                                      transpose_b=True)
         new_left, left_order = _power_iteration(left, q_left)
         new_right, right_order = _power_iteration(right, q_right)
         moved = tf.matmul(tf.matmul(new_left, in_original_basis, transpose_a=True), new_right)
-        reordered = tf.gather(velocity, left_order, axis=1, batch_dims=1)
+        reordered = tf.gather(read(velocity, velocity.dtype), left_order, axis=1, batch_dims=1)
         reordered = tf.gather(reordered, right_order, axis=2, batch_dims=1)
-        return new_left, new_right, moved, reordered
+        write(left_basis, new_left)
+        write(right_basis, new_right)
+        write(momentum, moved)
+        write(velocity, reordered)
+        return tf.constant(True)
 
     def unchanged():
-        return q_left, q_right, momentum, velocity
+        return tf.constant(False)
 
     step = tf.convert_to_tensor(step)
     return tf.cond(tf.equal(step, 1), initial,
@@ -97,15 +108,9 @@ def apply_soap(variable, gradient, left_statistics, right_statistics, left_basis
     write(left_statistics, left)
     write(right_statistics, right)
 
-    f64 = tf.float64
-    q_left, q_right, m, v = refresh_bases(
-        tf.cast(left, f64), tf.cast(right, f64), read(left_basis, f64), read(right_basis, f64),
-        read(momentum, f64), read(velocity, f64), step, precondition_frequency)
-    q_left, q_right = tf.cast(q_left, c), tf.cast(q_right, c)
-    write(left_basis, q_left)
-    write(right_basis, q_right)
-    write(momentum, m)
-    write(velocity, v)
+    refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step,
+                  precondition_frequency)
+    q_left, q_right = read(left_basis, c), read(right_basis, c)  # after the refresh's writes
 
     rotated = tf.matmul(tf.matmul(q_left, g, transpose_a=True), q_right)
     if fused_rotated_adam is None:
