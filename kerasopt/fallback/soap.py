@@ -54,7 +54,7 @@ def _power_iteration(statistics, basis):
 
 
 def refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step, frequency):
-    """Writes this step's bases, computed in float64 from the statistics `left`, `right`:
+    """Writes the next step's bases, computed in float64 from the statistics `left`, `right`:
     eigenvectors at step 1, a power-iteration refresh at steps 1 + k * frequency (the
     first moment rotated into the new basis, the second moment's rows and columns
     following the reordered vectors); other steps write nothing (no cast round trip)."""
@@ -84,7 +84,6 @@ def refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step
     def unchanged():
         return tf.constant(False)
 
-    step = tf.convert_to_tensor(step)
     return tf.cond(tf.equal(step, 1), initial,
                    lambda: tf.cond(tf.equal((step - 1) % frequency, 0), refreshed, unchanged))
 
@@ -92,31 +91,40 @@ def refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step
 def apply_soap(variable, gradient, left_statistics, right_statistics, left_basis, right_basis,
                momentum, velocity, *, learning_rate, beta_1, beta_2, shampoo_beta, epsilon,
                step, precondition_frequency, fused_rotated_adam=None):
-    """One SOAP step on a variable of rank >= 2 (see kerasopt.SOAP).
+    """One SOAP step on a variable of rank >= 2 (see kerasopt.SOAP): from step 2 on, Adam in
+    the current bases and the weight write; then the statistics take the gradient and the
+    bases are computed (step 1) or refreshed, so a step never projects with a basis that
+    has seen its own gradient.
 
-    `learning_rate`: a float64 scalar (or Python float). `fused_rotated_adam(rotated_gradient)`,
-    when given, replaces rotated_adam (the kernel path: the op updates the momentum and
-    velocity variables itself)."""
+    `learning_rate`: a float64 scalar (or Python float). `fused_rotated_adam(rotated_gradient,
+    adam_step)`, when given, replaces rotated_adam (the kernel path: the op updates the
+    momentum and velocity variables itself)."""
     c = compute_dtype(variable.dtype)
     shape = variable.shape
     layout = BlockLayout(*matrix_view(shape), left_statistics.shape[1], right_statistics.shape[1])
     g = to_tiles(tf.reshape(read(gradient, c), [layout.rows, layout.cols]), layout)
+    step = tf.convert_to_tensor(step)
+
+    def adam_in_the_bases():
+        q_left, q_right = read(left_basis, c), read(right_basis, c)
+        rotated = tf.matmul(tf.matmul(q_left, g, transpose_a=True), q_right)
+        adam_step = step - 1  # Adam's own count: step 1 only gathers statistics
+        if fused_rotated_adam is None:
+            rotated_step = rotated_adam(momentum, velocity, rotated, learning_rate=learning_rate,
+                                        beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                                        step=adam_step)
+        else:
+            rotated_step = fused_rotated_adam(rotated, adam_step)
+        update = tf.matmul(tf.matmul(q_left, rotated_step), q_right, transpose_b=True)
+        write(variable, read(variable, c) - tf.reshape(from_tiles(update, layout), shape))
+        return tf.constant(True)
+
+    tf.cond(step > 1, adam_in_the_bases, lambda: tf.constant(False))
 
     keep = constant(shampoo_beta, c)
     left = read(left_statistics, c) * keep + tf.matmul(g, g, transpose_b=True) * (1.0 - keep)
     right = read(right_statistics, c) * keep + tf.matmul(g, g, transpose_a=True) * (1.0 - keep)
     write(left_statistics, left)
     write(right_statistics, right)
-
     refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step,
                   precondition_frequency)
-    q_left, q_right = read(left_basis, c), read(right_basis, c)  # after the refresh's writes
-
-    rotated = tf.matmul(tf.matmul(q_left, g, transpose_a=True), q_right)
-    if fused_rotated_adam is None:
-        rotated_step = rotated_adam(momentum, velocity, rotated, learning_rate=learning_rate,
-                                    beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=step)
-    else:
-        rotated_step = fused_rotated_adam(rotated)
-    update = tf.matmul(tf.matmul(q_left, rotated_step), q_right, transpose_b=True)
-    write(variable, read(variable, c) - tf.reshape(from_tiles(update, layout), shape))

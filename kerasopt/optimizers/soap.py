@@ -29,26 +29,27 @@ class SOAP(PreconditionedOptimizer):
     ``block_size`` x ``block_size``, zero-padded). With t = iterations + 1,
     per tile G::
 
-        L = shampoo_beta L + (1 - shampoo_beta) G G^T,  R likewise with G^T G
-        t = 1:  Q_L, Q_R = eigenvectors of L, R (float64, largest eigenvalue first)
-        t = 1 + k * precondition_frequency, k >= 1:  Q_L, Q_R = one QR step of power
-            iteration (the paper's Algorithm 4: columns ordered by diag(Q^T L Q),
-            Q = qr(L Q)); m is rotated into the new basis exactly; v's rows and
-            columns follow the reordered vectors (it is not rotated: a rotated
-            diagonal second moment is no longer diagonal; the paper does the same)
-        G' = Q_L^T G Q_R
-        m = beta_1 m + (1 - beta_1) G',  v = beta_2 v + (1 - beta_2) G'^2
-        w = w - learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t) * Q_L (m / (sqrt(v) + epsilon)) Q_R^T
+        t >= 2:  G' = Q_L^T G Q_R,  k = t - 1 (Adam's count)
+                 m = beta_1 m + (1 - beta_1) G',  v = beta_2 v + (1 - beta_2) G'^2
+                 w = w - learning_rate * sqrt(1 - beta_2^k) / (1 - beta_1^k) * Q_L (m / (sqrt(v) + epsilon)) Q_R^T
+        then     L = shampoo_beta L + (1 - shampoo_beta) G G^T,  R likewise with G^T G
+        t = 1:   Q_L, Q_R = eigenvectors of L, R (float64, largest eigenvalue first)
+        t = 1 + j * precondition_frequency, j >= 1:  Q_L, Q_R = one QR step of power
+                 iteration (the paper's Algorithm 4: columns ordered by diag(Q^T L Q),
+                 Q = qr(L Q)); m is rotated into the new basis exactly; v's rows and
+                 columns follow the reordered vectors (it is not rotated: a rotated
+                 diagonal second moment is no longer diagonal; the paper does the same)
+
+    As in the authors' code, step 1 only gathers statistics and computes the
+    bases, and a step never projects with a basis that has seen its own
+    gradient: in that basis the gradient's rotation is diagonal, and Adam would
+    turn the rounding noise off the diagonal into steps of its own.
 
     Weight decay is Keras's decoupled decay (w -= learning_rate * weight_decay * w
     before the step). Variables of rank <= 1 take Adam with the same betas and
-    epsilon (the formula above with Q = I).
+    epsilon, from step 1 (kerasopt.Adam's op).
 
-    Differences from the authors' code: the statistics include the current
-    gradient before the basis is computed or refreshed (as in kerasopt.Shampoo,
-    whose roots are recomputed on the same steps with
-    ``start_preconditioning_step=1``), and step 1 already updates the weight
-    (the authors' first step only collects statistics).
+    Unlike the authors' code, Keras's weight decay also applies at step 1.
 
     State: the statistics, the bases (float32 for 16-bit variables) and m, v
     (tile-shaped, in the rotated basis) are optimizer variables, so
@@ -169,11 +170,11 @@ class SOAP(PreconditionedOptimizer):
             arguments = self._adam_arguments()
             fused = None
             if kernel:
-                def fused(rotated_gradient):
+                def fused(rotated_gradient, adam_step):
                     return ops.kerasopt_apply_soap(
                         momentum=slots[4].handle, velocity=slots[5].handle,
                         rotated_grad=rotated_gradient, learning_rate=learning_rate_f64,
-                        step=step, **arguments)
+                        step=adam_step, **arguments)
             fallback.apply_soap(
                 variable, gradient, *slots, learning_rate=learning_rate_f64,
                 shampoo_beta=self.hyperparameter(self.shampoo_beta), step=step,
