@@ -17,10 +17,11 @@ Optimizers: ``kerasopt.Adam`` (the baseline), ``kerasopt.Shampoo``
 ``--frequency`` steps, and ``kerasopt.SOAP`` (``block_size`` 128), refreshing
 its eigenbases every ``--frequency`` steps: ``soap`` with its fused op
 (KerasoptApplySOAP between TensorFlow's matrix products), ``soap_tf`` the same
-step all in composed TF ops (traced under ``kerasopt.implementation("tf")``). Each optimizer first runs one period of steps (the first
-traces the function), then ``--rounds`` timed periods, the optimizers taking
-turns period by period so that drifts of a shared machine hit all alike. Each
-step is timed on its own, so the two kinds of step are reported separately:
+step all in composed TF ops (traced under ``kerasopt.implementation("tf")``).
+Each optimizer first runs one period of steps (the first traces the function),
+then ``--rounds`` timed periods, the optimizers taking turns period by period
+so that drifts of a shared machine hit all alike. Each step is timed on its
+own, so the two kinds of step are reported separately:
 
 * ``step``: the median step without a root recomputation (the per-step path:
   statistics update and preconditioned step);

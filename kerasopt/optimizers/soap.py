@@ -31,7 +31,8 @@ class SOAP(PreconditionedOptimizer):
 
         t >= 2:  G' = Q_L^T G Q_R,  k = t - 1 (Adam's count)
                  m = beta_1 m + (1 - beta_1) G',  v = beta_2 v + (1 - beta_2) G'^2
-                 w = w - learning_rate * sqrt(1 - beta_2^k) / (1 - beta_1^k) * Q_L (m / (sqrt(v) + epsilon)) Q_R^T
+                 w = w - learning_rate * sqrt(1 - beta_2^k) / (1 - beta_1^k)
+                         * Q_L (m / (sqrt(v) + epsilon)) Q_R^T
         then     L = shampoo_beta L + (1 - shampoo_beta) G G^T,  R likewise with G^T G
         t = 1:   Q_L, Q_R = eigenvectors of L, R (float64, largest eigenvalue first)
         t = 1 + j * precondition_frequency, j >= 1:  Q_L, Q_R = one QR step of power
