@@ -139,3 +139,19 @@ def test_op_rejects_bad_input_and_writes_nothing():
                                     rotated_grad=tf.ones((2, 3, 3)), **dict(args, step=0))
     for variable in (m, v, short):
         np.testing.assert_array_equal(variable.numpy(), 1.0)
+
+
+def test_eigenbasis_op_matches_numpy_up_to_signs():
+    lib = require_kernel_library()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 5, 5))
+    a = a @ np.swapaxes(a, -1, -2)
+    got = lib.ops.kerasopt_symmetric_eigenbasis(matrix=a).numpy()
+    _, vectors = np.linalg.eigh(a)
+    want = vectors[..., ::-1]
+    signs = np.sign(np.sum(got * want, axis=-2, keepdims=True))
+    np.testing.assert_allclose(got * signs, want, atol=1e-12)
+    nan = lib.ops.kerasopt_symmetric_eigenbasis(matrix=np.full((2, 2), np.nan)).numpy()
+    assert np.all(np.isnan(nan))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="square"):
+        lib.ops.kerasopt_symmetric_eigenbasis(matrix=np.zeros((2, 3)))

@@ -1,10 +1,11 @@
 """SOAP (Vyas et al. 2024) as composed TF ops, for a variable of rank >= 2.
 
 kerasopt.SOAP runs this whole step on its fallback path. On its kernel path
-only `rotated_adam` is replaced, by the fused op KerasoptApplySOAP
-(cc/tf/soap_op.cc); the statistics, the eigenbases and the rotations are these
-same TF ops on both paths (matrix products are TensorFlow's MatMul, the
-decompositions tf.linalg.eigh / tf.linalg.qr in float64).
+`rotated_adam` is replaced by the fused op KerasoptApplySOAP (cc/tf/soap_op.cc)
+and the first bases' tf.linalg.eigh by KerasoptSymmetricEigenbasis (the
+float64 Eigen decomposition of the matrix-root op); the statistics, the
+refreshes (tf.linalg.qr in float64) and the rotations (TensorFlow's MatMul)
+are these same TF ops on both paths.
 """
 
 import tensorflow as tf
@@ -53,17 +54,21 @@ def _power_iteration(statistics, basis):
     return new_basis, order
 
 
-def refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step, frequency):
+def refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step, frequency,
+                  eigenbasis=None):
     """Writes the next step's bases, computed in float64 from the statistics `left`, `right`:
     eigenvectors at step 1, a power-iteration refresh at steps 1 + k * frequency (the
     first moment rotated into the new basis, the second moment's rows and columns
-    following the reordered vectors); other steps write nothing (no cast round trip)."""
+    following the reordered vectors); other steps write nothing (no cast round trip).
+    `eigenbasis`: the step-1 decomposition (the kernel path passes the op
+    KerasoptSymmetricEigenbasis); tf.linalg.eigh by default."""
     f64 = tf.float64
+    eigenbasis = eigenbasis or _descending_eigenbasis
     left, right = tf.cast(left, f64), tf.cast(right, f64)
 
     def initial():
-        write(left_basis, _descending_eigenbasis(left))
-        write(right_basis, _descending_eigenbasis(right))
+        write(left_basis, eigenbasis(left))
+        write(right_basis, eigenbasis(right))
         return tf.constant(True)
 
     def refreshed():
@@ -90,7 +95,7 @@ def refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step
 
 def apply_soap(variable, gradient, left_statistics, right_statistics, left_basis, right_basis,
                momentum, velocity, *, learning_rate, beta_1, beta_2, shampoo_beta, epsilon,
-               step, precondition_frequency, fused_rotated_adam=None):
+               step, precondition_frequency, fused_rotated_adam=None, eigenbasis=None):
     """One SOAP step on a variable of rank >= 2 (see kerasopt.SOAP): from step 2 on, Adam in
     the current bases and the weight write; then the statistics take the gradient and the
     bases are computed (step 1) or refreshed, so a step never projects with a basis that
@@ -98,7 +103,8 @@ def apply_soap(variable, gradient, left_statistics, right_statistics, left_basis
 
     `learning_rate`: a float64 scalar (or Python float). `fused_rotated_adam(rotated_gradient,
     adam_step)`, when given, replaces rotated_adam (the kernel path: the op updates the
-    momentum and velocity variables itself)."""
+    momentum and velocity variables itself); `eigenbasis`, when given, the first bases'
+    decomposition (see refresh_bases)."""
     c = compute_dtype(variable.dtype)
     shape = variable.shape
     layout = BlockLayout(*matrix_view(shape), left_statistics.shape[1], right_statistics.shape[1])
@@ -127,4 +133,4 @@ def apply_soap(variable, gradient, left_statistics, right_statistics, left_basis
     write(left_statistics, left)
     write(right_statistics, right)
     refresh_bases(left, right, left_basis, right_basis, momentum, velocity, step,
-                  precondition_frequency)
+                  precondition_frequency, eigenbasis)

@@ -1,8 +1,9 @@
 """kerasopt.SOAP: Adam in the eigenbasis of Shampoo's preconditioners.
 
 Variables of rank >= 2: kerasopt/fallback/soap.py's step, whose element-wise
-Adam part runs as the fused op KerasoptApplySOAP (cc/tf/soap_op.cc) on
-the kernel path; the statistics, bases and rotations are TF ops on both paths.
+Adam part runs as the fused op KerasoptApplySOAP (cc/tf/soap_op.cc) and whose
+first eigenbases come from KerasoptSymmetricEigenbasis on the kernel path; the
+statistics, refreshes and rotations are TF ops on both paths.
 Variables of rank <= 1: kerasopt's Adam op (or its fallback).
 """
 
@@ -169,8 +170,11 @@ class SOAP(PreconditionedOptimizer):
                                              amsgrad=False, **self._adam_arguments())
                 return
             arguments = self._adam_arguments()
-            fused = None
+            fused = eigenbasis = None
             if kernel:
+                def eigenbasis(statistics):
+                    return ops.kerasopt_symmetric_eigenbasis(matrix=statistics)
+
                 def fused(rotated_gradient, adam_step):
                     return ops.kerasopt_apply_soap(
                         momentum=slots[4].handle, velocity=slots[5].handle,
@@ -180,7 +184,7 @@ class SOAP(PreconditionedOptimizer):
                 variable, gradient, *slots, learning_rate=learning_rate_f64,
                 shampoo_beta=self.hyperparameter(self.shampoo_beta), step=step,
                 precondition_frequency=self.precondition_frequency,
-                fused_rotated_adam=fused, **arguments)
+                fused_rotated_adam=fused, eigenbasis=eigenbasis, **arguments)
 
     def get_config(self):
         config = super().get_config()
