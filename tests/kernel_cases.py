@@ -311,7 +311,7 @@ for _name, _adam in (("ScheduleFreeAdamW", True), ("ScheduleFreeSGD", False)):
 # matrices (FullMatrixAdagrad, Shampoo) have no case here yet: their own test
 # files check them against their references (test_lars.py, test_novograd.py,
 # test_second_order.py), including special values where defined.
-NOT_IN_TABLE = {"Lars", "NovoGrad", "FullMatrixAdagrad", "Shampoo"}
+NOT_IN_TABLE = {"Lars", "NovoGrad", "FullMatrixAdagrad", "Shampoo", "SOAP"}  # SOAP: test_soap.py
 
 
 def _u_product(beta_1, step):

@@ -59,6 +59,7 @@ def require_gpu_kernels():
 # Every other optimizer must have one (DEVELOPERS.md, "Adding an algorithm").
 CPU_ONLY: frozenset[str] = frozenset({
     "FullMatrixAdagrad", "Shampoo",  # matrix roots (Eigen) on the host, their own op
+    "SOAP",  # its element-wise op is CPU only; on a GPU its whole step is TF ops
 })
 
 

@@ -56,7 +56,7 @@ def test_every_optimizer_both_have_is_a_subclass():
 def test_classes_keras_lacks_have_no_counterpart():
     for cls in (kerasopt.AdaBelief, kerasopt.RAdam, kerasopt.Yogi, kerasopt.NovoGrad,
                 kerasopt.Lars, kerasopt.Shampoo, kerasopt.FullMatrixAdagrad,
-                kerasopt.ScheduleFreeSGD):
+                kerasopt.ScheduleFreeSGD, kerasopt.SOAP):
         assert keras_counterpart(cls) is None, cls
     assert isinstance(kerasopt.AdamW(), keras.optimizers.Adam)  # as Keras's AdamW is
 

@@ -1,10 +1,13 @@
 // KerasoptMatrixInverseRoot: (A + eps I)^{-1/p} for a batch [..., n, n] of
 // symmetric positive semi-definite matrices (cc/kernels/matrix_root.h), one
 // eigendecomposition per matrix, matrices spread over the intra-op threads.
+// KerasoptSymmetricEigenbasis: the same decomposition's eigenvectors, largest
+// eigenvalue first (cc/kernels/symmetric_eigenbasis.h; SOAP's first bases).
 #define EIGEN_USE_THREADS
 
 #include "cc/kernels/common.h"
 #include "cc/kernels/matrix_root.h"
+#include "cc/kernels/symmetric_eigenbasis.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -77,6 +80,56 @@ class MatrixInverseRootOp : public OpKernel {
  private:
   int p_ = 2;
 };
+
+REGISTER_OP("KerasoptSymmetricEigenbasis")
+    .Input("matrix: T")          // [..., n, n], symmetric
+    .Output("eigenvectors: T")  // columns by decreasing eigenvalue
+    .Attr("T: {float, double}")
+    .SetShapeFn([](si::InferenceContext* c) {
+      si::ShapeHandle in;
+      TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 2, &in));
+      si::DimensionHandle n;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(in, -1), c->Dim(in, -2), &n));
+      c->set_output(0, c->input(0));
+      return absl::OkStatus();
+    })
+    .Doc("Eigenvectors of symmetric matrices, largest eigenvalue first, decomposed in "
+         "float64; see cc/kernels/symmetric_eigenbasis.h.");
+
+template <typename T>
+class SymmetricEigenbasisOp : public OpKernel {
+ public:
+  explicit SymmetricEigenbasisOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& matrix = ctx->input(0);
+    const int rank = matrix.dims();
+    OP_REQUIRES(ctx, rank >= 2 && matrix.dim_size(rank - 1) == matrix.dim_size(rank - 2),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: KerasoptSymmetricEigenbasis needs square matrices [..., n, n], "
+                    "got shape ", matrix.shape().DebugString())));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, matrix.shape(), &out));
+    const int64_t n = matrix.dim_size(rank - 1);
+    if (n == 0 || matrix.NumElements() == 0) return;
+    const T* in = matrix.flat<T>().data();
+    T* result = out->flat<T>().data();
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    pool->ParallelFor(matrix.NumElements() / (n * n), 10 * n * n * n,
+                      [=](int64_t begin, int64_t end) {
+                        for (int64_t b = begin; b < end; ++b) {
+                          SymmetricEigenbasis(in + b * n * n, n, result + b * n * n);
+                        }
+                      });
+  }
+};
+
+REGISTER_KERNEL_BUILDER(
+    Name("KerasoptSymmetricEigenbasis").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+    SymmetricEigenbasisOp<float>);
+REGISTER_KERNEL_BUILDER(
+    Name("KerasoptSymmetricEigenbasis").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+    SymmetricEigenbasisOp<double>);
 
 #define KERASOPT_REGISTER_ROOT(T)                                                   \
   REGISTER_KERNEL_BUILDER(                                                          \

@@ -14,14 +14,19 @@ has finished:
 Optimizers: ``kerasopt.Adam`` (the baseline), ``kerasopt.Shampoo``
 (``block_size`` 128, grafted to Adam) and ``kerasopt.FullMatrixAdagrad``
 (``block_size`` 32), both recomputing their inverse roots every
-``--frequency`` steps. Each optimizer first runs one period of steps (the first
-traces the function), then ``--rounds`` timed periods, the optimizers taking
-turns period by period so that drifts of a shared machine hit all alike. Each
-step is timed on its own, so the two kinds of step are reported separately:
+``--frequency`` steps, and ``kerasopt.SOAP`` (``block_size`` 128), refreshing
+its eigenbases every ``--frequency`` steps: ``soap`` with its fused op
+(KerasoptApplySOAP between TensorFlow's matrix products), ``soap_tf`` the same
+step all in composed TF ops (traced under ``kerasopt.implementation("tf")``).
+Each optimizer first runs one period of steps (the first traces the function),
+then ``--rounds`` timed periods, the optimizers taking turns period by period
+so that drifts of a shared machine hit all alike. Each step is timed on its
+own, so the two kinds of step are reported separately:
 
 * ``step``: the median step without a root recomputation (the per-step path:
   statistics update and preconditioned step);
-* ``roots``: the median extra time of a step that recomputes the roots;
+* ``roots``: the median extra time of a step that recomputes the roots (SOAP:
+  refreshes its bases);
 * ``amortized``: step + roots / frequency, and its ratio to Adam's step.
 
 The numbers depend on the machine and its load; only ratios measured in the
@@ -79,13 +84,20 @@ def optimizers(frequency):
                                             start_preconditioning_step=1),
         "full_matrix_adagrad": lambda: kerasopt.FullMatrixAdagrad(
             1e-3, block_size=32, update_frequency=frequency),
+        "soap": lambda: kerasopt.SOAP(1e-3, block_size=128, precondition_frequency=frequency),
+        "soap_tf": lambda: kerasopt.SOAP(1e-3, block_size=128, precondition_frequency=frequency),
     }
+
+
+# Optimizers whose step is traced with the composed-TF fallback.
+FALLBACK = ("soap_tf",)
+NAMES = ["adam", "shampoo", "full_matrix_adagrad", "soap", "soap_tf"]
 
 
 class Runner:
     """One model with one optimizer; `period()` runs `frequency` steps, timing each."""
 
-    def __init__(self, case, make_optimizer, frequency):
+    def __init__(self, case, make_optimizer, frequency, implementation=None):
         keras.utils.set_random_seed(0)
         self.model, x, y, loss_fn = CASES[case]()
         self.optimizer = make_optimizer()
@@ -101,7 +113,11 @@ class Runner:
             self.optimizer.apply(tape.gradient(loss, variables), variables)
             return loss
 
-        self.step = step
+        def step_on(implementation_name):
+            with kerasopt.implementation(implementation_name):  # read when step() traces
+                return step()
+
+        self.step = step if implementation is None else (lambda: step_on(implementation))
         self.root_steps, self.plain_steps = [], []
 
     def period(self, record=True):
@@ -117,7 +133,8 @@ class Runner:
 def run(cases, names, frequency, rounds):
     table = []
     for case in cases:
-        runners = {name: Runner(case, optimizers(frequency)[name], frequency) for name in names}
+        runners = {name: Runner(case, optimizers(frequency)[name], frequency,
+                                "tf" if name in FALLBACK else None) for name in names}
         for runner in runners.values():
             runner.period(record=False)  # traces and warms up
         gc.disable()
@@ -145,8 +162,8 @@ def run(cases, names, frequency, rounds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--optimizers", nargs="+", default=["adam", "shampoo", "full_matrix_adagrad"],
-                        choices=["adam", "shampoo", "full_matrix_adagrad"])
+    parser.add_argument("--optimizers", nargs="+", default=[n for n in NAMES if n not in FALLBACK],
+                        choices=NAMES, help="soap_tf (SOAP all in TF ops) runs when named")
     parser.add_argument("--frequency", type=int, default=20,
                         help="steps between root recomputations (default 20)")
     parser.add_argument("--rounds", type=int, default=3, help="timed periods per optimizer")

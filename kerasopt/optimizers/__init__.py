@@ -23,12 +23,13 @@ from kerasopt.optimizers.rmsprop import RMSprop
 from kerasopt.optimizers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from kerasopt.optimizers.sgd import SGD
 from kerasopt.optimizers.shampoo import Shampoo
+from kerasopt.optimizers.soap import SOAP
 from kerasopt.optimizers.yogi import Yogi
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
 ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb,
        AdaBelief, RAdam, Yogi, NovoGrad, Lars, FullMatrixAdagrad, Shampoo, ScheduleFreeAdamW,
-       ScheduleFreeSGD, Muon)
+       ScheduleFreeSGD, Muon, SOAP)
 
 # Keras 3.15's Adafactor, on its composed-TF fallback until its fused op
 # exists. A class joins ALL when its op lands: the table-driven tests require
@@ -42,5 +43,5 @@ WRAPPERS = (Lookahead, Ranger, AveragedOptimizer)
 __all__ = ["ALL", "AWAITING_KERNELS", "WRAPPERS", "AdaBelief", "Adafactor", "Adadelta",
            "Adagrad", "Adam", "AdamW", "Adamax", "AveragedOptimizer", "Ftrl",
            "FullMatrixAdagrad", "Lamb", "Lars", "Lion", "Lookahead", "Muon", "Nadam", "NovoGrad",
-           "RAdam", "Ranger", "RMSprop", "SGD", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Shampoo",
-           "SwapAveragedWeights", "Yogi"]
+           "RAdam", "Ranger", "RMSprop", "SGD", "SOAP", "ScheduleFreeAdamW", "ScheduleFreeSGD",
+           "Shampoo", "SwapAveragedWeights", "Yogi"]
