@@ -59,6 +59,7 @@ def require_gpu_kernels():
 # Every other optimizer must have one (DEVELOPERS.md, "Adding an algorithm").
 CPU_ONLY: frozenset[str] = frozenset({
     "FullMatrixAdagrad", "Shampoo",  # matrix roots (Eigen) on the host, their own op
+    "Adafactor",  # row and column statistics, its own CPU op (cc/tf/factored_apply_op.h)
 })
 
 

@@ -10,7 +10,7 @@ Keras's operation order, with every mean summed in float64 in a fixed order
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 from kerasopt.fallback.lamb import block_sums, sum_of_squares
 
 ROWS = 64  # rows per chunk of the column sums (cc/kernels/adafactor.h's kRowsPerChunk)
@@ -45,7 +45,8 @@ def rms(x, c):
 
 def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, beta_2_decay,
                     epsilon_1, epsilon_2, clip_threshold, step):
-    """One Adafactor step on tf.Variables; `step` is iterations + 1.
+    """One Adafactor step on tf.Variables; `step` is iterations + 1. The
+    hyperparameters are Python floats or float tensors (variables read each step).
 
     `r` and `c_slot` are the row and column statistics of a variable of rank
     >= 2 (None otherwise); `velocity` is the second moment (for rank >= 2 the
@@ -55,10 +56,10 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
     t = tf.cast(step, c)
     rho = tf.minimum(tf.cast(learning_rate, c), 1 / tf.sqrt(t))
     w = read(variable, c)
-    alpha = tf.maximum(tf.constant(epsilon_2, c), rms(w, c)) * rho
-    beta = 1 - tf.pow(t, tf.constant(beta_2_decay, c))
+    alpha = tf.maximum(constant(epsilon_2, c), rms(w, c)) * rho
+    beta = 1 - tf.pow(t, constant(beta_2_decay, c))
     g = read(gradient, c)
-    regulated = g * g + tf.constant(epsilon_1, c)
+    regulated = g * g + constant(epsilon_1, c)
     if r is not None:
         n, m = variable.shape[-2], variable.shape[-1]
         terms = tf.cast(regulated, tf.float64)
@@ -78,5 +79,5 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
     # kernel could not give the same bits). It differs from g / sqrt(v) only
     # where v == 0 (epsilon_1 == 0 and a zero gradient): a zero step, not NaN.
     u = tf.math.divide_no_nan(g, tf.sqrt(v))
-    clip = tf.maximum(tf.constant(1, c), rms(u, c) / tf.constant(clip_threshold, c))
+    clip = tf.maximum(tf.constant(1, c), rms(u, c) / constant(clip_threshold, c))
     write(variable, w - alpha * (u / clip))
