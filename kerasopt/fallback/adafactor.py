@@ -19,6 +19,8 @@ ROWS = 64  # rows per chunk of the column sums (cc/kernels/adafactor.h's kRowsPe
 def column_sums(terms):
     """Sums of float64 `terms` [..., n, m] along axis -2: [..., m]."""
     n = terms.shape[-2]
+    if n == 0:  # zeros [..., m] (the chunk sums below would have no chunk to take)
+        return tf.reduce_sum(terms, axis=-2)
     lead = tf.shape(terms)[:-2]
     m = tf.shape(terms)[-1:]
     pad = [[0, 0]] * (len(terms.shape) - 2) + [[0, (ROWS - n % ROWS) % ROWS], [0, 0]]
