@@ -62,13 +62,17 @@ namespace internal {
 
 // Sum of t[0..len), in double, by the fixed halving tree over kBlock terms
 // (the tail padded with zeros): apply_with_norms.h's tree, on plain terms.
-KERASOPT_ALWAYS_INLINE double BlockSum(const double* t, int64_t len) {
+KERASOPT_ALWAYS_INLINE double BlockSum(const double* __restrict t, int64_t len) {
   constexpr int64_t kHalf = kBlock / 2;
   alignas(64) double s[kHalf];
-  for (int64_t j = 0; j < kHalf; ++j) {
-    const double a = j < len ? t[j] : 0.0;
-    const double b = j + kHalf < len ? t[j + kHalf] : 0.0;
-    s[j] = a + b;
+  if (len == kBlock) {  // (the padded loop below does not vectorize)
+    for (int64_t j = 0; j < kHalf; ++j) s[j] = t[j] + t[j + kHalf];
+  } else {
+    for (int64_t j = 0; j < kHalf; ++j) {
+      const double a = j < len ? t[j] : 0.0;
+      const double b = j + kHalf < len ? t[j + kHalf] : 0.0;
+      s[j] = a + b;
+    }
   }
   for (int64_t h = kHalf / 2; h >= 1; h /= 2) {
     for (int64_t j = 0; j < h; ++j) s[j] = s[j] + s[j + h];
@@ -134,10 +138,18 @@ KERASOPT_ALWAYS_INLINE void Directions(int64_t len, const C* __restrict g, const
   for (int64_t j = 0; j < len; ++j) u[j] = Rule::Direction(g[j], v[j]);
 }
 
+// u / clip is u itself when clip == 1 (RMS(u) <= clip_threshold, the usual
+// case): that loop skips the division, with the same bits.
 template <typename Rule, typename C, typename Step>
 KERASOPT_ALWAYS_INLINE void ApplyBlock(int64_t len, C* __restrict w, const C* __restrict u,
                                        const Step& step) {
-  for (int64_t j = 0; j < len; ++j) Rule::Apply(w[j], u[j], step);
+  if (step.clip == C(1)) {
+    Step unclipped = step;
+    unclipped.clip = C(1);
+    for (int64_t j = 0; j < len; ++j) Rule::ApplyUnclipped(w[j], u[j], unclipped);
+  } else {
+    for (int64_t j = 0; j < len; ++j) Rule::Apply(w[j], u[j], step);
+  }
 }
 
 // Rank < 2: v = beta v + (1 - beta) G2, then u.

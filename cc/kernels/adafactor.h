@@ -124,6 +124,8 @@ struct AdafactorRule {
   }
 
   KERASOPT_HOST_DEVICE static void Apply(C& w, C u, const Step& s) { w -= s.alpha * (u / s.clip); }
+  // Apply where s.clip == 1 (u / 1 == u exactly).
+  KERASOPT_HOST_DEVICE static void ApplyUnclipped(C& w, C u, const Step& s) { w -= s.alpha * u; }
 };
 
 // Its op, KerasoptApplyAdafactor (cc/tf/factored_apply_op.h), takes r, c and
