@@ -16,9 +16,9 @@ from kerasopt.fallback.lamb import block_sums, sum_of_squares
 ROWS = 64  # rows per chunk of the column sums (cc/kernels/adafactor.h's kRowsPerChunk)
 
 
-def column_sums(terms):
-    """Sums of float64 `terms` [..., n, m] along axis -2: [..., m]."""
-    n = terms.shape[-2]
+def column_sums(terms, n):
+    """Sums of float64 `terms` [..., n, m] along axis -2: [..., m]. `n` is the
+    variable's static dimension (a gradient's may be unknown while tracing)."""
     if n == 0:  # zeros [..., m] (the chunk sums below would have no chunk to take)
         return tf.reduce_sum(terms, axis=-2)
     lead = tf.shape(terms)[:-2]
@@ -37,9 +37,8 @@ def mean_from_sum(total, count, c):
     return tf.cast(total / count, c)
 
 
-def rms(x, c):
-    """sqrt(mean(x^2)) over every element, from the float64 sum of squares."""
-    size = x.shape.num_elements()
+def rms(x, c, size):
+    """sqrt(mean(x^2)) over the `size` elements of x, from the float64 sum of squares."""
     if size == 0:
         return tf.constant(0, c)
     return tf.cast(tf.sqrt(sum_of_squares(x) / size), c)
@@ -58,7 +57,8 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
     t = tf.cast(step, c)
     rho = tf.minimum(tf.cast(learning_rate, c), 1 / tf.sqrt(t))
     w = read(variable, c)
-    alpha = tf.maximum(constant(epsilon_2, c), rms(w, c)) * rho
+    size = variable.shape.num_elements()  # (a gradient's shape may be unknown while tracing)
+    alpha = tf.maximum(constant(epsilon_2, c), rms(w, c, size)) * rho
     beta = 1 - tf.pow(t, constant(beta_2_decay, c))
     g = read(gradient, c)
     regulated = g * g + constant(epsilon_1, c)
@@ -66,7 +66,7 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
         n, m = variable.shape[-2], variable.shape[-1]
         terms = tf.cast(regulated, tf.float64)
         row_mean = mean_from_sum(block_sums(terms), m, c)
-        col_mean = mean_from_sum(column_sums(terms), n, c)
+        col_mean = mean_from_sum(column_sums(terms, n), n, c)
         new_r = beta * read(r, c) + (1 - beta) * row_mean
         new_c = beta * read(c_slot, c) + (1 - beta) * col_mean
         write(r, new_r)
@@ -81,5 +81,6 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
     # kernel could not give the same bits). It differs from g / sqrt(v) only
     # where v == 0 (epsilon_1 == 0 and a zero gradient): a zero step, not NaN.
     u = tf.math.divide_no_nan(g, tf.sqrt(v))
-    clip = tf.maximum(tf.constant(1, c), rms(u, c) / constant(clip_threshold, c))
+    rms_u = rms(u, c, size)
+    clip = tf.maximum(tf.constant(1, c), rms_u / constant(clip_threshold, c))
     write(variable, w - alpha * (u / clip))
