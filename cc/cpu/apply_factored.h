@@ -43,19 +43,21 @@
 namespace kerasopt {
 namespace cpu {
 
-// One variable as the factored driver sees it. Rank >= 2: `batch` matrices of
-// rows x cols (the leading axes flattened), r [batch, rows], c [batch, cols];
-// rank < 2: r and c are nullptr and the variable is n elements.
+// One variable as the factored driver sees it. Rank >= 2 (`factored`):
+// `batch` matrices of rows x cols (the leading axes flattened), r [batch,
+// rows], c [batch, cols]; rank < 2: the variable is n elements, r and c
+// unused. (Not r != nullptr: an empty tensor's data may be null, and an
+// empty matrix still updates its r or c.)
 template <typename T>
 struct FactoredTensor {
   int64_t n;
+  bool factored;
   int64_t batch, rows, cols;
   T* var;
   const T* grad;
   T* velocity;
   T* r;
   T* c;
-  bool factored() const { return r != nullptr; }
 };
 
 namespace internal {
@@ -228,9 +230,9 @@ template <typename Rule, typename T, typename ParallelFor>
 void ApplyFactored(const Rule& rule_in, const FactoredTensor<T>& x, ParallelFor&& parallel_for) {
   using C = ComputeType<T>;
   constexpr bool kInPlace = std::is_same_v<T, C>;
-  if (x.n == 0 && !x.factored()) return;
+  if (x.n == 0 && !x.factored) return;
   FactoredStatistics<C> stats;
-  if (x.factored()) stats = UpdateStatistics(rule_in, x, parallel_for);
+  if (x.factored) stats = UpdateStatistics(rule_in, x, parallel_for);
   if (x.n == 0) return;  // (an empty matrix still updates r or c: Keras's means of nothing)
   const C* r = stats.r.data();
   const C* c = stats.c.data();
@@ -239,7 +241,7 @@ void ApplyFactored(const Rule& rule_in, const FactoredTensor<T>& x, ParallelFor&
   // partials[2 * b + k]: block b's sum of w^2 (k = 0) and u^2 (k = 1).
   std::vector<double> partials(static_cast<size_t>(2 * num_blocks));
   // Rank < 2 with 16-bit storage: u from pass 2 (v is rounded when stored).
-  std::vector<C> carried(!kInPlace && !x.factored() ? static_cast<size_t>(x.n) : 0);
+  std::vector<C> carried(!kInPlace && !x.factored ? static_cast<size_t>(x.n) : 0);
 
   parallel_for(num_blocks, kBlock * DenseCostPerElement(6), [&](int64_t first, int64_t last) {
     WithBestIsa([&]() KERASOPT_INLINE_LAMBDA {
@@ -261,12 +263,12 @@ void ApplyFactored(const Rule& rule_in, const FactoredTensor<T>& x, ParallelFor&
         } else {
           internal::Widen(x.var + start, len, w_buf);
           internal::Widen(x.grad + start, len, g_buf);
-          if (!x.factored()) internal::Widen(x.velocity + start, len, v_buf);
+          if (!x.factored) internal::Widen(x.velocity + start, len, v_buf);
           w = w_buf;
           g = g_buf;
           v = v_buf;
         }
-        if (x.factored()) {
+        if (x.factored) {
           internal::FactoredVelocity<Rule>(x.rows, x.cols, r, c, r_mean, start, len, v);
           internal::Directions<Rule>(len, g, v, u);
         } else {
@@ -303,7 +305,7 @@ void ApplyFactored(const Rule& rule_in, const FactoredTensor<T>& x, ParallelFor&
           g = g_buf;
         }
         const C* direction = u;
-        if (x.factored()) {
+        if (x.factored) {
           internal::FactoredVelocity<Rule>(x.rows, x.cols, r, c, r_mean, start, len, v_buf);
           internal::Directions<Rule>(len, g, v_buf, u);
         } else if constexpr (kInPlace) {

@@ -98,6 +98,7 @@ class FactoredApplyOp : public OpKernel {
 
     cpu::FactoredTensor<T> x{};
     x.n = var.NumElements();
+    x.factored = factored;
     x.batch = batch;
     x.rows = rows;
     x.cols = cols;
