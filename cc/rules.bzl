@@ -10,6 +10,7 @@ reads the file too.
 
 RULES = {
     "adabelief": "AdaBelief",
+    "adafactor": "Adafactor",
     "adadelta": "Adadelta",
     "adagrad": "Adagrad",
     "adam": "Adam",

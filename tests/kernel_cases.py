@@ -307,11 +307,13 @@ for _name, _adam in (("ScheduleFreeAdamW", True), ("ScheduleFreeSGD", False)):
                              interpolate=[False, True],
                              **(dict(beta_2=(0.5, 0.999), epsilon=(1e-8, 1e-3)) if _adam else {})))
 
-# Rules whose step couples a whole variable (norms: Lars, NovoGrad) or works on
-# matrices (FullMatrixAdagrad, Shampoo) have no case here yet: their own test
+# Rules whose step couples a whole variable (norms: Lars, NovoGrad; Adafactor's
+# row and column statistics and RMS clipping) or works on matrices
+# (FullMatrixAdagrad, Shampoo, SOAP) have no case here yet: their own test
 # files check them against their references (test_lars.py, test_novograd.py,
-# test_second_order.py), including special values where defined.
-NOT_IN_TABLE = {"Lars", "NovoGrad", "FullMatrixAdagrad", "Shampoo", "SOAP"}  # SOAP: test_soap.py
+# test_second_order.py, test_soap.py, test_keras315_from_papers.py), including
+# special values where defined.
+NOT_IN_TABLE = {"Lars", "NovoGrad", "FullMatrixAdagrad", "Shampoo", "SOAP", "Adafactor"}
 
 
 def _u_product(beta_1, step):

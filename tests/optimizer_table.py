@@ -29,6 +29,7 @@ REPRESENTATIVES = (
     "Lamb",      # per-variable norms (trust ratio)
     "NovoGrad",  # a scalar slot per variable
     "ScheduleFreeAdamW",  # two weight sequences
+    "Adafactor",  # factored row/column statistics, one op per variable
 )
 
 

@@ -60,6 +60,7 @@ def require_gpu_kernels():
 CPU_ONLY: frozenset[str] = frozenset({
     "FullMatrixAdagrad", "Shampoo",  # matrix roots (Eigen) on the host, their own op
     "SOAP",  # its element-wise op is CPU only; on a GPU its whole step is TF ops
+    "Adafactor",  # row and column statistics, its own CPU op (cc/tf/factored_apply_op.h)
 })
 
 

@@ -2,11 +2,12 @@
 
 ScheduleFreeAdamW / ScheduleFreeSGD run through their fused op's rule as the
 NumPy binding compiles it (kerasopt._kernels, the library's flags). The rules
-still awaiting their fused ops (Adafactor, Muon; kerasopt.optimizers.
-AWAITING_KERNELS) are compiled here into a small single-threaded driver
+with no NumPy binding (Adafactor, whose slots depend on the rank; Muon's
+Newton-Schulz side) are compiled here into a small single-threaded driver
 (tests/rule_harness/rules_on_arrays.cc, with the library's -ffp-contract=off),
-which sums in the orders the headers define. Their float32 results must equal
-the composed-TF fallback's, traced as Keras traces a step (Grappler's
+which sums in the orders the headers define; Adafactor's fused op
+(KerasoptApplyAdafactor, threaded) runs beside it. Their float32 results must
+equal the composed-TF fallback's, traced as Keras traces a step (Grappler's
 rewrites included), bit for bit. Muon is checked without Newton-Schulz
 iterations (ns_steps = 0: its momentum, norm, scaling and decay; the matrix
 products are the op's to choose). Skipped without a C++ compiler.
@@ -110,29 +111,100 @@ ADAFACTOR_CASES = [(0.01, -0.8, 1e-30, 1e-3, 1.0), (0.5, -0.6, 1e-10, 1e-2, 0.3)
                    (0.5, -0.8, 0.0, 1e-3, 0.7)]
 
 
+def _adafactor_arrays(rng, shape, dtype=np.float32):
+    """w, g, v, and r, c for rank >= 2 (positive statistics)."""
+    w, g = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    v = np.abs(rng.standard_normal(shape)).astype(dtype)
+    stats = [np.abs(rng.standard_normal(s)).astype(dtype)
+             for s in (shape[:-1], shape[:-2] + shape[-1:])] if len(shape) >= 2 else []
+    return w, g, v, stats
+
+
+def _adafactor_op(w, g, v, stats, lr, decay, eps_1, eps_2, clip, step):
+    """KerasoptApplyAdafactor on fresh variables: [w, v, (r, c)] after one step."""
+    variables = [tf.Variable(a) for a in (w, *stats, v)]
+    require_kernel_library().ops.kerasopt_apply_adafactor(
+        var=variables[0].handle, slots=[x.handle for x in variables[1:]], grad=tf.constant(g),
+        learning_rate=tf.constant(lr, tf.float64), step=tf.constant(step, tf.int64),
+        beta_2_decay=decay, epsilon_1=eps_1, epsilon_2=eps_2, clip_threshold=clip)
+    out = [x.numpy() for x in variables]
+    return [out[0], out[-1]] + out[1:-1]
+
+
+def _adafactor_fallback(w, g, v, stats, lr, decay, eps_1, eps_2, clip, step):
+    """The traced fallback on fresh variables: [w, v, (r, c)] after one step."""
+    weight, velocity = tf.Variable(w), tf.Variable(v)
+    r, c = (tf.Variable(s) for s in stats) if stats else (None, None)
+    traced(lambda grad, rate, t: apply_adafactor(
+        weight, grad, r, c, velocity, learning_rate=rate, beta_2_decay=decay, epsilon_1=eps_1,
+        epsilon_2=eps_2, clip_threshold=clip, step=t),
+        tf.constant(g), tf.constant(lr, tf.float32), tf.constant(step, tf.int64))
+    return [weight.numpy(), velocity.numpy()] + ([r.numpy(), c.numpy()] if stats else [])
+
+
+# (130, 600): three chunks of column sums, rows of two blocks.
 @pytest.mark.parametrize("shape", [(7,), (1100,), (1, 1), (3, 5), (40, 24), (130, 600),
                                    (2, 70, 5)], ids=str)
 @pytest.mark.parametrize("case", range(len(ADAFACTOR_CASES)))
 @pytest.mark.parametrize("step", [1, 9])
 def test_adafactor(harness, tmp_path, shape, case, step):
-    lr, decay, eps_1, eps_2, clip = ADAFACTOR_CASES[case]
-    rng = _rng("adafactor", shape, case, step)
-    w, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
-    v = np.abs(rng.standard_normal(shape)).astype(np.float32)
+    """The harness, the fused op and the traced fallback: the same bits."""
+    hp = ADAFACTOR_CASES[case]
+    w, g, v, stats = _adafactor_arrays(_rng("adafactor", shape, case, step), shape)
     factored = len(shape) >= 2
-    stats = [np.abs(rng.standard_normal(s)).astype(np.float32)
-             for s in (shape[:-1], shape[:-2] + shape[-1:])] if factored else []
     dims = ([int(np.prod(shape[:-2])), shape[-2], shape[-1]] if factored else [1, shape[0], 0])
-    ours = run_rule(harness, tmp_path, "adafactor", [w, g, v, *stats], dims + [step],
-                    [lr, decay, eps_1, eps_2, clip])
-    weight, velocity = tf.Variable(w), tf.Variable(v)
-    r, c = (tf.Variable(s) for s in stats) if factored else (None, None)
-    traced(lambda grad, rate, t: apply_adafactor(
-        weight, grad, r, c, velocity, learning_rate=rate, beta_2_decay=decay, epsilon_1=eps_1,
-        epsilon_2=eps_2, clip_threshold=clip, step=t),
-        tf.constant(g), tf.constant(lr, tf.float32), tf.constant(step, tf.int64))
-    theirs = [weight.numpy(), velocity.numpy()] + ([r.numpy(), c.numpy()] if factored else [])
+    ours = run_rule(harness, tmp_path, "adafactor", [w, g, v, *stats], dims + [step], list(hp))
+    theirs = _adafactor_fallback(w, g, v, stats, *hp, step)
     assert_same_bits([ours[0], ours[2]] + ours[3:], theirs, f"Adafactor {shape}")
+    assert_same_bits(_adafactor_op(w, g, v, stats, *hp, step), theirs, f"op {shape}")
+
+
+# (3, 1100, 2): blocks across matrices; (0, 4), (4, 0): empty matrices (r or c still move).
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.float64], ids=str)
+@pytest.mark.parametrize("shape", [(), (1100,), (3, 1100, 2), (130, 600), (0, 4), (4, 0)],
+                         ids=str)
+def test_adafactor_op_dtypes(dtype, shape):
+    """Other dtypes and edge shapes: the op's bits are the fallback's (16-bit
+    storage computed in float32, v and u from the unrounded r and c). In
+    float64 the traced fallback's statistics differ from the op's by an ulp
+    where Grappler regroups them (measured: up to 4e-16 relative on r, c, v,
+    2e-13 on w), so float64 is compared to 1e-12."""
+    require_kernel_library()
+    hp = ADAFACTOR_CASES[1]
+    arrays = _adafactor_arrays(_rng("adafactor-dtypes", shape), shape, dtype.as_numpy_dtype)
+    ours = _adafactor_op(*arrays, *hp, 5)
+    theirs = _adafactor_fallback(*arrays, *hp, 5)
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        if dtype == tf.float64:
+            np.testing.assert_allclose(a, b, rtol=1e-12, err_msg=f"{shape} array {k}")
+        else:
+            assert a.tobytes() == b.tobytes(), f"{dtype.name} {shape} array {k}"
+
+
+def test_adafactor_op_refuses_bad_slots_and_writes_nothing():
+    """Slots that do not fit the variable's rank or shape, and bad
+    hyperparameters, fail with the reason and leave every variable as it was."""
+    ops = require_kernel_library().ops
+    w, g, v, (r, c) = _adafactor_arrays(_rng("adafactor-errors"), (4, 3))
+
+    def attempt(slots, **changes):
+        variables = [tf.Variable(a) for a in (w, *slots)]
+        kwargs = dict(learning_rate=tf.constant(0.1, tf.float64), step=tf.constant(1, tf.int64),
+                      beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0)
+        kwargs.update(changes)
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            ops.kerasopt_apply_adafactor(var=variables[0].handle,
+                                         slots=[x.handle for x in variables[1:]],
+                                         grad=tf.constant(g), **kwargs)
+        for variable, before in zip(variables, (w, *slots)):
+            assert variable.numpy().tobytes() == before.tobytes()
+        return str(error.value)
+
+    assert "3 slots (r, c, velocity) for rank >= 2" in attempt([v])
+    assert "slot" in attempt([c, r, v]) and "(want [4])" in attempt([c, r, v])
+    assert "clip_threshold must be > 0" in attempt([r, c, v], clip_threshold=0.0)
+    assert "beta_2_decay must be <= 0" in attempt([r, c, v], beta_2_decay=0.5)
+    assert "step counts from 1" in attempt([r, c, v], step=tf.constant(0, tf.int64))
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (40, 24), (24, 40), (600, 30)], ids=str)

@@ -53,7 +53,8 @@ CONFIGS = [
     (kerasopt.ScheduleFreeSGD, {"learning_rate": 0.05, "weight_decay": 0.1}),
 ]
 REFUSING = (kerasopt.Lamb, kerasopt.Lars, kerasopt.NovoGrad, kerasopt.FullMatrixAdagrad,
-            kerasopt.Shampoo, kerasopt.Muon, kerasopt.SOAP)
+            kerasopt.Shampoo, kerasopt.Muon, kerasopt.SOAP,
+            kerasopt.Adafactor)
 
 
 def _config_id(config):

@@ -288,6 +288,8 @@ const char* LaunchDense(DType dtype, const DenseArgs& args) {
     using S = decltype(storage);
     if constexpr (Spec::kDriver == Driver::kPreconditioned) {
       return "kerasopt: the preconditioned rules have no GPU kernel";  // (nothing compiled)
+    } else if constexpr (Spec::kDriver == Driver::kFactored) {
+      return "kerasopt: Adafactor has no GPU kernel";  // (nothing compiled; no op calls it)
     } else if constexpr (kWithNorms<Spec>) {
       return RunWithNorms<Spec, S>(args);
     } else if constexpr (kInputNorms<Spec>) {

@@ -38,11 +38,13 @@
 #include <cmath>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 
 namespace kerasopt {
 
 template <typename C>
 struct AdafactorRule {
+  static constexpr int kNumSlots = 3;       // r, c, velocity (rank < 2: velocity alone)
   static constexpr int kRowsPerChunk = 64;  // the column sums' chunks
   static constexpr int kNumNorms = 2;       // sum w^2, sum u^2
 
@@ -59,13 +61,14 @@ struct AdafactorRule {
     C clip;  // max(1, RMS(u) / d)
   };
 
-  KERASOPT_HOST_DEVICE static AdafactorRule Make(double lr, double beta_2_decay,
+  // From the op's inputs (cc/kernels/declaration.h): in.step = t,
+  // in.num_elements the variable's size (the count of both RMS means).
+  KERASOPT_HOST_DEVICE static AdafactorRule Make(const SharedInputs& in, double beta_2_decay,
                                                  double epsilon_1, double epsilon_2,
-                                                 double clip_threshold, long long step,
-                                                 long long num_elements) {
-    const C t = static_cast<C>(step);
+                                                 double clip_threshold) {
+    const C t = static_cast<C>(in.step);
     AdafactorRule r;
-    const C lr_c = static_cast<C>(lr);
+    const C lr_c = static_cast<C>(in.learning_rate);
     const C relative = C(1) / std::sqrt(t);
     r.rho = relative < lr_c ? relative : lr_c;  // a NaN learning rate propagates, as tf.minimum
     r.beta = C(1) - std::pow(t, static_cast<C>(beta_2_decay));
@@ -73,7 +76,7 @@ struct AdafactorRule {
     r.epsilon_1 = static_cast<C>(epsilon_1);
     r.epsilon_2 = static_cast<C>(epsilon_2);
     r.inverse_clip = C(1) / static_cast<C>(clip_threshold);
-    r.num_elements = num_elements;
+    r.num_elements = in.num_elements;
     return r;
   }
 
@@ -100,9 +103,13 @@ struct AdafactorRule {
 
   // g / sqrt(v), 0 where v == 0 (epsilon_1 == 0 and a zero gradient; Keras:
   // NaN), as tf.math.divide_no_nan in the fallback.
+  // Both selects pick between values already computed (the division by 1
+  // where root == 0 is discarded), so the drivers' loops vectorize.
   KERASOPT_HOST_DEVICE static C Direction(C g, C v) {
     const C root = std::sqrt(v);
-    return root == C(0) ? C(0) : g / root;
+    const bool zero = root == C(0);
+    const C quotient = g / (zero ? C(1) : root);
+    return zero ? C(0) : quotient;
   }
 
   // sums = {sum w^2, sum u^2} over the whole variable.
@@ -117,6 +124,30 @@ struct AdafactorRule {
   }
 
   KERASOPT_HOST_DEVICE static void Apply(C& w, C u, const Step& s) { w -= s.alpha * (u / s.clip); }
+  // Apply where s.clip == 1 (u / 1 == u exactly).
+  KERASOPT_HOST_DEVICE static void ApplyUnclipped(C& w, C u, const Step& s) { w -= s.alpha * u; }
+};
+
+// Its op, KerasoptApplyAdafactor (cc/tf/factored_apply_op.h), takes r, c and
+// velocity for a variable of rank >= 2 (r: shape[:-1], c: shape[:-2] +
+// shape[-1:]) and velocity alone below (Keras's int32 placeholders for r and
+// c are not passed): num_slots 3 or 1, checked against the variable's rank.
+struct Adafactor : RuleDeclaration<AdafactorRule> {
+  static constexpr Scalars<4> kScalars{"beta_2_decay", "epsilon_1", "epsilon_2",
+                                       "clip_threshold"};
+  static constexpr Slots<3> kSlots{
+      {{"r", Slot::kOptional}, {"c", Slot::kOptional}, {"velocity"}}};
+  static constexpr bool kUsesStep = true;
+  static constexpr Driver kDriver = Driver::kFactored;
+  // kerasopt.Adafactor's own checks, for callers of the op.
+  KERASOPT_HOST_DEVICE static const char* Check(bool, double beta_2_decay, double epsilon_1,
+                                                double epsilon_2, double clip_threshold) {
+    if (!(beta_2_decay <= 0)) return "beta_2_decay must be <= 0";
+    if (!(epsilon_1 >= 0)) return "epsilon_1 must be >= 0";
+    if (!(epsilon_2 >= 0)) return "epsilon_2 must be >= 0";
+    if (!(clip_threshold > 0)) return "clip_threshold must be > 0";
+    return nullptr;
+  }
 };
 
 }  // namespace kerasopt

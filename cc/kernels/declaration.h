@@ -48,6 +48,10 @@ enum class Driver {
   // FullMatrixAdagrad, Shampoo: block statistics and preconditioners, their own
   // OpKernel (cc/tf/preconditioned_apply_op.h); CPU only, no NumPy binding.
   kPreconditioned,
+  // Adafactor: row and column statistics of g^2 (factored second moments) and
+  // RMS clipping, its own OpKernel (cc/tf/factored_apply_op.h) running the
+  // passes of cc/cpu/apply_factored.h; CPU only, no NumPy binding.
+  kFactored,
 };
 
 // A slot of the rule, in the order of its operator(). It is passed always,

@@ -295,10 +295,12 @@ struct RuleBinding<Decl, std::index_sequence<K...>, std::index_sequence<I...>,
 }  // namespace internal
 
 // Binds kerasopt._kernels.<rule in lower case>.
-// (Not the preconditioned rules: their slots are matrices no CPU driver here runs.)
+// (Not the preconditioned rules: their slots are matrices no CPU driver here
+// runs; nor the factored one, whose slots' shapes depend on the rank:
+// tests/rule_harness runs its rule on arrays.)
 template <typename Decl>
 void BindRule(py::module_& m, const char* rule) {
-  if constexpr (Decl::kDriver != Driver::kPreconditioned) {
+  if constexpr (Decl::kDriver != Driver::kPreconditioned && Decl::kDriver != Driver::kFactored) {
     internal::RuleBinding<Decl>::Bind(m, rule);
   }
 }

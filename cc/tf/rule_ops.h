@@ -7,7 +7,8 @@
 // with their CPU kernels for every float dtype, and their GPU kernels
 // (*_gpu_op.h) when the library is built with its CUDA sources. A rule with
 // the preconditioned driver has the first op only, with its own CPU kernel
-// (preconditioned_apply_op.h).
+// (preconditioned_apply_op.h); so has the factored one (Adafactor:
+// factored_apply_op.h).
 //
 // Every op takes its variable, slots and gradient, then the inputs every rule
 // shares (learning_rate: double, step: int64), then the rule's kScalars
@@ -28,6 +29,7 @@
 #include "cc/kernels/declaration.h"
 #include "cc/tf/dense_apply_gpu_op.h"
 #include "cc/tf/dense_apply_op.h"
+#include "cc/tf/factored_apply_op.h"
 #include "cc/tf/multi_apply_gpu_op.h"
 #include "cc/tf/multi_apply_op.h"
 #include "cc/tf/preconditioned_apply_op.h"
@@ -148,6 +150,19 @@ void RegisterPreconditionedOps(const char* rule, const char* header) {
   });
 }
 
+// The factored rule (Adafactor): one op, its own CPU kernel.
+template <typename Decl>
+void RegisterFactoredOps(const char* rule, const char* header) {
+  using namespace internal;  // NOLINT(build/namespaces)
+  const std::string dense = absl::StrCat("KerasoptApply", rule);
+  RegisterOpDefs<Decl>(rule, header, dense, "", "");
+  ForEachDtype([&](auto dtype) {
+    using T = decltype(dtype);
+    RegisterKernel<FactoredApplyOp<T, RuleAlgo<Decl>>>(KernelFor<T>(dense, "CPU"),
+                                                       "FactoredApplyOp");
+  });
+}
+
 // The ops of the rules the CPU drivers (and the CUDA ones) run.
 template <typename Decl>
 bool RegisterElementOps(const char* rule, const char* header) {
@@ -190,6 +205,9 @@ bool RegisterRuleOps(const char* rule, const char* header) {
   using namespace internal;  // NOLINT(build/namespaces)
   if constexpr (Decl::kDriver == kerasopt::Driver::kPreconditioned) {
     RegisterPreconditionedOps<Decl>(rule, header);
+    return true;
+  } else if constexpr (Decl::kDriver == kerasopt::Driver::kFactored) {
+    RegisterFactoredOps<Decl>(rule, header);
     return true;
   } else {
     return RegisterElementOps<Decl>(rule, header);

@@ -50,7 +50,9 @@ Columns:
 
 Cases: (a) one tensor of 8M float32 parameters, (b) 200 tensors of 40K,
 (c) 1000 tensors of 1K; (t) a 12-layer transformer's variables, (m) the same
-with a token embedding (Muon's case: its kernels take Muon, the rest AdamW). (a) and (b) move the same bytes: their difference is
+with a token embedding (Muon's case: its kernels take Muon, the rest AdamW);
+(f) case (a)'s 8M parameters as one 4000 × 2000 matrix (Adafactor's factored
+case; other algorithms see it flat). (a) and (b) move the same bytes: their difference is
 the cost per variable at large sizes; (c) is dominated by per-op overhead.
 
 How to read the numbers
@@ -157,6 +159,9 @@ CASES = {
     "m": Case("m", len(_TRANSFORMER) + 1, 0, ((32_000, 512),) + _TRANSFORMER,
               f"transformer 12 × d512 + embedding 32000 × 512 ({len(_TRANSFORMER) + 1} vars)",
               names=("token_embedding",) + tuple(f"w{i}" for i in range(len(_TRANSFORMER)))),
+    # Case (a)'s 8M parameters as one matrix: Adafactor factors it (row and
+    # column statistics); flat, (a) keeps its full second moment.
+    "f": Case("f", 1, 8_000_000, ((4000, 2000),), "1 × 8M as a 4000 × 2000 matrix"),
 }
 
 
@@ -511,12 +516,13 @@ ALGORITHMS = {
         raw_op="n/a (TF has no NovoGrad op)",
         keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("NovoGrad", **NOVOGRAD), raw=None,
     ),
-    # Keras 3.15's newer optimizers (Adafactor's and Muon's fused ops are
-    # pending: until they exist their kerasopt kernel columns report the
-    # missing op; ScheduleFreeAdamW has its op).
+    # Keras 3.15's newer optimizers (Adafactor, ScheduleFreeAdamW and Muon
+    # have their fused ops).
     "adafactor": Algorithm(
-        # Rank < 2: pass 1 reads w, g, v and writes v (and sums w^2, u^2);
-        # pass 2 reads w, g, v and writes w.
+        # Rank < 2 (cases a-c): pass 1 reads w, g, v and writes v (and sums
+        # w^2, u^2); pass 2 reads w, g, v and writes w. Rank 2 (case f) moves
+        # 36 bytes: g for the row and column sums, then w, g in, v out, then
+        # w, g in, w out (v recomputed from r and c, not read back).
         name="Adafactor", bytes_per_param=32,
         traffic="read w, g, v; write v; then read w, g, v; write w",
         raw_op="n/a (TF has no Adafactor op)",

@@ -10,15 +10,17 @@ Keras's operation order, with every mean summed in float64 in a fixed order
 
 import tensorflow as tf
 
-from kerasopt.fallback import compute_dtype, read, write
+from kerasopt.fallback import compute_dtype, constant, read, write
 from kerasopt.fallback.lamb import block_sums, sum_of_squares
 
 ROWS = 64  # rows per chunk of the column sums (cc/kernels/adafactor.h's kRowsPerChunk)
 
 
-def column_sums(terms):
-    """Sums of float64 `terms` [..., n, m] along axis -2: [..., m]."""
-    n = terms.shape[-2]
+def column_sums(terms, n):
+    """Sums of float64 `terms` [..., n, m] along axis -2: [..., m]. `n` is the
+    variable's static dimension (a gradient's may be unknown while tracing)."""
+    if n == 0:  # zeros [..., m] (the chunk sums below would have no chunk to take)
+        return tf.reduce_sum(terms, axis=-2)
     lead = tf.shape(terms)[:-2]
     m = tf.shape(terms)[-1:]
     pad = [[0, 0]] * (len(terms.shape) - 2) + [[0, (ROWS - n % ROWS) % ROWS], [0, 0]]
@@ -35,9 +37,8 @@ def mean_from_sum(total, count, c):
     return tf.cast(total / count, c)
 
 
-def rms(x, c):
-    """sqrt(mean(x^2)) over every element, from the float64 sum of squares."""
-    size = x.shape.num_elements()
+def rms(x, c, size):
+    """sqrt(mean(x^2)) over the `size` elements of x, from the float64 sum of squares."""
     if size == 0:
         return tf.constant(0, c)
     return tf.cast(tf.sqrt(sum_of_squares(x) / size), c)
@@ -45,7 +46,8 @@ def rms(x, c):
 
 def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, beta_2_decay,
                     epsilon_1, epsilon_2, clip_threshold, step):
-    """One Adafactor step on tf.Variables; `step` is iterations + 1.
+    """One Adafactor step on tf.Variables; `step` is iterations + 1. The
+    hyperparameters are Python floats or float tensors (variables read each step).
 
     `r` and `c_slot` are the row and column statistics of a variable of rank
     >= 2 (None otherwise); `velocity` is the second moment (for rank >= 2 the
@@ -55,15 +57,16 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
     t = tf.cast(step, c)
     rho = tf.minimum(tf.cast(learning_rate, c), 1 / tf.sqrt(t))
     w = read(variable, c)
-    alpha = tf.maximum(tf.constant(epsilon_2, c), rms(w, c)) * rho
-    beta = 1 - tf.pow(t, tf.constant(beta_2_decay, c))
+    size = variable.shape.num_elements()  # (a gradient's shape may be unknown while tracing)
+    alpha = tf.maximum(constant(epsilon_2, c), rms(w, c, size)) * rho
+    beta = 1 - tf.pow(t, constant(beta_2_decay, c))
     g = read(gradient, c)
-    regulated = g * g + tf.constant(epsilon_1, c)
+    regulated = g * g + constant(epsilon_1, c)
     if r is not None:
         n, m = variable.shape[-2], variable.shape[-1]
         terms = tf.cast(regulated, tf.float64)
         row_mean = mean_from_sum(block_sums(terms), m, c)
-        col_mean = mean_from_sum(column_sums(terms), n, c)
+        col_mean = mean_from_sum(column_sums(terms, n), n, c)
         new_r = beta * read(r, c) + (1 - beta) * row_mean
         new_c = beta * read(c_slot, c) + (1 - beta) * col_mean
         write(r, new_r)
@@ -78,5 +81,6 @@ def apply_adafactor(variable, gradient, r, c_slot, velocity, *, learning_rate, b
     # kernel could not give the same bits). It differs from g / sqrt(v) only
     # where v == 0 (epsilon_1 == 0 and a zero gradient): a zero step, not NaN.
     u = tf.math.divide_no_nan(g, tf.sqrt(v))
-    clip = tf.maximum(tf.constant(1, c), rms(u, c) / tf.constant(clip_threshold, c))
+    rms_u = rms(u, c, size)
+    clip = tf.maximum(tf.constant(1, c), rms_u / constant(clip_threshold, c))
     write(variable, w - alpha * (u / clip))

@@ -29,12 +29,12 @@ from kerasopt.optimizers.yogi import Yogi
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
 ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb,
        AdaBelief, RAdam, Yogi, NovoGrad, Lars, FullMatrixAdagrad, Shampoo, ScheduleFreeAdamW,
-       ScheduleFreeSGD, Muon, SOAP)
+       ScheduleFreeSGD, Muon, SOAP, Adafactor)
 
-# Keras 3.15's Adafactor, on its composed-TF fallback until its fused op
-# exists. A class joins ALL when its op lands: the table-driven tests require
-# a kernel for every class in ALL.
-AWAITING_KERNELS = (Adafactor,)
+# Classes that run on their composed-TF fallback until their fused op exists
+# (none now). A class joins ALL when its op lands: the table-driven tests
+# require a kernel for every class in ALL.
+AWAITING_KERNELS = ()
 
 # Optimizers that wrap another one (they take an inner optimizer, so they are
 # not in ALL); `info` lists them with their fused op (class attribute kernel_op).

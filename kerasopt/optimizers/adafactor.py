@@ -66,6 +66,9 @@ class Adafactor(FusedOptimizer, keras.optimizers.Adafactor):
 
     kernel_name = "Adafactor"
     supports_slot_dtype = False  # its op's statistics take slots of the variable's dtype
+    # Its op (KerasoptApplyAdafactor, CPU) runs one variable at a time: no
+    # multi-tensor or sparse op (cc/tf/factored_apply_op.h says why); GPU
+    # variables take the fallback.
 
     def __init__(
         self,
@@ -155,13 +158,16 @@ class Adafactor(FusedOptimizer, keras.optimizers.Adafactor):
                         f" (want {want.as_list()})")
         return gradient, slots
 
+    def kernel_hyperparameters(self, variable):
+        # The op takes r and c for rank >= 2 only (slots_for): cc/kernels/adafactor.h.
+        return {name: self.hyperparameter(getattr(self, name))
+                for name in ("beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold")}
+
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         r, c, velocity = slots if len(slots) == 3 else (None, None, slots[0])
         adafactor_fallback.apply_adafactor(
-            variable, gradient, r, c, velocity, learning_rate=learning_rate,
-            beta_2_decay=float(self.beta_2_decay), epsilon_1=float(self.epsilon_1),
-            epsilon_2=float(self.epsilon_2), clip_threshold=float(self.clip_threshold),
-            step=step)
+            variable, gradient, r, c, velocity, learning_rate=learning_rate, step=step,
+            **self.kernel_hyperparameters(variable))
 
     def get_config(self):
         config = super().get_config()

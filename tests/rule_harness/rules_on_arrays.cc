@@ -47,7 +47,7 @@ void Adafactor(float* a, const long* i, const double* d) {
   const bool factored = m > 0;
   const long size = factored ? batch * n * m : n;
   float *w = a, *g = w + size, *v = g + size, *r = v + size, *c = r + (factored ? batch * n : 0);
-  const Rule rule = Rule::Make(d[0], d[1], d[2], d[3], d[4], i[3], size);
+  const Rule rule = Rule::Make(kerasopt::SharedInputs{d[0], i[3], size}, d[1], d[2], d[3], d[4]);
   const double sum_w = SumOfSquares(w, size);
   if (factored) {
     for (long b = 0; b < batch; ++b) {
