@@ -1,6 +1,7 @@
 // Damped matrix inverse p-th roots of symmetric positive semi-definite
 // matrices: the expensive part of full-matrix AdaGrad (p = 2) and Shampoo
-// (p = 4), computed only every few steps.
+// (p = 4), computed only every few steps; and SOAP's eigenbases, from the
+// same decomposition.
 //
 //   (A + eps I)^{-1/p} = V diag((lambda_i + eps)^{-1/p}) V^T,  A = V diag(lambda) V^T
 //
@@ -32,11 +33,12 @@ namespace kerasopt {
 
 using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// (a + epsilon I)^{-1/p} of the symmetric n x n matrix `a` (row-major), into
-// `out` (may alias `a`). T is any type that converts to and from double.
+// The float64 eigendecomposition of (a + a^T) / 2, the symmetric n x n
+// row-major matrix `a`, into `solver`. False, with `out` (n x n) all NaN,
+// when `a` holds inf or NaN or the solver fails.
 template <typename T>
-void MatrixInverseRoot(const T* a, int64_t n, int p, double epsilon, T* out) {
-  if (n == 0) return;
+bool DecomposeSymmetric(const T* a, int64_t n, Eigen::SelfAdjointEigenSolver<MatrixD>& solver,
+                        T* out) {
   MatrixD m(n, n);
   bool finite = true;
   for (int64_t i = 0; i < n; ++i) {
@@ -48,12 +50,21 @@ void MatrixInverseRoot(const T* a, int64_t n, int p, double epsilon, T* out) {
       m(j, i) = v;
     }
   }
-  Eigen::SelfAdjointEigenSolver<MatrixD> solver;
   if (finite) solver.compute(m, Eigen::ComputeEigenvectors);
   if (!finite || solver.info() != Eigen::Success) {
     std::fill(out, out + n * n, static_cast<T>(std::numeric_limits<double>::quiet_NaN()));
-    return;
+    return false;
   }
+  return true;
+}
+
+// (a + epsilon I)^{-1/p} of the symmetric n x n matrix `a` (row-major), into
+// `out` (may alias `a`). T is any type that converts to and from double.
+template <typename T>
+void MatrixInverseRoot(const T* a, int64_t n, int p, double epsilon, T* out) {
+  if (n == 0) return;
+  Eigen::SelfAdjointEigenSolver<MatrixD> solver;
+  if (!DecomposeSymmetric(a, n, solver, out)) return;
   const auto& lambda = solver.eigenvalues();  // ascending
   const double scale = std::max(std::abs(lambda(0)), std::abs(lambda(n - 1)));
   const double floor = static_cast<double>(n) * DBL_EPSILON * scale;
@@ -64,6 +75,20 @@ void MatrixInverseRoot(const T* a, int64_t n, int p, double epsilon, T* out) {
   const MatrixD& v = solver.eigenvectors();
   const MatrixD r = v * root.asDiagonal() * v.transpose();
   for (int64_t i = 0; i < n * n; ++i) out[i] = static_cast<T>(r.data()[i]);
+}
+
+// The eigenvectors of the symmetric matrix `a` as the columns of `out`
+// (row-major, may alias `a`), largest eigenvalue first: SOAP's initial bases
+// (kerasopt/fallback/soap.py).
+template <typename T>
+void SymmetricEigenbasis(const T* a, int64_t n, T* out) {
+  if (n == 0) return;
+  Eigen::SelfAdjointEigenSolver<MatrixD> solver;
+  if (!DecomposeSymmetric(a, n, solver, out)) return;
+  const MatrixD& v = solver.eigenvectors();  // columns by ascending eigenvalue
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) out[i * n + j] = static_cast<T>(v(i, n - 1 - j));
+  }
 }
 
 }  // namespace kerasopt

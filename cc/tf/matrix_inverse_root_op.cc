@@ -7,7 +7,6 @@
 
 #include "cc/kernels/common.h"
 #include "cc/kernels/matrix_root.h"
-#include "cc/kernels/symmetric_eigenbasis.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
