@@ -1,0 +1,304 @@
+"""Keras's clipping, weight decay and EMA inside the fused update (issue 19).
+
+For the element-wise optimizers, ``clipnorm``, ``clipvalue``,
+``global_clipnorm``, ``weight_decay`` (minus ``exclude_from_weight_decay``),
+``use_ema`` and ``ema_overwrite_frequency`` run inside the dense and
+multi-tensor ops (kerasopt/optimizers/step_features.py). Table-driven over the
+optimizers and the features: the fused step equals Keras's own passes around
+the same kernel bit for bit, equals Keras's optimizer where Keras has one, the
+kernel equals the fallback, no separate decay or EMA pass is left in the
+step's graph, and a checkpoint written with the features loads into Keras's
+optimizer and back.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasopt
+from conftest import graph_op_types, require_kernel_library
+from kerasopt.optimizers import step_features
+
+# The classes whose update fuses the features, with a small config each
+# (and Keras's class of the same name, where Keras has one).
+FUSING = {
+    "Adam": dict(learning_rate=0.02),
+    "AdamW": dict(learning_rate=0.02),
+    "SGD": dict(learning_rate=0.05, momentum=0.9),
+    "RMSprop": dict(learning_rate=0.01, momentum=0.5),
+    "Adagrad": dict(learning_rate=0.05),
+    "Adadelta": dict(learning_rate=0.5),
+    "Adamax": dict(learning_rate=0.02),
+    "Nadam": dict(learning_rate=0.02),
+    "Lion": dict(learning_rate=0.002),
+    "Ftrl": dict(learning_rate=0.05),
+    "AdaBelief": dict(learning_rate=0.02),
+    "RAdam": dict(learning_rate=0.02),
+    "Yogi": dict(learning_rate=0.02),
+}
+
+FEATURES = {
+    "global_clipnorm": dict(global_clipnorm=1.0),
+    "clipnorm": dict(clipnorm=0.5),
+    "clipvalue": dict(clipvalue=0.05),
+    "weight_decay": dict(weight_decay=0.1),
+    "use_ema": dict(use_ema=True, ema_momentum=0.9),
+    "ema_overwrite": dict(use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=2),
+    # The benchmark's config, with a variable excluded from the decay.
+    "all": dict(global_clipnorm=1.0, weight_decay=0.1, use_ema=True, ema_momentum=0.9,
+                ema_overwrite_frequency=3),
+}
+
+# Every feature on Adam and SGD; the combined config on every fusing class.
+CASES = ([("Adam", f) for f in FEATURES] + [("SGD", f) for f in FEATURES if f != "all"]
+         + [(name, "all") for name in FUSING if name != "Adam"])
+CASE_IDS = [f"{n}-{f}" for n, f in CASES]
+
+# A one-element variable (the decay rounds it differently), a bias (excluded
+# from the decay by name), and two matrices.
+SHAPES = {"scale": (1,), "bias": (7,), "kernel": (33, 5), "embedding": (11, 4)}
+STEPS = 4
+
+
+def problem():
+    rng = np.random.default_rng(19)
+    weights = {k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items()}
+    grads = [{k: (3.0 * rng.standard_normal(s)).astype(np.float32) for k, s in SHAPES.items()}
+             for _ in range(STEPS)]
+    return weights, grads
+
+
+@contextmanager
+def step_features_off():
+    saved = os.environ.get("KERASOPT_STEP_FEATURES")
+    os.environ["KERASOPT_STEP_FEATURES"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["KERASOPT_STEP_FEATURES"]
+        else:
+            os.environ["KERASOPT_STEP_FEATURES"] = saved
+
+
+def make(cls, name, feature):
+    kwargs = dict(FUSING[name], **FEATURES[feature])
+    if cls is keras.optimizers.AdamW or (cls is kerasopt.AdamW):
+        kwargs.setdefault("weight_decay", 0.004)
+    optimizer = cls(**kwargs)
+    if optimizer.weight_decay is not None:
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+    return optimizer
+
+
+def train(optimizer, steps=STEPS, sparse=False):
+    """Returns ({path: value} of every variable, the traced step)."""
+    weights, grads = problem()
+    variables = [keras.Variable(w, name=k) for k, w in weights.items()]
+
+    @tf.function
+    def step(gradients):
+        if sparse:  # the embedding's gradient as rows, one of them twice
+            dense = gradients[-1]
+            gradients = list(gradients[:-1]) + [tf.IndexedSlices(
+                tf.gather(dense, [0, 3, 3, 7]), tf.constant([0, 3, 3, 7]),
+                tf.constant(SHAPES["embedding"]))]
+        optimizer.apply_gradients(zip(gradients, variables))
+
+    for g in grads[:steps]:
+        step([tf.constant(g[k]) for k in SHAPES])
+    out = {f"model/{v.path}": v.numpy() for v in variables}
+    out.update({v.path: v.numpy() for v in optimizer.variables})
+    return out, step
+
+
+def keras_class(name):
+    return getattr(keras.optimizers, name, None)
+
+
+def assert_bits(ours, theirs, what):
+    assert list(ours) == list(theirs), f"{what}: variables differ"
+    for k in theirs:
+        a, b = np.asarray(ours[k]), np.asarray(theirs[k])
+        assert a.tobytes() == b.tobytes(), (
+            f"{what} {k}: max |diff| {np.max(np.abs(a.astype(float) - b))}")
+
+
+@pytest.mark.parametrize("name,feature", CASES, ids=CASE_IDS)
+def test_fused_equals_keras_passes(name, feature):
+    """The fused step gives, bit for bit, what Keras's own passes around the
+    same kernel give (KERASOPT_STEP_FEATURES=0)."""
+    require_kernel_library()
+    cls = getattr(kerasopt, name)
+    with kerasopt.implementation("kernel"):
+        fused, _ = train(make(cls, name, feature))
+        with step_features_off():
+            passes, _ = train(make(cls, name, feature))
+    assert_bits(fused, passes, f"{name} {feature}")
+
+
+def graph_nodes(step):
+    graph = step.get_concrete_function(
+        [tf.TensorSpec(s, tf.float32) for s in SHAPES.values()]).graph.as_graph_def()
+    return list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+
+
+def variable_writes(step):
+    return sorted(n.op for n in graph_nodes(step) if n.op in (
+        "AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp"))
+
+
+@pytest.mark.parametrize("name,feature", CASES, ids=CASE_IDS)
+def test_no_separate_pass_is_left(name, feature):
+    """The decay and the EMA write nothing outside the update op: the step's
+    graph assigns the same variables as the plain step (`iterations`, Nadam's
+    u_product), where Keras's passes assign every decayed weight and average."""
+    require_kernel_library()
+    with kerasopt.implementation("kernel"):
+        _, step = train(make(getattr(kerasopt, name), name, feature), steps=1)
+        _, plain = train(getattr(kerasopt, name)(**FUSING[name]), steps=1)
+    assert variable_writes(step) == variable_writes(plain)
+    assert sum(n.op.startswith("KerasoptMultiApply") for n in graph_nodes(step)) == \
+        sum(n.op.startswith("KerasoptMultiApply") for n in graph_nodes(plain))
+
+
+@pytest.mark.parametrize("name,feature", [c for c in CASES if keras_class(c[0])],
+                         ids=[i for c, i in zip(CASES, CASE_IDS) if keras_class(c[0])])
+def test_matches_keras(name, feature):
+    """Keras's optimizer with the same config: Adam and SGD to the bit (their
+    plain step is), the others within float32 rounding."""
+    require_kernel_library()
+    theirs, _ = train(make(keras_class(name), name, feature))
+    for impl in ("kernel", "tf"):
+        with kerasopt.implementation(impl):
+            ours, _ = train(make(getattr(kerasopt, name), name, feature))
+        assert list(ours) == list(theirs)
+        if name in ("Adam", "SGD"):
+            assert_bits(ours, theirs, f"{name} {feature} [{impl}]")
+        else:
+            for k in theirs:
+                np.testing.assert_allclose(ours[k], theirs[k], rtol=2e-6, atol=1e-7,
+                                           err_msg=f"{name} {feature} [{impl}] {k}")
+
+
+@pytest.mark.parametrize("name,feature", CASES, ids=CASE_IDS)
+def test_kernel_equals_fallback(name, feature):
+    require_kernel_library()
+    cls = getattr(kerasopt, name)
+    runs = {}
+    for impl in ("kernel", "tf"):
+        with kerasopt.implementation(impl):
+            runs[impl], _ = train(make(cls, name, feature))
+    for k in runs["kernel"]:
+        np.testing.assert_allclose(runs["kernel"][k], runs["tf"][k], rtol=2e-6, atol=1e-7,
+                                   err_msg=f"{name} {feature} {k}")
+
+
+@pytest.mark.parametrize("feature", ["all", "clipnorm", "weight_decay"])
+def test_sparse_gradient_keeps_kerass_numbers(feature):
+    """A variable updated by rows (lazy Adam's sparse op takes no features)
+    gets Keras's own operations around it; the others stay fused."""
+    require_kernel_library()
+    with kerasopt.implementation("kernel"):
+        ours, _ = train(make(kerasopt.SGD, "SGD", feature), sparse=True)
+    theirs, _ = train(make(keras.optimizers.SGD, "SGD", feature), sparse=True)
+    assert_bits(ours, theirs, f"sparse SGD {feature}")
+
+
+@pytest.mark.parametrize("writer,reader", [("kerasopt", "keras"), ("keras", "kerasopt")])
+def test_checkpoint_loads_into_keras_and_back(writer, reader, tmp_path):
+    """Keras's variable names, so a checkpoint written with the features on
+    (the EMA averages included) restores into the other class and both go on
+    alike."""
+    require_kernel_library()
+    classes = {"kerasopt": kerasopt.Adam, "keras": keras.optimizers.Adam}
+    weights, grads = problem()
+
+    def setup(kind):
+        variables = [keras.Variable(w, name=k) for k, w in weights.items()]
+        optimizer = make(classes[kind], "Adam", "all")
+        optimizer.build(variables)
+        return variables, optimizer
+
+    def steps(variables, optimizer, gs):
+        @tf.function
+        def step(gradients):
+            optimizer.apply_gradients(zip(gradients, variables))
+        for g in gs:
+            step([tf.constant(g[k]) for k in SHAPES])
+
+    variables, optimizer = setup(writer)
+    steps(variables, optimizer, grads[:2])
+    tf.train.Checkpoint(variables=variables, optimizer=optimizer).write(str(tmp_path / "ckpt"))
+    written = [v.numpy() for v in optimizer.variables]
+    averages = [v.path for v in optimizer.variables if v.path.endswith("_average")]
+    assert len(averages) == len(SHAPES), averages
+
+    restored_vars, restored = setup(reader)
+    tf.train.Checkpoint(variables=restored_vars, optimizer=restored).read(
+        str(tmp_path / "ckpt")).assert_consumed()
+    assert [v.path for v in restored.variables] == [v.path for v in optimizer.variables]
+    for a, b in zip(restored.variables, written):
+        np.testing.assert_array_equal(a.numpy(), b)
+    steps(variables, optimizer, grads[2:])
+    steps(restored_vars, restored, grads[2:])
+    for a, b in zip(restored_vars + restored.variables, variables + optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_plan_is_off_where_keras_passes_must_run():
+    """No features for the optimizers whose rule is not element-wise, with
+    gradient accumulation, or with KERASOPT_STEP_FEATURES=0."""
+    v = [keras.Variable(np.ones(3, np.float32))]
+    g = [tf.ones(3)]
+    assert step_features.plan_for(kerasopt.Adam(global_clipnorm=1.0), g, v) is not None
+    assert step_features.plan_for(kerasopt.Adam(), g, v) is None
+    assert step_features.plan_for(kerasopt.Lamb(global_clipnorm=1.0), g, v) is None
+    assert step_features.plan_for(
+        kerasopt.Adam(use_ema=True, gradient_accumulation_steps=2), g, v) is None
+    with step_features_off():
+        assert step_features.plan_for(kerasopt.Adam(use_ema=True), g, v) is None
+
+
+def _adam_op_inputs(features, with_average=False, n=5):
+    ops = require_kernel_library().ops
+    w, m, v, avg = (tf.Variable(tf.ones(n)) for _ in range(4))
+    slots = [m, v] + ([avg] if with_average else [])
+    return ops, [w] + slots, dict(
+        var=w.handle, slots=[s.handle for s in slots], grad=tf.ones(n), learning_rate=0.1,
+        step=tf.constant(1, tf.int64), beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+        features=features, with_average=with_average)
+
+
+def test_op_refuses_features_of_the_wrong_shape():
+    ops, variables, kwargs = _adam_op_inputs(tf.zeros([3], tf.float64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`features` must have shape \[0\]"):
+        ops.kerasopt_apply_adam(**kwargs)
+    for v in variables:
+        np.testing.assert_array_equal(v.numpy(), np.ones(5))
+    ops, variables, kwargs = _adam_op_inputs(tf.zeros([0], tf.float64), with_average=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="with_average needs"):
+        ops.kerasopt_apply_adam(**kwargs)
+    for v in variables:
+        np.testing.assert_array_equal(v.numpy(), np.ones(5))
+
+
+def test_non_elementwise_ops_refuse_features():
+    ops = require_kernel_library().ops
+    w, m, v = (tf.Variable(tf.ones(4)) for _ in range(3))
+    row = tf.constant([1.0, 1.0, 1.0, 0.0, 0.1, 0.0, 0.0], tf.float64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="takes no step features"):
+        ops.kerasopt_apply_lamb(var=w.handle, slots=[m.handle, v.handle], grad=tf.ones(4),
+                                learning_rate=0.1, step=tf.constant(1, tf.int64), beta_1=0.9,
+                                beta_2=0.999, epsilon=1e-7, features=row)
+    np.testing.assert_array_equal(w.numpy(), np.ones(4))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="takes no EMA slot"):
+        ops.kerasopt_apply_lamb(var=w.handle, slots=[m.handle, v.handle], grad=tf.ones(4),
+                                learning_rate=0.1, step=tf.constant(1, tf.int64), beta_1=0.9,
+                                beta_2=0.999, epsilon=1e-7, features=row, with_average=True)
