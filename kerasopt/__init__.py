@@ -53,7 +53,7 @@ if _running_our_command() and "tensorflow" not in _sys.modules:
         import tensorflow  # noqa: F401
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation  # noqa: E402
-from kerasopt.patch import keras_is_patched, patch_keras, unpatch_keras  # noqa: E402
+from kerasopt.patch import keras_is_patched, patch_keras, patched, unpatch_keras  # noqa: E402
 
 # Every optimizer of kerasopt.optimizers is kerasopt.<Name> too.
 from kerasopt.optimizers import *  # noqa: E402, F403
@@ -68,6 +68,7 @@ __all__ = sorted(
     "implementation",
     "keras_is_patched",
     "patch_keras",
+    "patched",
     "set_implementation",
     "unpatch_keras",
 ]

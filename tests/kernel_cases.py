@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+import keras315_references as keras315_ref
 import references as ref
 from kerasopt import _kernels
 
@@ -43,6 +44,10 @@ class Case:
     # Magnitudes of the terms that cancel inside the step, per output (w,
     # then slots), where they exceed the inputs and outputs themselves.
     scales: Callable | None = None
+    # The rule rounds by the variable's element count (one element or more:
+    # the decay's and ScheduleFree's average's grouping, as Keras's traced
+    # graph groups them); the binding takes an array's size as the variable's.
+    size_dependent: bool = False
 
 
 def _adam_slots(hp):
@@ -114,6 +119,64 @@ def _adamw_reference(w, g, s, hp, step):
     return w, [m, v] + ([v_hat] if hp["amsgrad"] else [])
 
 
+def _schedule_free_kernel(adam):
+    def kernel(w, g, s, hp, step):
+        function = _kernels.schedulefreeadamw if adam else _kernels.schedulefreesgd
+        function(w, g, *s, step=step, **_schedule_free_hp(hp, adam))
+    return kernel
+
+
+def _schedule_free_hp(hp, adam):
+    keep = ("learning_rate", "weight_decay", "beta_1", "warmup_steps", "interpolate") + (
+        ("beta_2", "epsilon") if adam else ())
+    return {k: v for k, v in hp.items() if k in keep}
+
+
+def _schedule_free_reference(adam):
+    """y and z (and v) in float64 from keras315_references.schedule_free, the
+    paper's sequences: x recovered from y and z (Keras's rule: x = y)."""
+    def reference(w, g, s, hp, step):
+        y, z = _f64(w, s[0])
+        v = _f64(s[1])[0] if adam else None
+        if hp["interpolate"]:
+            with np.errstate(all="ignore"):
+                x = keras315_ref.schedule_free_x(y, z, hp["beta_1"])
+        else:
+            x = y
+        hp = _schedule_free_hp(hp, adam)
+        with np.errstate(all="ignore"):
+            _, z, v, y = keras315_ref.schedule_free(x, z, v, g, step=step, adam=adam, **hp)
+        return y, [z, v] if adam else [z]
+    return reference
+
+
+def _schedule_free_scales(adam):
+    """The weight is y = (1 - beta_1) z' + beta_1 x with x recovered from y
+    and z (or z'): their terms cancel, so y's rounding scales with |z| and
+    |z'| too, not only with y."""
+    reference = _schedule_free_reference(adam)
+
+    def scales(w, g, s, hp):
+        # (scales has no step: z' at a late step bounds it at every step, as
+        # the warmup is over and beta_2^t's bias correction is ~1 there, so
+        # z's step is the largest it gets.)
+        with np.errstate(all="ignore"):
+            _, new_slots = reference(w, g, s, hp, 10**9)
+            z, z_new = np.abs(_f64(s[0])[0]), np.abs(new_slots[0])
+        return [z + z_new] + [None] * len(s)
+    return scales
+
+
+def _muon_adamw_reference(w, g, s, hp, step):
+    import keras315_references
+
+    w, m, v = keras315_references.muon_adamw(
+        w, g, s[0], s[1], learning_rate=hp["learning_rate"], adam_lr_ratio=hp["adam_lr_ratio"],
+        adam_weight_decay=hp["weight_decay"], beta_1=hp["beta_1"], beta_2=hp["beta_2"],
+        epsilon=hp["epsilon"], step=step)
+    return w, [m, v]
+
+
 def _f64(*arrays):
     return [np.asarray(a, np.float64) for a in arrays]
 
@@ -151,9 +214,18 @@ CASES = {
         kernel=lambda w, g, s, hp, step: _kernels.adamw(
             w, g, s[0], s[1], s[2] if hp["amsgrad"] else None, step=step, **hp),
         reference=lambda w, g, s, hp, step: _adamw_reference(w, g, s, hp, step),
+        size_dependent=True,
         hyperparameters=dict(learning_rate=(1e-4, 1.0), weight_decay=(0.0, 0.1),
                              beta_1=(0.5, 0.99), beta_2=(0.5, 0.999), epsilon=(1e-8, 1e-3),
                              amsgrad=[False, True])),
+    # Muon's AdamW side (its Muon side is matrix products: tests/test_muon_ops.py).
+    "MuonAdamW": Case(
+        slots=lambda hp: ["momentum", "velocity"],
+        kernel=lambda w, g, s, hp, step: _kernels.muonadamw(w, g, s[0], s[1], step=step, **hp),
+        reference=_muon_adamw_reference,
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), adam_lr_ratio=(0.1, 1.0),
+                             weight_decay=(0.0, 0.1), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
+                             epsilon=(1e-8, 1e-3))),
     "Adamax": Case(
         slots=lambda hp: ["m", "u"],
         kernel=lambda w, g, s, hp, step: _kernels.adamax(w, g, s[0], s[1], step=step, **hp),
@@ -202,14 +274,17 @@ CASES = {
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.adabelief(*_f64(w, g, *s), step=step, **hp)),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
-                             epsilon=(1e-16, 1e-3), amsgrad=[False, True])),
+                             epsilon=(1e-16, 1e-3), amsgrad=[False, True],
+                             rectify=[False, True], sma_threshold=[4.0, 5.0])),
     "RAdam": Case(
-        slots=lambda hp: ["momentum", "velocity"],
-        kernel=lambda w, g, s, hp, step: _kernels.radam(w, g, s[0], s[1], step=step, **hp),
+        slots=lambda hp: ["momentum", "velocity"] + (["velocity_hat"] if hp["amsgrad"] else []),
+        kernel=lambda w, g, s, hp, step: _kernels.radam(w, g, *s, step=step, **hp),
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.radam(*_f64(w, g, *s), step=step, **hp)),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
-                             epsilon=(1e-7, 1e-3))),
+                             epsilon=(1e-7, 1e-3), amsgrad=[False, True],
+                             sma_threshold=[4.0, 5.0, 6.0], total_steps=[0, 20],
+                             warmup_proportion=[0.1, 0.5], min_lr=[0.0, 1e-3])),
     "Yogi": Case(
         slots=lambda hp: ["momentum", "velocity"],
         initial=lambda hp: 1e-6,
@@ -217,8 +292,20 @@ CASES = {
         reference=lambda w, g, s, hp, step: (lambda r: (r[0], list(r[1:])))(
             ref.yogi(*_f64(w, g, *s), **hp)),
         hyperparameters=dict(learning_rate=(1e-4, 1.0), beta_1=(0.5, 0.99), beta_2=(0.5, 0.999),
-                             epsilon=(1e-4, 1e-2))),
+                             epsilon=(1e-4, 1e-2), l1=[0.0, 0.0, 1e-3], l2=[0.0, 0.0, 1e-2],
+                             tanh_activation=[False, True])),
 }
+for _name, _adam in (("ScheduleFreeAdamW", True), ("ScheduleFreeSGD", False)):
+    CASES[_name] = Case(
+        slots=(lambda hp: ["z", "v"]) if _adam else (lambda hp: ["z"]),
+        kernel=_schedule_free_kernel(_adam), reference=_schedule_free_reference(_adam),
+        scales=_schedule_free_scales(_adam), size_dependent=True,
+        # beta_1 >= 0.5: x = (y - (1 - beta_1) z) / beta_1 amplifies y's and
+        # z's roundings by 1 / beta_1 (see scales).
+        hyperparameters=dict(learning_rate=(1e-4, 1.0), weight_decay=[0.0, 0.01, 0.1],
+                             beta_1=(0.5, 1.0), warmup_steps=[0.0, 1.0, 50.0],
+                             interpolate=[False, True],
+                             **(dict(beta_2=(0.5, 0.999), epsilon=(1e-8, 1e-3)) if _adam else {})))
 
 # Rules whose step couples a whole variable (norms: Lars, NovoGrad) or works on
 # matrices (FullMatrixAdagrad, Shampoo) have no case here yet: their own test

@@ -308,16 +308,19 @@ def ftrl(w, n, z, g, *, learning_rate, learning_rate_power, l1, l2, l2_shrinkage
 # --- LAMB ------------------------------------------------------------------
 
 
-def lamb(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon, step):
+def lamb(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon, step, weight_decay_rate=0.0,
+         layer_adaptation=True):
     """LAMB, You et al. (ICLR 2020, arXiv:1904.00962), Algorithm 2, one layer.
 
     Paper: m = beta_1 m + (1 - beta_1) g; v = beta_2 v + (1 - beta_2) g^2;
     m_hat = m / (1 - beta_1^t); v_hat = v / (1 - beta_2^t);
     r = m_hat / (sqrt(v_hat) + epsilon);
     w = w - eta * phi(||w||) / ||r + lambda w|| * (r + lambda w).
-    Keras's form, followed here: lambda = 0 (weight decay is the base
-    optimizer's, decoupled), phi = identity, and the ratio is 1 when ||w|| or
+    Keras's form, followed here by default: lambda = 0 (weight decay is the
+    base optimizer's, decoupled), phi = identity, and the ratio is 1 when ||w|| or
     ||r|| is 0. Norms over the whole variable, ||w|| before the update.
+    weight_decay_rate is the paper's lambda (TensorFlow Addons' argument);
+    layer_adaptation=False sets the ratio to 1 (TFA's exclusion).
     Returns (w, m, v).
     """
     w, m, v, g = (np.asarray(a, np.float64) for a in (w, m, v, g))
@@ -326,9 +329,11 @@ def lamb(w, m, v, g, *, learning_rate, beta_1, beta_2, epsilon, step):
     m_hat = m / (1.0 - beta_1 ** step)
     v_hat = v / (1.0 - beta_2 ** step)
     r = m_hat / (np.sqrt(v_hat) + epsilon)
+    if weight_decay_rate != 0.0:
+        r = r + weight_decay_rate * w
     w_norm = np.sqrt(np.sum(w * w))
     r_norm = np.sqrt(np.sum(r * r))
-    ratio = w_norm / r_norm if w_norm > 0 and r_norm > 0 else 1.0
+    ratio = w_norm / r_norm if layer_adaptation and w_norm > 0 and r_norm > 0 else 1.0
     return w - learning_rate * ratio * r, m, v
 
 
@@ -393,12 +398,15 @@ def iterate_average(iterates, *, start_step, average_period):
 # --- AdaBelief, RAdam, Yogi, NovoGrad ----------------------------------------
 
 
-def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgrad=False):
+def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgrad=False,
+              rectify=False, sma_threshold=4.0):
     """AdaBelief, Zhuang et al. (NeurIPS 2020, arXiv:2010.07468), Algorithm 2.
 
     m_t = beta_1 m + (1 - beta_1) g; s_t = beta_2 s + (1 - beta_2)(g - m_t)^2 + eps;
     AMSGrad: s_t = max(s_t, s_{t-1}); m_hat = m_t / (1 - beta_1^t);
     s_hat = s_t / (1 - beta_2^t); w = w - alpha m_hat / (sqrt(s_hat) + eps).
+    rectify (the authors' code, TensorFlow Addons): RAdam's r_t times that
+    step where radam_rectification defines it, else w = w - alpha m_hat.
     Returns (w, m, s).
     """
     w, g, m, s = (np.asarray(a, np.float64) for a in (w, g, m, s))
@@ -408,7 +416,12 @@ def adabelief(w, g, m, s, *, learning_rate, beta_1, beta_2, epsilon, step, amsgr
         s_new = np.maximum(s_new, s)
     m_hat = m_new / (1.0 - beta_1 ** step)
     s_hat = s_new / (1.0 - beta_2 ** step)
-    return w - learning_rate * m_hat / (np.sqrt(s_hat) + epsilon), m_new, s_new
+    scale = 1.0
+    if rectify:
+        scale = radam_rectification(beta_2, step, sma_threshold)
+        if scale is None:
+            return w - learning_rate * m_hat, m_new, s_new
+    return w - learning_rate * scale * m_hat / (np.sqrt(s_hat) + epsilon), m_new, s_new
 
 
 def radam_rho(beta_2, step):
@@ -417,16 +430,29 @@ def radam_rho(beta_2, step):
     return rho_inf, rho_inf - 2.0 * step * beta_2 ** step / (1.0 - beta_2 ** step)
 
 
-def radam_rectification(beta_2, step):
-    """r_t where rho_t > 4 (the paper's condition), else None."""
+def radam_rectification(beta_2, step, sma_threshold=4.0):
+    """r_t where rho_t > 4 (the paper's condition) and rho_t >= sma_threshold
+    (TensorFlow Addons' condition, 5 by default there), else None."""
     rho_inf, rho_t = radam_rho(beta_2, step)
-    if not rho_t > 4.0:
+    if not (rho_t > 4.0 and rho_t >= sma_threshold):
         return None
     return np.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                    / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
 
 
-def radam(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, step):
+def tfa_warmup_learning_rate(learning_rate, step, total_steps, warmup_proportion, min_lr):
+    """TensorFlow Addons' RectifiedAdam/AdaBelief learning rate with total_steps > 0:
+    linear warmup over total_steps * warmup_proportion steps, then linear
+    decay to min_lr at total_steps (held there after)."""
+    warmup = total_steps * warmup_proportion
+    decay = max(total_steps - warmup, 1.0)
+    if step <= warmup:
+        return learning_rate * step / warmup
+    return learning_rate + (min_lr - learning_rate) / decay * min(step - warmup, decay)
+
+
+def radam(w, g, m, v, v_hat=None, *, learning_rate, beta_1, beta_2, epsilon, step,
+          amsgrad=False, sma_threshold=4.0, total_steps=0, warmup_proportion=0.1, min_lr=0.0):
     """RAdam, Liu et al. (ICLR 2020, arXiv:1908.03265), Algorithm 2.
 
     v = beta_2 v + (1 - beta_2) g^2; m = beta_1 m + (1 - beta_1) g;
@@ -434,44 +460,71 @@ def radam(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, step):
     w = w - alpha r_t m_hat l_t; else w = w - alpha m_hat.
     The paper's l_t has no epsilon; kerasopt (like Keras's Adam) adds it to
     sqrt(v): l_t = sqrt(1 - beta_2^t) / (sqrt(v) + eps).
-    Returns (w, m, v).
+    TensorFlow Addons' options: amsgrad (v_hat = max(v_hat, v) every step,
+    used in l_t), sma_threshold, and with total_steps > 0 its warmup of alpha
+    (tfa_warmup_learning_rate).
+    Returns (w, m, v), and v_hat with amsgrad.
     """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
+    if total_steps > 0:
+        learning_rate = tfa_warmup_learning_rate(learning_rate, step, total_steps,
+                                                 warmup_proportion, min_lr)
     m = beta_1 * m + (1.0 - beta_1) * g
     v = beta_2 * v + (1.0 - beta_2) * g * g
+    v_used = v
+    if amsgrad:
+        v_hat = np.maximum(np.asarray(v_hat, np.float64), v)
+        v_used = v_hat
+    extra = (v_hat,) if amsgrad else ()
     m_hat = m / (1.0 - beta_1 ** step)
-    r = radam_rectification(beta_2, step)
+    r = radam_rectification(beta_2, step, sma_threshold)
     if r is None:
-        return w - learning_rate * m_hat, m, v
-    adaptive = np.sqrt(1.0 - beta_2 ** step) / (np.sqrt(v) + epsilon)
-    return w - learning_rate * r * m_hat * adaptive, m, v
+        return (w - learning_rate * m_hat, m, v) + extra
+    adaptive = np.sqrt(1.0 - beta_2 ** step) / (np.sqrt(v_used) + epsilon)
+    return (w - learning_rate * r * m_hat * adaptive, m, v) + extra
 
 
-def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon):
+def yogi(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, l1=0.0, l2=0.0,
+         tanh_activation=False):
     """Yogi, Zaheer et al. (NeurIPS 2018), Algorithm 2 (no bias correction).
 
     m = beta_1 m + (1 - beta_1) g; v = v - (1 - beta_2) sign(v - g^2) g^2;
     w = w - eta m / (sqrt(v) + eps). Returns (w, m, v).
+    TensorFlow Addons' options: tanh_activation (sign(x) -> tanh(10 x)); with
+    l1 or l2 > 0 its proximal step, lr_w = eta / (sqrt(v) + eps),
+    u = w - lr_w m, w = sign(u) max(|u| - l1 lr_w, 0) / (1 + l2 lr_w).
     """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
     m = beta_1 * m + (1.0 - beta_1) * g
-    v = v - (1.0 - beta_2) * np.sign(v - g * g) * g * g
+    sign = np.tanh(10.0 * (v - g * g)) if tanh_activation else np.sign(v - g * g)
+    v = v - (1.0 - beta_2) * sign * g * g
+    if l1 > 0 or l2 > 0:
+        lr_w = learning_rate / (np.sqrt(v) + epsilon)
+        u = w - lr_w * m
+        return np.sign(u) * np.maximum(np.abs(u) - l1 * lr_w, 0.0) / (1.0 + l2 * lr_w), m, v
     return w - learning_rate * m / (np.sqrt(v) + epsilon), m, v
 
 
-def novograd(w, g, m, v, *, learning_rate, beta_1, beta_2, epsilon, weight_decay, step,
-             grad_averaging=False):
+def novograd(w, g, m, v, v_hat=None, *, learning_rate, beta_1, beta_2, epsilon, weight_decay,
+             step, grad_averaging=False, amsgrad=False):
     """NovoGrad, Ginsburg et al. (arXiv:1905.11286), Algorithm 1, one layer.
 
     v_1 = ||g_1||^2, then v_t = beta_2 v + (1 - beta_2) ||g_t||^2 (a scalar);
     m_t = beta_1 m + (g_t / (sqrt(v_t) + eps) + d w); w = w - lambda m_t.
     grad_averaging (NVIDIA's implementations): the bracket times (1 - beta_1).
     The paper's first step m_1 = g_1 / sqrt(v_1) + d w is this with m_0 = 0.
-    Returns (w, m, v).
+    amsgrad (TensorFlow Addons): v_hat = max(v_hat, v_t) in place of v_t in
+    the denominator.
+    Returns (w, m, v), and v_hat with amsgrad.
     """
     w, g, m, v = (np.asarray(a, np.float64) for a in (w, g, m, v))
     norm_sq = float(np.sum(g * g))
     v = norm_sq if step == 1 else beta_2 * float(v) + (1.0 - beta_2) * norm_sq
-    u = g / (np.sqrt(v) + epsilon) + weight_decay * w
+    v_used = v
+    if amsgrad:
+        v_hat = max(float(v_hat), v) if not np.isnan(v) else v
+        v_used = v_hat
+    u = g / (np.sqrt(v_used) + epsilon) + weight_decay * w
     m = beta_1 * m + ((1.0 - beta_1) if grad_averaging else 1.0) * u
-    return w - learning_rate * m, m, np.float64(v)
+    extra = (np.float64(v_hat),) if amsgrad else ()
+    return (w - learning_rate * m, m, np.float64(v)) + extra

@@ -471,8 +471,11 @@ def test_bad_hyperparameters_raise(cls, kwargs):
 
 
 @pytest.mark.parametrize("op_name,num_slots,scalars", [
-    ("kerasopt_apply_ada_belief", 2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
-    ("kerasopt_apply_r_adam", 2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    ("kerasopt_apply_ada_belief", 2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                                          sma_threshold=4.0)),
+    ("kerasopt_apply_r_adam", 2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                                      sma_threshold=4.0, total_steps=0.0, warmup_proportion=0.1,
+                                      min_lr=0.0)),
 ])
 def test_ops_refuse_step_zero_and_write_nothing(op_name, num_slots, scalars):
     from conftest import require_kernel_library

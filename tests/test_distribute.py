@@ -82,7 +82,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                                  grads[step][ctx.replica_id_in_sync_group]])
 
             concrete = distributed_step.get_concrete_function(per_replica(0))
-            kernel_ops = op_count(concrete, "KerasoptApply*")
+            # Muon's 2-D variables: one KerasoptMuonUpdateWeights each.
+            kernel_ops = op_count(concrete, "KerasoptApply*") + \
+                op_count(concrete, "KerasoptMuonUpdateWeights")
             for step in range(len(grads)):
                 distributed_step(per_replica(step))
 

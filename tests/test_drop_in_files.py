@@ -5,8 +5,10 @@ installed. For every optimizer both libraries have:
 
 * a model saved with kerasopt's class under ``patch_keras()`` names Keras's
   class, and Keras alone loads it with the same optimizer state;
-* one saved unpatched names ``kerasopt>Adam``: Keras alone loads it only when
-  told that name is its ``Adam`` (``custom_objects``), as its config is Keras's;
+* one saved unpatched with Keras's options only names Keras's class too
+  (``kerasopt/optimizers/saved_name.py``), so Keras alone loads it; with a
+  kerasopt option (``lazy=True``), patched or not, it names ``kerasopt>Adam``
+  and Keras alone refuses it;
 * one saved by Keras alone loads into kerasopt's class under ``patch_keras()``.
 
 In-process round trips: ``tests/test_patch_keras.py``.
@@ -14,6 +16,9 @@ In-process round trips: ``tests/test_patch_keras.py``.
 
 from __future__ import annotations
 
+import copy
+import inspect
+import pickle
 import textwrap
 
 import keras
@@ -112,31 +117,83 @@ def test_saved_patched_loads_with_keras_alone(tmp_path):
         assert loaded[name]["iterations"] == 4
 
 
-def test_saved_unpatched_loads_with_keras_alone_given_the_name(tmp_path):
+def test_saved_unpatched_loads_with_keras_alone(tmp_path):
     saved = save_with_kerasopt(tmp_path, NAMES)
-    unmapped = keras_only("load", tmp_path, NAMES)
-    mapped = keras_only("load", tmp_path, NAMES, mapped=True)
+    loaded = keras_only("load", tmp_path, NAMES)
     for name in NAMES:
-        assert "Could not locate class" in unmapped[name]["error"], unmapped[name]
-        assert f"kerasopt>{name}" in unmapped[name]["error"]
-        assert mapped[name]["type"].endswith(f".{name}") and "kerasopt" not in mapped[name]["type"]
-        assert_same_state(saved[name], mapped[name]["variables"], name)
-        assert mapped[name]["iterations"] == 4
+        assert loaded[name]["type"] == f"{getattr(keras.optimizers, name).__module__}.{name}", \
+            loaded[name]
+        assert_same_state(saved[name], loaded[name]["variables"], name)
+        assert loaded[name]["iterations"] == 4
 
 
-def test_kerasopt_options_saved_patched_are_refused_by_keras_alone(tmp_path):
-    """lazy=True is kerasopt's: Keras alone says so rather than drop it."""
-    kerasopt.patch_keras("adam")
-    save_with_kerasopt(tmp_path, ["Adam"], lazy=True)
+def test_saved_unpatched_loads_as_keras_unpatched_and_as_kerasopt_patched(tmp_path):
+    saved = save_with_kerasopt(tmp_path, ["Adam"])["Adam"]
+    path = str(tmp_path / "Adam.keras")
+    optimizer = keras.models.load_model(path).optimizer
+    assert type(optimizer) is keras.optimizers.Adam
+    with kerasopt.patched("adam"):
+        optimizer = keras.models.load_model(path).optimizer
+    assert not kerasopt.keras_is_patched()
+    assert type(optimizer) is kerasopt.Adam
+    assert_same_state([v.numpy() for v in optimizer.variables], saved, "Adam")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_name_follows_the_options(name):
+    cls = getattr(kerasopt, name)
+    keras_name = f"keras.optimizers.{name}"
+    plain = keras.optimizers.serialize(cls(learning_rate=0.01))
+    assert (plain["module"], plain["class_name"], plain["registered_name"]) == \
+        tuple(keras_name.rsplit(".", 1)) + (None,)
+    assert type(cls()) is cls
+    optioned = keras.optimizers.serialize(cls(learning_rate=0.01, nonfinite="skip"))
+    assert optioned["registered_name"] == f"kerasopt>{name}"
+    back = keras.optimizers.deserialize(copy.deepcopy(optioned))  # Keras edits it in place
+    assert isinstance(back, cls) and back.nonfinite == "skip"
+    assert keras.optimizers.serialize(back) == optioned
+
+
+@pytest.mark.parametrize("options", [{"weight_decay_rate": 0.01},
+                                     {"exclude_from_layer_adaptation": ["bias"]}])
+def test_lamb_keyword_options_are_saved_under_kerasopts_name(options):
+    assert keras.optimizers.serialize(kerasopt.Lamb())["registered_name"] is None
+    serialized = keras.saving.serialize_keras_object(kerasopt.Lamb(**options))
+    assert serialized["registered_name"] == "kerasopt>Lamb"
+    back = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(back, kerasopt.Lamb) and back.get_config() == serialized["config"]
+
+
+def test_the_kerasopt_options_listed_are_fused_optimizers_arguments():
+    from kerasopt.optimizers import saved_name
+    from kerasopt.optimizers.fused import FusedOptimizer
+    parameters = inspect.signature(FusedOptimizer.__init__).parameters
+    assert saved_name.KERASOPT_OPTIONS == {
+        name: p.default for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+@pytest.mark.parametrize("options", [{}, {"lazy": True}], ids=["keras-options", "lazy"])
+def test_a_pickled_optimizer_unpickles_as_kerasopt(options):
+    optimizer = kerasopt.Adam(learning_rate=0.02, **options)
+    copied = pickle.loads(pickle.dumps(optimizer))
+    assert type(copied) is type(optimizer)
+    assert copied.get_config() == optimizer.get_config()
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["unpatched", "patched"])
+def test_kerasopt_options_are_saved_under_kerasopts_name(patched, tmp_path):
+    """lazy=True is kerasopt's: Keras alone refuses the file (naming
+    kerasopt>Adam) rather than drop the option; kerasopt loads it back as
+    kerasopt.Adam with the option, patched or not."""
+    if patched:
+        kerasopt.patch_keras("adam")
+    saved = save_with_kerasopt(tmp_path, ["Adam"], lazy=True)["Adam"]
     kerasopt.unpatch_keras()
     loaded = keras_only("load", tmp_path, ["Adam"])
-    assert "lazy" in loaded["Adam"]["error"], loaded
-    path = str(tmp_path / "Adam.keras")
-    with pytest.raises(ValueError, match="lazy"):  # kerasopt unpatched: Keras's class
-        keras.models.load_model(path)
-    kerasopt.patch_keras("adam")
-    optimizer = keras.models.load_model(path).optimizer
-    assert type(optimizer) is kerasopt.Adam and optimizer.lazy
+    assert "kerasopt>Adam" in loaded["Adam"]["error"], loaded
+    optimizer = keras.models.load_model(str(tmp_path / "Adam.keras")).optimizer
+    assert isinstance(optimizer, kerasopt.Adam) and optimizer.lazy
+    assert_same_state([v.numpy() for v in optimizer.variables], saved, "Adam")
 
 
 def test_saved_by_keras_alone_loads_into_kerasopt_patched(tmp_path):
@@ -145,7 +202,7 @@ def test_saved_by_keras_alone_loads_into_kerasopt_patched(tmp_path):
     x, y = regression_data(n=32, features=8)
     for name in NAMES:
         model = keras.models.load_model(str(tmp_path / f"{name}.keras"))
-        assert type(model.optimizer) is getattr(kerasopt, name)
+        assert isinstance(model.optimizer, getattr(kerasopt, name))
         assert_same_state([v.numpy() for v in model.optimizer.variables],
                           saved[name]["variables"], name)
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)

@@ -571,7 +571,8 @@ STEP_OPS = {
     "kerasopt_apply_adamax": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
     "kerasopt_apply_nadam": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                                      u_product=0.9)),
-    "kerasopt_apply_lamb": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    "kerasopt_apply_lamb": (2, dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                                    weight_decay_rate=0.0)),
 }
 
 

@@ -157,6 +157,16 @@ OPTIMIZERS = {
     "lars-no-momentum": lambda: kerasopt.Lars(learning_rate=0.5, momentum=0.0),
     "lars-nesterov": lambda: kerasopt.Lars(learning_rate=0.5, nesterov=True,
                                            exclude_from_layer_adaptation=["w1"]),
+    "schedule-free-adamw": lambda: kerasopt.ScheduleFreeAdamW(learning_rate=0.05,
+                                                              weight_decay=0.1, warmup_steps=3),
+    "schedule-free-adamw-interpolate": lambda: kerasopt.ScheduleFreeAdamW(
+        learning_rate=0.05, interpolate=True),
+    "schedule-free-sgd": lambda: kerasopt.ScheduleFreeSGD(learning_rate=0.05, weight_decay=0.1),
+    "schedule-free-sgd-keras-rule": lambda: kerasopt.ScheduleFreeSGD(
+        learning_rate=0.05, interpolate=False, warmup_steps=3),
+    # Its AdamW side (MuonAdamW) has GPU kernels; its 2-D variables (none of
+    # the SHAPES below is 2-D) would run the Muon fallback on a GPU.
+    "muon": lambda: kerasopt.Muon(learning_rate=0.05),
 }
 
 # Scalar, odd sizes (the vectorized body plus a tail), several LAMB chunks of 512.

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 import kerasopt
 import keras315_references as ref  # tests/ is on sys.path
+from conftest import require_kernel_library
 
 NP_DTYPE = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16,
             "float32": np.float32, "float64": np.float64}
@@ -60,9 +61,10 @@ def assert_step_close(got, want, old, dtype, what, k=32, scale=None):
                            f"{got[bad][:3]} want {want[bad][:3]}")
 
 
-def stepwise(optimizer, shapes, dtype, seed):
+def stepwise(optimizer, shapes, dtype, seed, implementation="tf"):
     """Runs STEPS steps one traced call at a time; yields (t, g, before, after)
-    with before/after = [[weight, *slots] per variable] as float64 arrays."""
+    with before/after = [[weight, *slots] per variable] as float64 arrays.
+    `implementation`: the composed-TF path, or "kernel" (the fused op)."""
     rng = np.random.default_rng(seed)
     variables = [keras.Variable(rng.standard_normal(s).astype(NP_DTYPE[dtype]), name=f"w{i}",
                                 dtype=dtype) for i, s in enumerate(shapes)]
@@ -81,7 +83,7 @@ def stepwise(optimizer, shapes, dtype, seed):
         scale = float(np.exp(rng.uniform(-2, 1)))
         grads = [(scale * rng.standard_normal(s)).astype(NP_DTYPE[dtype]) for s in shapes]
         before = snapshot()
-        with kerasopt.implementation("tf"):
+        with kerasopt.implementation(implementation):
             step([tf.constant(g) for g in grads])
         yield t, [np.asarray(g, np.float64) for g in grads], before, snapshot()
 
@@ -191,17 +193,22 @@ SF_HP = [dict(learning_rate=0.05, beta_1=0.9, warmup_steps=0, weight_decay=None)
          dict(learning_rate=0.1, beta_1=0.7, warmup_steps=5, weight_decay=0.05)]
 
 
+@pytest.mark.parametrize("implementation", ["tf", "kernel"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
 @pytest.mark.parametrize("interpolate", [False, True])
 @pytest.mark.parametrize("name", ["ScheduleFreeAdamW", "ScheduleFreeSGD"])
 @pytest.mark.parametrize("hp", range(len(SF_HP)))
-def test_schedule_free_matches_the_paper_step_by_step(hp, name, interpolate, dtype):
+def test_schedule_free_matches_the_paper_step_by_step(hp, name, interpolate, dtype,
+                                                      implementation):
+    if implementation == "kernel":
+        require_kernel_library()
     hp = SF_HP[hp]
     adam = name == "ScheduleFreeAdamW"
     extra = dict(beta_2=0.95, epsilon=1e-6) if adam else {}
     optimizer = getattr(kerasopt, name)(interpolate=interpolate, **hp, **extra)
     for t, grads, before, after in stepwise(optimizer, SHAPES, dtype,
-                                            _seed("sf", hp, name, interpolate, dtype)):
+                                            _seed("sf", hp, name, interpolate, dtype),
+                                            implementation):
         for shape, g, old, new in zip(SHAPES, grads, before, after):
             y, z = old[0], old[1]
             x = ref.schedule_free_x(y, z, hp["beta_1"]) if interpolate else y

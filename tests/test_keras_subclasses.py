@@ -160,11 +160,17 @@ def test_kerasopt_options_are_kerasopts_own(option, value):
         keras.optimizers.Adam.from_config(copy.deepcopy(config))
 
 
-def test_keras_serializes_kerasopt_under_its_own_name_unpatched():
+def test_keras_serializes_kerasopt_under_its_own_name_only_with_its_options():
+    """Keras's options only: Keras's name, so Keras alone reads the file
+    (kerasopt/optimizers/saved_name.py); a kerasopt option: kerasopt's."""
     serialized = keras.optimizers.serialize(kerasopt.Adam())
+    assert (serialized["module"], serialized["class_name"], serialized["registered_name"]) == \
+        ("keras.optimizers", "Adam", None)
+    serialized = keras.optimizers.serialize(kerasopt.Adam(lazy=True))
     assert serialized["registered_name"] == "kerasopt>Adam"
     assert serialized["module"] == "kerasopt.optimizers.adam"
-    assert type(keras.optimizers.deserialize(serialized)) is kerasopt.Adam
+    restored = keras.optimizers.deserialize(serialized)
+    assert isinstance(restored, kerasopt.Adam) and restored.lazy
 
 
 @pytest.mark.parametrize("identifier", ["kerasopt>Adam", "kerasopt>AdamW", "kerasopt>Yogi"])

@@ -59,6 +59,10 @@ CONFIGS = [
     (kerasopt.Lars, {"momentum": 0.5, "nesterov": True, "weight_decay": 0.001}),
     (kerasopt.Lars, {"momentum": 0.0, "weight_decay": 0.1}),  # no slots at all
     (kerasopt.Lamb, {}),
+    (kerasopt.ScheduleFreeAdamW, {"weight_decay": 0.01, "warmup_steps": 2}),
+    (kerasopt.ScheduleFreeSGD, {}),
+    # Muon: the (5, 3) and (3, 0) matrices take its list ops, the rest its AdamW side.
+    (kerasopt.Muon, {}),
 ]
 NORM_CONFIGS = [c for c in CONFIGS if c[0] in (kerasopt.Lamb, kerasopt.Lars, kerasopt.NovoGrad)]
 

@@ -62,7 +62,7 @@ def test_config_round_trip(cls):
         assert config["nonfinite"] == mode
         assert type(optimizer).from_config(config).get_config() == config
         revived = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-        assert type(revived) is cls and revived.nonfinite == mode
+        assert isinstance(revived, cls) and revived.nonfinite == mode
     with pytest.raises(ValueError, match="nonfinite"):
         cls(nonfinite="ignore")
 

@@ -1,10 +1,11 @@
-"""The C++ rules of the optimizers awaiting their fused ops (ScheduleFree,
-Adafactor, Muon) give the traced fallback's bits.
+"""The C++ rules give the traced fallback's bits.
 
-Until their ops exist (kerasopt.optimizers.AWAITING_KERNELS), the rules in
-cc/kernels are compiled here into a small single-threaded driver
+ScheduleFreeAdamW / ScheduleFreeSGD run through their fused op's rule as the
+NumPy binding compiles it (kerasopt._kernels, the library's flags). The rules
+still awaiting their fused ops (Adafactor, Muon; kerasopt.optimizers.
+AWAITING_KERNELS) are compiled here into a small single-threaded driver
 (tests/rule_harness/rules_on_arrays.cc, with the library's -ffp-contract=off),
-which sums in the orders the headers define; its float32 results must equal
+which sums in the orders the headers define. Their float32 results must equal
 the composed-TF fallback's, traced as Keras traces a step (Grappler's
 rewrites included), bit for bit. Muon is checked without Newton-Schulz
 iterations (ns_steps = 0: its momentum, norm, scaling and decay; the matrix
@@ -22,6 +23,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import require_kernel_library
+from kerasopt import _kernels
 from kerasopt.fallback.adafactor import apply_adafactor
 from kerasopt.fallback.muon import apply_muon, apply_muon_adamw
 from kerasopt.fallback.schedule_free import apply_schedule_free
@@ -78,21 +81,29 @@ SF_CASES = [(0.01, 0.0, 0.9, 0.999, 1e-8, 0), (0.05, 0.1, 0.7, 0.99, 1e-3, 10)]
 @pytest.mark.parametrize("interpolate", [False, True])
 @pytest.mark.parametrize("case", range(len(SF_CASES)))
 @pytest.mark.parametrize("step", [1, 3, 17])
-def test_schedule_free(harness, tmp_path, adam, interpolate, case, step):
+# (): the average keeps Keras's grouping; (1,): the decay rounds as (w * wd) * lr
+@pytest.mark.parametrize("shape", [(), (1,), (1100,)], ids=str)
+def test_schedule_free(adam, interpolate, case, step, shape):
+    require_kernel_library()
     lr, wd, beta_1, beta_2, epsilon, warmup = SF_CASES[case]
-    rng = _rng("sf", adam, interpolate, case, step)
-    n = 1100
-    y, z, g = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
-    v = np.abs(rng.standard_normal(n)).astype(np.float32)
-    ours = run_rule(harness, tmp_path, "schedule_free", [y, z, v, g],
-                    [n, warmup, step, int(adam), int(interpolate)], [lr, wd, beta_1, beta_2, epsilon])
+    rng = _rng("sf", adam, interpolate, case, step, shape)
+    y, z, g = (np.asarray(rng.standard_normal(shape), np.float32) for _ in range(3))
+    v = np.asarray(np.abs(rng.standard_normal(shape)), np.float32)
+    ours = [a.copy() for a in (y, z, v)]
+    common = dict(learning_rate=lr, weight_decay=wd, beta_1=beta_1, warmup_steps=float(warmup),
+                  step=step, interpolate=interpolate, scalar_variable=shape == ())
+    if adam:
+        _kernels.schedulefreeadamw(ours[0], g, ours[1], ours[2], beta_2=beta_2, epsilon=epsilon,
+                                   **common)
+    else:
+        _kernels.schedulefreesgd(ours[0], g, ours[1], **common)
     variables = [tf.Variable(a) for a in (y, z, v)]
     traced(lambda grad, rate, t: apply_schedule_free(
         variables[0], grad, variables[1], variables[2] if adam else None, learning_rate=rate,
         weight_decay=wd, beta_1=beta_1, warmup_steps=warmup, interpolate=interpolate, step=t,
         beta_2=beta_2, epsilon=epsilon),
         tf.constant(g), tf.constant(lr, tf.float32), tf.constant(step, tf.int64))
-    assert_same_bits(ours[:3], [v_.numpy() for v_ in variables], "ScheduleFree")
+    assert_same_bits(ours, [v_.numpy() for v_ in variables], "ScheduleFree")
 
 
 ADAFACTOR_CASES = [(0.01, -0.8, 1e-30, 1e-3, 1.0), (0.5, -0.6, 1e-10, 1e-2, 0.3),

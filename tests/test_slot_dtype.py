@@ -48,9 +48,12 @@ CONFIGS = [
     (kerasopt.AdaBelief, {"learning_rate": 0.05}),
     (kerasopt.RAdam, {"learning_rate": 0.05}),
     (kerasopt.Yogi, {"learning_rate": 0.05}),
+    (kerasopt.ScheduleFreeAdamW, {"learning_rate": 0.05, "weight_decay": 0.1,
+                                  "warmup_steps": 3}),
+    (kerasopt.ScheduleFreeSGD, {"learning_rate": 0.05, "weight_decay": 0.1}),
 ]
 REFUSING = (kerasopt.Lamb, kerasopt.Lars, kerasopt.NovoGrad, kerasopt.FullMatrixAdagrad,
-            kerasopt.Shampoo)
+            kerasopt.Shampoo, kerasopt.Muon)
 
 
 def _config_id(config):
@@ -265,7 +268,7 @@ def test_model_save_and_load(tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert type(loaded.optimizer) is kerasopt.Adam
+    assert isinstance(loaded.optimizer, kerasopt.Adam)
     assert loaded.optimizer.slot_dtype == "float32"
     for original, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
         assert restored.dtype == original.dtype, restored.path
@@ -357,7 +360,7 @@ def test_norm_driver_op_refuses_float32_slots():
     vs = _variables("bfloat16", "float32", "float32")
     _assert_refused(vs, lambda: ops.kerasopt_apply_lamb(
         features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,), tf.bfloat16),
-        **_adam_args()), "KerasoptApplyLamb", "dtype only")
+        weight_decay_rate=0.0, **_adam_args()), "KerasoptApplyLamb", "dtype only")
 
 
 def test_sparse_and_multi_ops_name_the_bad_slot():

@@ -347,7 +347,7 @@ def test_lazy_config_round_trip():
     assert kerasopt.Adam.from_config(config).lazy is True
     assert "lazy" not in kerasopt.Adam().get_config()  # the default config stays Keras's
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
-    assert type(restored) is kerasopt.Adam and restored.lazy
+    assert isinstance(restored, kerasopt.Adam) and restored.lazy
 
 
 def test_lazy_errors():

@@ -313,9 +313,10 @@ def test_non_elementwise_ops_refuse_features():
     with pytest.raises(tf.errors.InvalidArgumentError, match="takes no step features"):
         ops.kerasopt_apply_lamb(var=w.handle, slots=[m.handle, v.handle], grad=tf.ones(4),
                                 learning_rate=0.1, step=tf.constant(1, tf.int64), beta_1=0.9,
-                                beta_2=0.999, epsilon=1e-7, features=row)
+                                beta_2=0.999, epsilon=1e-7, weight_decay_rate=0.0, features=row)
     np.testing.assert_array_equal(w.numpy(), np.ones(4))
     with pytest.raises(tf.errors.InvalidArgumentError, match="takes no EMA slot"):
         ops.kerasopt_apply_lamb(var=w.handle, slots=[m.handle, v.handle], grad=tf.ones(4),
                                 learning_rate=0.1, step=tf.constant(1, tf.int64), beta_1=0.9,
-                                beta_2=0.999, epsilon=1e-7, features=row, with_average=True)
+                                beta_2=0.999, epsilon=1e-7, weight_decay_rate=0.0, features=row,
+                                with_average=True)

@@ -56,7 +56,9 @@ KERASOPT_ALWAYS_INLINE void TermsOfInputs(const Rule& rule, int64_t len, const C
 }
 
 // Stage::Finish with the layer slots (the rule's trailing ones) widened to
-// the compute type, and narrowed back into the slots after.
+// the compute type, and narrowed back into the slots after. An absent layer
+// slot (nullptr: its flag is off, e.g. NovoGrad's velocity_hat without
+// amsgrad) reads as 0 and is not written.
 template <typename Stage, typename Rule, typename T>
 auto FinishStage(const Rule& rule, const std::array<double, Stage::kNumNorms>& sums,
                  const std::array<T*, Rule::kNumSlots>& slots) {
@@ -64,9 +66,14 @@ auto FinishStage(const Rule& rule, const std::array<double, Stage::kNumNorms>& s
   constexpr int kLayer = Stage::kNumLayerSlots;
   constexpr int kDense = Stage::kNumDenseSlots;
   std::array<C, kRows<kLayer>> layer{};
-  for (int k = 0; k < kLayer; ++k) layer[k] = static_cast<C>(*slots[kDense + k]);
+  for (int k = 0; k < kLayer; ++k) {
+    const T* slot = slots[kDense + k];
+    layer[k] = slot != nullptr ? static_cast<C>(*slot) : C(0);
+  }
   const auto bound = Stage::Finish(rule, sums, layer.data());
-  for (int k = 0; k < kLayer; ++k) *slots[kDense + k] = static_cast<T>(layer[k]);
+  for (int k = 0; k < kLayer; ++k) {
+    if (slots[kDense + k] != nullptr) *slots[kDense + k] = static_cast<T>(layer[k]);
+  }
   return bound;
 }
 

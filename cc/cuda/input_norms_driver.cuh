@@ -109,9 +109,17 @@ __global__ void __launch_bounds__(kThreads) InputNormsFinishKernel(const DenseAr
   }
   if (threadIdx.x == 0) {
     C layer[kLayer > 0 ? kLayer : 1];
-    for (int k = 0; k < kLayer; ++k) layer[k] = S::Load(*static_cast<Bits*>(args.slots[kDense + k]));
+    // An absent layer slot (its flag off: nullptr) reads as 0 and is not written.
+    for (int k = 0; k < kLayer; ++k) {
+      const Bits* slot = static_cast<const Bits*>(args.slots[kDense + k]);
+      layer[k] = slot != nullptr ? S::Load(*slot) : C(0);
+    }
     *layout.rule = Stage::Finish(rule, sums, layer);
-    for (int k = 0; k < kLayer; ++k) *static_cast<Bits*>(args.slots[kDense + k]) = S::Store(layer[k]);
+    for (int k = 0; k < kLayer; ++k) {
+      if (args.slots[kDense + k] != nullptr) {
+        *static_cast<Bits*>(args.slots[kDense + k]) = S::Store(layer[k]);
+      }
+    }
     *layout.ok = 1;
   }
 }

@@ -9,6 +9,14 @@
 // i.e. w -= lr * m_hat / (sqrt(s_hat) + eps): eps both inside s and added to
 // sqrt(s_hat), as in the paper's Algorithm 2 (and the authors' code).
 //
+// rectify (the authors' and TensorFlow Addons' option): RAdam's rectification
+// (cc/kernels/radam.h, RAdamStep), the same s; when rho_t > 4 and
+// rho_t >= sma_threshold
+//   w -= (lr r_t / (1 - beta_1^t)) * m / (sqrt(s / (1 - beta_2^t)) + eps)
+// else (SGD with bias-corrected momentum)
+//   w -= (lr / (1 - beta_1^t)) * m
+// (TensorFlow Addons' form: eps outside the square root, as above.)
+//
 // The per-step scalars lr / (1 - beta_1^t) and 1 / (1 - beta_2^t) are taken
 // in double and rounded once to the compute type. s is formed as
 // beta_2 s + (1 - beta_2) ((g - m)^2 + eps / (1 - beta_2)), the same value
@@ -19,6 +27,7 @@
 
 #include "cc/kernels/common.h"
 #include "cc/kernels/declaration.h"
+#include "cc/kernels/radam.h"
 
 namespace kerasopt {
 
@@ -33,14 +42,22 @@ struct AdaBeliefRule {
   C epsilon;
   C epsilon_in_s;  // eps / (1 - beta_2)
   bool amsgrad;
+  bool adaptive;  // false: a rectify step before r_t is used (momentum SGD)
 
   KERASOPT_HOST_DEVICE static AdaBeliefRule Make(const SharedInputs& in, double beta_1, double beta_2,
-                                                 double epsilon, bool amsgrad) {
+                                                 double epsilon, double sma_threshold,
+                                                 bool amsgrad, bool rectify) {
     const double lr = in.learning_rate;
     const long long step = in.step;
     const double t = static_cast<double>(step);
     AdaBeliefRule r;
+    r.adaptive = true;
     r.step_size = static_cast<C>(lr / (1.0 - std::pow(beta_1, t)));
+    if (rectify) {
+      const RAdamStep radam = RAdamStep::Make(lr, beta_1, beta_2, step, sma_threshold);
+      r.adaptive = radam.rectified;
+      if (radam.rectified) r.step_size = static_cast<C>(lr * radam.r / (1.0 - std::pow(beta_1, t)));
+    }
     r.inv_b2_correction = static_cast<C>(1.0 / (1.0 - std::pow(beta_2, t)));
     r.beta_1 = static_cast<C>(beta_1);
     r.one_minus_b1 = static_cast<C>(1.0 - beta_1);
@@ -59,13 +76,18 @@ struct AdaBeliefRule {
     // The running maximum; a NaN in s_new propagates (as in AdamRule).
     if (amsgrad) s_new = s > s_new ? s : s_new;
     s = s_new;
-    w -= step_size * (m / (std::sqrt(s * inv_b2_correction) + epsilon));
+    if (adaptive) {
+      w -= step_size * (m / (std::sqrt(s * inv_b2_correction) + epsilon));
+    } else {
+      w -= step_size * m;
+    }
   }
 };
 
 struct AdaBelief : RuleDeclaration<AdaBeliefRule> {
-  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
-  static constexpr Flags<1> kFlags{{{"amsgrad"}}};
+  static constexpr Scalars<4> kScalars{"beta_1", "beta_2", "epsilon", "sma_threshold"};
+  static constexpr ScalarDefaults<1> kScalarDefaults{{{"sma_threshold", 4.0}}};
+  static constexpr Flags<2> kFlags{{{"amsgrad"}, {"rectify"}}};
   static constexpr Slots<2> kSlots{{{"momentum"}, {"belief"}}};
   static constexpr bool kUsesStep = true;
 };

@@ -17,7 +17,10 @@
 //   Rule<C>::Make(const SharedInputs&, <kScalars in order>..., <kFlags in order>...)
 // so Make's parameters name the values the declaration lists. Optional parts
 // (defaults in RuleDeclaration):
-//   kFlags; kUsesStep: reads `step` (checked >= 1); kDriver: how the rule runs
+//   kFlags; kScalarDefaults: defaults of some kScalars for the NumPy binding
+//     (an option added to a rule keeps the binding's old calls valid; the ops
+//     take every scalar, from the optimizer class);
+//   kUsesStep: reads `step` (checked >= 1); kDriver: how the rule runs
 //   over a variable; kSparse: has a KerasoptSparseApply op (per-element rules);
 //   Check(optional_slot_passed, <kScalars>..., <kFlags>...): the value checks,
 //     nullptr or what is wrong, written once: the CPU ops and the binding
@@ -63,8 +66,16 @@ struct Flag {
   bool default_value = false;
 };
 
+// A default value of a scalar input, for the NumPy binding's keyword.
+struct ScalarDefault {
+  const char* name;
+  double value;
+};
+
 template <std::size_t N>
 using Scalars = std::array<const char*, N>;
+template <std::size_t N>
+using ScalarDefaults = std::array<ScalarDefault, N>;
 template <std::size_t N>
 using Slots = std::array<Slot, N>;
 template <std::size_t N>
@@ -83,6 +94,7 @@ struct RuleDeclaration {
   template <typename C>
   using Rule = R<C>;
   static constexpr Flags<0> kFlags{};
+  static constexpr ScalarDefaults<0> kScalarDefaults{};
   static constexpr bool kUsesStep = false;
   static constexpr Driver kDriver = Driver::kElementwise;
   static constexpr bool kSparse = false;
@@ -101,6 +113,23 @@ template <typename Decl>
 constexpr int kNumFlags = kCountOf<decltype(Decl::kFlags)>;
 template <typename Decl>
 constexpr int kNumSlots = kCountOf<decltype(Decl::kSlots)>;
+
+constexpr bool SameName(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) {
+    ++a;
+    ++b;
+  }
+  return *a == *b;
+}
+
+// The index in Decl::kScalarDefaults of the scalar `name`, or -1.
+template <typename Decl>
+constexpr int ScalarDefaultIndex(const char* name) {
+  for (int k = 0; k < kCountOf<decltype(Decl::kScalarDefaults)>; ++k) {
+    if (SameName(Decl::kScalarDefaults[k].name, name)) return k;
+  }
+  return -1;
+}
 
 // The slots that must be passed with these flags (the optional one aside).
 template <typename Decl>

@@ -16,6 +16,13 @@
 // inside the ratio (its generic, decoupled weight_decay runs before the step),
 // and ratio = 1 when either norm is 0.
 //
+// The paper's decay inside the ratio is an option (TensorFlow Addons' LAMB:
+// weight_decay_rate, lambda), and so is leaving a variable out of the layer
+// adaptation (TFA's exclude_from_layer_adaptation: ratio = 1):
+//   r     = (m / (1 - beta_1^t)) / (sqrt(v / (1 - beta_2^t)) + eps) + lambda w
+//   ratio = ||w|| / ||r||   (layer_adaptation; 1 when a norm is 0), else 1
+// lambda = 0 adds nothing (not 0 * w: an infinite weight stays infinite).
+//
 // Precision: per-element math in the compute type (float for 16-bit storage,
 // in Keras's operation order); the squares of the norms are summed in double
 // (cc/cpu/apply_with_norms.h) and the norms rounded once to the compute type.
@@ -46,9 +53,13 @@ struct LambRule {
   C b2_correction;  // 1 - beta_2^t
   C epsilon;
   C lr;
+  C weight_decay_rate;  // lambda, inside r
+  bool decays;          // lambda != 0
+  bool layer_adaptation;
 
   KERASOPT_HOST_DEVICE static LambRule Make(const SharedInputs& in, double beta_1, double beta_2,
-                                            double epsilon) {
+                                            double epsilon, double weight_decay_rate,
+                                            bool layer_adaptation) {
     const double lr = in.learning_rate;
     const long long step = in.step;
     const C t = static_cast<C>(step);
@@ -59,6 +70,9 @@ struct LambRule {
     r.b2_correction = C(1) - std::pow(static_cast<C>(beta_2), t);
     r.epsilon = static_cast<C>(epsilon);
     r.lr = static_cast<C>(lr);
+    r.weight_decay_rate = static_cast<C>(weight_decay_rate);
+    r.decays = weight_decay_rate != 0.0;
+    r.layer_adaptation = layer_adaptation;
     return r;
   }
 
@@ -67,17 +81,19 @@ struct LambRule {
     v += (g * g - v) * one_minus_b2;
   }
 
-  KERASOPT_HOST_DEVICE C Direction(C m, C v) const {
-    return (m / b1_correction) / (std::sqrt(v / b2_correction) + epsilon);
+  KERASOPT_HOST_DEVICE C Direction(C w, C m, C v) const {
+    const C r = (m / b1_correction) / (std::sqrt(v / b2_correction) + epsilon);
+    return decays ? r + weight_decay_rate * w : r;
   }
 
   KERASOPT_HOST_DEVICE void NormTerms(C w, C m, C v, C* terms) const {
     terms[0] = w;
-    terms[1] = Direction(m, v);
+    terms[1] = Direction(w, m, v);
   }
 
   // sums = {sum w^2, sum r^2} (double); returns ratio * lr.
   KERASOPT_HOST_DEVICE C Finish(const std::array<double, kNumNorms>& sums) const {
+    if (!layer_adaptation) return lr;
     const C w_norm = static_cast<C>(std::sqrt(sums[0]));
     const C r_norm = static_cast<C>(std::sqrt(sums[1]));
     const C ratio = (w_norm > C(0) && r_norm > C(0)) ? w_norm / r_norm : C(1);
@@ -88,7 +104,9 @@ struct LambRule {
 };
 
 struct Lamb : RuleDeclaration<LambRule> {
-  static constexpr Scalars<3> kScalars{"beta_1", "beta_2", "epsilon"};
+  static constexpr Scalars<4> kScalars{"beta_1", "beta_2", "epsilon", "weight_decay_rate"};
+  static constexpr ScalarDefaults<1> kScalarDefaults{{{"weight_decay_rate", 0.0}}};
+  static constexpr Flags<1> kFlags{{{"layer_adaptation", true}}};
   static constexpr Slots<2> kSlots{{{"momentum"}, {"velocity"}}};
   static constexpr bool kUsesStep = true;
   static constexpr Driver kDriver = Driver::kWithNorms;

@@ -19,12 +19,17 @@
 //
 // AdamW side (variables that are not 2-D, embeddings, excluded layers):
 //   w  -= w * adam_wd * lr;  then Adam (adam.h) with lr * adam_lr_ratio.
+// It is a declared element-wise rule (MuonAdamW below): its ops
+// KerasoptApplyMuonAdamW / KerasoptMultiApplyMuonAdamW come from the
+// declaration. The Muon side runs as cc/tf/muon_ops.cc's ops around
+// TensorFlow's matrix products (kerasopt/optimizers/muon_step.py).
 #pragma once
 
 #include <cmath>
 
 #include "cc/kernels/adam.h"
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 #include "cc/kernels/decoupled_decay.h"
 
 namespace kerasopt {
@@ -94,16 +99,16 @@ struct MuonAdamwRule {
   DecoupledDecay<C> decay;
   AdamRule<C> adam;
 
-  KERASOPT_HOST_DEVICE static MuonAdamwRule Make(double lr, double adam_lr_ratio,
+  KERASOPT_HOST_DEVICE static MuonAdamwRule Make(const SharedInputs& in, double adam_lr_ratio,
                                                  double weight_decay, double beta_1,
-                                                 double beta_2, double epsilon, long long step,
-                                                 long long num_elements) {
+                                                 double beta_2, double epsilon) {
     MuonAdamwRule r;
-    r.decay = DecoupledDecay<C>::Make(lr, weight_decay, num_elements);
+    r.decay = DecoupledDecay<C>::Make(in.learning_rate, weight_decay, in.num_elements);
     // lr * adam_lr_ratio in the compute type (Keras: a float32 tensor times a
     // Python number), exact in double, so Adam's cast gives it back.
-    const C adam_lr = static_cast<C>(lr) * static_cast<C>(adam_lr_ratio);
-    r.adam = AdamRule<C>::Make(SharedInputs{static_cast<double>(adam_lr), step, num_elements},
+    const C adam_lr = static_cast<C>(in.learning_rate) * static_cast<C>(adam_lr_ratio);
+    r.adam = AdamRule<C>::Make(SharedInputs{static_cast<double>(adam_lr), in.step,
+                                            in.num_elements},
                                beta_1, beta_2, epsilon, /*amsgrad=*/false);
     return r;
   }
@@ -112,6 +117,21 @@ struct MuonAdamwRule {
     decay(w);
     C unused_v_hat = C(0);
     adam(w, m, v, unused_v_hat, g);
+  }
+};
+
+// The AdamW side's declaration: ops KerasoptApplyMuonAdamW and
+// KerasoptMultiApplyMuonAdamW (weight_decay: 0 for a variable excluded from
+// decay, or adam_weight_decay None).
+struct MuonAdamW : RuleDeclaration<MuonAdamwRule> {
+  static constexpr Scalars<5> kScalars{"adam_lr_ratio", "weight_decay", "beta_1", "beta_2",
+                                       "epsilon"};
+  static constexpr Slots<2> kSlots{{{"momentum"}, {"velocity"}}};
+  static constexpr bool kUsesStep = true;
+  // The decay's rounding depends on the variable's size (decoupled_decay.h).
+  template <typename C>
+  static void ForVariable(long long num_elements, MuonAdamwRule<C>* rule) {
+    rule->decay.factor_first = num_elements > 1;
   }
 };
 

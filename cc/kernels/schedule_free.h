@@ -1,7 +1,9 @@
 // Schedule-Free AdamW and SGD (Defazio et al., "The Road Less Scheduled",
 // NeurIPS 2024, arXiv:2405.15682, Algorithm 1), as Keras 3.15 has
-// ScheduleFreeAdamW. One per-element rule for both (`adam` = AdamW's second
-// moment; SGD has no velocity slot).
+// ScheduleFreeAdamW. Two declared rules on one shared part
+// (ScheduleFreeAverage: the decay, the warmup, the average and the
+// interpolation); they differ only in z's step (AdamW's second moment; SGD
+// has no velocity slot).
 //
 // The weight holds y; the slot `momentum` holds z (initialized to the weights
 // by the optimizer); x, the average, is recovered from them. Per step
@@ -30,70 +32,105 @@
 // (1 - 1/t) * (s * (1 / beta_1)) as s * ((1 - 1/t) * (1 / beta_1)), the
 // scalars first (s = y - (1 - beta_1) z*). So the update is
 //   x = s * old_weight + (1/t) * z',  old_weight = (1 - 1/t) * (1 / beta_1).
+// How Grappler groups that product depends on the variable's shape (found by
+// comparing with Keras's traced graph, tests/test_keras315_in_keras.py):
+//   more than one element:  x = s * ((1 - 1/t) * (1 / beta_1)) + (1/t) * z'
+//   one element, rank >= 1: x = ((1 - 1/t) * s) * (1 / beta_1) + (1/t) * z'
+//   shape ():               x = (1 - 1/t) * (s * (1 / beta_1)) + (1/t) * z'
+// (the decay's grouping depends on the element count only: decoupled_decay.h).
+// The ops see the element count but not the rank, so the optimizer says
+// whether the variable has shape () with the flag `scalar_variable`.
 #pragma once
 
 #include <cmath>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/declaration.h"
 #include "cc/kernels/decoupled_decay.h"
 
 namespace kerasopt {
 
+// What both rules share: y's decay, lr_t (the warmup), and the step from
+// (y, z, z') to the new y, given z's new value.
 template <typename C>
-struct ScheduleFreeRule {
-  static constexpr int kNumSlots = 2;  // momentum (z), velocity (AdamW only)
-
+struct ScheduleFreeAverage {
   DecoupledDecay<C> decay;
   C lr;  // lr_t, with the warmup
   C beta_1, one_minus_b1;
-  C one_minus_b2;
-  C b2_correction;  // 1 - beta_2^t
-  C epsilon;
-  C weight;      // 1/t
-  C old_weight;  // (1 - 1/t) * (1 / beta_1): x_old's weight, with its division
-  bool adam;
+  C weight;            // 1/t
+  C one_minus_weight;  // 1 - 1/t
+  C inverse_b1;        // 1 / beta_1, rounded (the division by beta_1, folded)
+  // x_old's part (1 - 1/t) * s / beta_1 is computed as (left * s) * right,
+  // one form for the three groupings, so the loop has no branch for them:
+  //   more than one element:  left = 1,         right = (1 - 1/t) * (1 / beta_1)
+  //   one element, rank >= 1: left = 1 - 1/t,   right = 1 / beta_1
+  //   shape ():               left = 1 / beta_1, right = 1 - 1/t
+  // (1 * s is s exactly, and a product rounds the same in either order).
+  C left, right;
   bool interpolate;
+  bool scalar_variable;
 
-  KERASOPT_HOST_DEVICE static ScheduleFreeRule Make(double lr, double weight_decay,
-                                                    double beta_1, double beta_2,
-                                                    double epsilon, long long warmup_steps,
-                                                    long long step, bool adam, bool interpolate,
-                                                    long long num_elements) {
-    const C t = static_cast<C>(step);
-    ScheduleFreeRule r;
-    r.decay = DecoupledDecay<C>::Make(lr, weight_decay, num_elements);
-    r.lr = static_cast<C>(lr);
+  KERASOPT_HOST_DEVICE static ScheduleFreeAverage Make(const SharedInputs& in,
+                                                       double weight_decay, double beta_1,
+                                                       double warmup_steps, bool interpolate,
+                                                       bool scalar_variable) {
+    const C t = static_cast<C>(in.step);
+    ScheduleFreeAverage r;
+    r.decay = DecoupledDecay<C>::Make(in.learning_rate, weight_decay, in.num_elements);
+    r.lr = static_cast<C>(in.learning_rate);
     if (warmup_steps > 0) {
       const C factor = t * (C(1) / static_cast<C>(warmup_steps));
       r.lr = r.lr * (factor < C(1) ? factor : C(1));
     }
     r.beta_1 = static_cast<C>(beta_1);
     r.one_minus_b1 = C(1) - r.beta_1;
-    const C beta_2_c = static_cast<C>(beta_2);
-    r.one_minus_b2 = C(1) - beta_2_c;
-    r.b2_correction = C(1) - std::pow(beta_2_c, t);
-    r.epsilon = static_cast<C>(epsilon);
     r.weight = C(1) / t;
-    r.old_weight = (C(1) - r.weight) * (C(1) / r.beta_1);
-    r.adam = adam;
+    r.one_minus_weight = C(1) - r.weight;
+    r.inverse_b1 = C(1) / r.beta_1;
     r.interpolate = interpolate;
+    r.scalar_variable = scalar_variable;
+    r.ForVariable(in.num_elements);
     return r;
   }
 
-  KERASOPT_HOST_DEVICE void operator()(C& y, C& z, C& v, C g) const {
-    decay(y);
-    C z_new;
-    if (adam) {
-      v += (g * g - v) * one_minus_b2;
-      z_new = z - (lr * g) / (std::sqrt(v / b2_correction) + epsilon);
+  // Both groupings (the decay's, x_old's) depend on the variable's size.
+  KERASOPT_HOST_DEVICE void ForVariable(long long num_elements) {
+    decay.factor_first = num_elements > 1;
+    if (num_elements > 1) {
+      left = C(1);
+      right = one_minus_weight * inverse_b1;  // x_old's weight, with its division
+    } else if (scalar_variable) {
+      left = inverse_b1;
+      right = one_minus_weight;
     } else {
-      z_new = z - lr * g;
+      left = one_minus_weight;
+      right = inverse_b1;
     }
+  }
+
+  // y (already decayed) and z after z's step z_new.
+  KERASOPT_HOST_DEVICE void Finish(C& y, C& z, C z_new) const {
     const C s = y - one_minus_b1 * (interpolate ? z : z_new);
-    const C x = s * old_weight + weight * z_new;
+    const C x = (left * s) * right + weight * z_new;
     y = one_minus_b1 * z_new + beta_1 * x;
     z = z_new;
   }
 };
+
+// Value checks both declarations make: x = (y - (1 - beta_1) z) / beta_1
+// needs beta_1 != 0 (the optimizers refuse it when built; a hyperparameter
+// variable may still be assigned it), and a warmup is a count of steps.
+KERASOPT_HOST_DEVICE const char* CheckScheduleFree(double beta_1, double warmup_steps) {
+  if (!(beta_1 > 0.0 && beta_1 <= 1.0)) return "beta_1 must be in (0, 1]";
+  if (!(warmup_steps >= 0.0)) return "warmup_steps must be >= 0";
+  return nullptr;
+}
+
+// The groupings depend on the variable's size: the multi-tensor ops set it
+// per variable (scalar_variable is a flag: shape () variables get their own op).
+template <typename Rule>
+void ScheduleFreeForVariable(long long num_elements, Rule* rule) {
+  rule->average.ForVariable(num_elements);
+}
 
 }  // namespace kerasopt

@@ -228,6 +228,16 @@ struct RuleBinding<Decl, std::index_sequence<K...>, std::index_sequence<I...>,
       return py::arg(names.slots[k].c_str()) = py::none();
     }
   }
+  // The scalar arguments: those the declaration gives a default have it.
+  template <std::size_t i>
+  static auto ScalarArgument() {
+    constexpr int k = ScalarDefaultIndex<Decl>(Decl::kScalars[i]);
+    if constexpr (k < 0) {
+      return py::arg(Decl::kScalars[i]);
+    } else {
+      return py::arg(Decl::kScalars[i]) = Decl::kScalarDefaults[k].value;
+    }
+  }
   static constexpr bool AbsentSlotsLast() {
     bool may_be_absent = false;
     for (const Slot& slot : Decl::kSlots) {
@@ -253,7 +263,7 @@ struct RuleBinding<Decl, std::index_sequence<K...>, std::index_sequence<I...>,
                 {flags...});
         },
         py::arg("var"), py::arg("grad"), SlotArgument<K>(names)..., py::kw_only(),
-        py::arg("learning_rate"), py::arg(Decl::kScalars[I])..., StepName(S)...,
+        py::arg("learning_rate"), ScalarArgument<I>()..., StepName(S)...,
         (py::arg(Decl::kFlags[J].name) = Decl::kFlags[J].default_value)..., doc.c_str());
   }
 
@@ -276,7 +286,7 @@ struct RuleBinding<Decl, std::index_sequence<K...>, std::index_sequence<I...>,
         },
         py::arg("var"), py::arg("values"), py::arg("indices").noconvert(),
         SlotArgument<K>(names)..., py::kw_only(), py::arg("learning_rate"),
-        py::arg(Decl::kScalars[I])..., StepName(S)...,
+        ScalarArgument<I>()..., StepName(S)...,
         (py::arg(Decl::kFlags[J].name) = Decl::kFlags[J].default_value)...,
         py::arg("num_threads") = 1, doc.c_str());
   }

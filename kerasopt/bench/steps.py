@@ -49,7 +49,8 @@ Columns:
   but not with the TensorFlow columns.
 
 Cases: (a) one tensor of 8M float32 parameters, (b) 200 tensors of 40K,
-(c) 1000 tensors of 1K. (a) and (b) move the same bytes: their difference is
+(c) 1000 tensors of 1K; (t) a 12-layer transformer's variables, (m) the same
+with a token embedding (Muon's case: its kernels take Muon, the rest AdamW). (a) and (b) move the same bytes: their difference is
 the cost per variable at large sizes; (c) is dominated by per-op overhead.
 
 How to read the numbers
@@ -105,6 +106,7 @@ class Case:
     size: int  # float32 parameters per tensor (when all tensors are alike)
     shapes: tuple | None = None  # the variable list of a model (then size is unused)
     name: str | None = None
+    names: tuple | None = None  # the variables' names (default w0, w1, ...)
 
     @property
     def sizes(self) -> list[int]:
@@ -150,6 +152,11 @@ CASES = {
     "c": Case("c", 1000, 1_000),
     "t": Case("t", len(_TRANSFORMER), 0, _TRANSFORMER,
               f"transformer 12 × d512 ({len(_TRANSFORMER)} vars)"),
+    # Muon's case: the transformer's variables and a token embedding (named
+    # so, as Keras's Muon sends embeddings to AdamW); 72 matrices take Muon.
+    "m": Case("m", len(_TRANSFORMER) + 1, 0, ((32_000, 512),) + _TRANSFORMER,
+              f"transformer 12 × d512 + embedding 32000 × 512 ({len(_TRANSFORMER) + 1} vars)",
+              names=("token_embedding",) + tuple(f"w{i}" for i in range(len(_TRANSFORMER)))),
 }
 
 
@@ -177,6 +184,9 @@ class Algorithm:
     # for rules that depend on them (Muon's 2-D weights, Adafactor's factoring);
     # otherwise every variable is flat.
     shaped: bool = False
+    # How many kerasopt ops the kernel column's traced step has, when it is
+    # not one multi-tensor op (or one op per variable): fused_ops(case, multi_tensor).
+    fused_ops: Callable | None = None
 
 
 ADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
@@ -194,6 +204,21 @@ NOVOGRAD = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 ADAFACTOR = dict(learning_rate=1e-3)  # Keras's defaults
 MUON = dict(learning_rate=1e-3)
 SCHEDULE_FREE_ADAMW = dict(learning_rate=2.5e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+
+
+def _muon_fused_ops(case: Case, multi_tensor: bool, ns_steps: int = 5) -> int:
+    """kerasopt.Muon's ops (kerasopt/optimizers/muon_step.py): for all its Muon
+    matrices together (one op chain per matrix without the multi-tensor path),
+    the momentum, 2 * ns_steps - 1 sums and the weight write; the AdamW
+    variables in one multi-tensor op (or one each)."""
+    shapes = case.shapes if case.shapes is not None else [(n,) for n in case.sizes]
+    names = case.names or [f"w{i}" for i in range(len(shapes))]
+    muon = [s for s, name in zip(shapes, names) if len(s) == 2 and "embedding" not in name]
+    per_chain = 2 + max(2 * ns_steps - 1, 0)
+    adamw = len(shapes) - len(muon)
+    if multi_tensor:
+        return (per_chain if muon else 0) + (1 if adamw else 0)
+    return per_chain * len(muon) + adamw
 
 
 def _raw_adam(variables):
@@ -486,8 +511,9 @@ ALGORITHMS = {
         raw_op="n/a (TF has no NovoGrad op)",
         keras=_keras("Adam", **ADAM), kerasopt=_kerasopt("NovoGrad", **NOVOGRAD), raw=None,
     ),
-    # Keras 3.15's newer optimizers (their fused ops are pending: until they
-    # exist the kerasopt kernel columns report the missing op).
+    # Keras 3.15's newer optimizers (Adafactor's and Muon's fused ops are
+    # pending: until they exist their kerasopt kernel columns report the
+    # missing op; ScheduleFreeAdamW has its op).
     "adafactor": Algorithm(
         # Rank < 2: pass 1 reads w, g, v and writes v (and sums w^2, u^2);
         # pass 2 reads w, g, v and writes w.
@@ -503,6 +529,16 @@ ALGORITHMS = {
         name="Muon", bytes_per_param=20, traffic="read w, g, m; write w, m; + matrix products",
         raw_op="n/a (TF has no Muon op)",
         keras=_keras("Muon", **MUON), kerasopt=_kerasopt("Muon", **MUON), raw=None, shaped=True,
+        fused_ops=_muon_fused_ops,
+    ),
+    # Muon without Newton-Schulz iterations: what both do around the matrix
+    # products (momentum, norm, scaling, decay, the AdamW side), alone.
+    "muon_ns0": Algorithm(
+        name="Muon, ns_steps=0 (no matrix products)", bytes_per_param=20,
+        traffic="read w, g, m; write w, m",
+        raw_op="n/a (TF has no Muon op)",
+        keras=_keras("Muon", ns_steps=0, **MUON), kerasopt=_kerasopt("Muon", ns_steps=0, **MUON),
+        raw=None, shaped=True, fused_ops=lambda case, multi: _muon_fused_ops(case, multi, 0),
     ),
     "schedule_free_adamw": Algorithm(
         name="ScheduleFreeAdamW", bytes_per_param=28, traffic="read y, g, z, v; write y, z, v",
@@ -630,7 +666,7 @@ class _Runner:
     """One column's variables, optimizer and traced step for one case."""
 
     def __init__(self, column: Column, algorithm: Algorithm, initial, gradients,
-                 steps_per_call: int = 1):
+                 steps_per_call: int = 1, names=None):
         import keras
         import tensorflow as tf
 
@@ -638,7 +674,8 @@ class _Runner:
 
         self.column = column
         self.variables = [
-            keras.Variable(w, dtype="float32", name=f"w{i}") for i, w in enumerate(initial)
+            keras.Variable(w, dtype="float32", name=names[i] if names else f"w{i}")
+            for i, w in enumerate(initial)
         ]
         tf_vars = [tf_variable(v) for v in self.variables]
         last = tf_vars[-1]
@@ -761,7 +798,7 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
         if column.kind == "torch":
             continue  # timed alone in a child process, below
         try:
-            runner = _Runner(column, algorithm, initial, gradients, steps_per_call)
+            runner = _Runner(column, algorithm, initial, gradients, steps_per_call, case.names)
             results[column.key].first_call_s = runner.call()
             for _ in range(max(warmup - 1, 0)):
                 runner.call()
@@ -772,6 +809,8 @@ def run_case(algorithm_key: str, case: Case, columns, repeats: int, warmup: int,
             wanted = 0
             if column.implementation == "kernel":
                 wanted = 1 if column.multi_tensor else case.tensors
+                if algorithm.fused_ops is not None:
+                    wanted = algorithm.fused_ops(case, column.multi_tensor)
             if fused != wanted:
                 raise RuntimeError(f"the traced step has {fused} kerasopt ops, expected {wanted}")
             runners[column.key] = runner

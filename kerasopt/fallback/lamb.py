@@ -38,7 +38,7 @@ def sum_of_squares(x):
 
 
 def apply_lamb(variable, gradient, momentum, velocity, *, learning_rate, beta_1, beta_2,
-               epsilon, step):
+               epsilon, step, weight_decay_rate=0.0, layer_adaptation=True):
     """One LAMB step on tf.Variables; `step` is iterations + 1."""
     c = compute_dtype(variable.dtype)
     t = tf.cast(step, c)
@@ -55,8 +55,18 @@ def apply_lamb(variable, gradient, momentum, velocity, *, learning_rate, beta_1,
     r = (m / b1_correction) / (tf.sqrt(v / b2_correction) + constant(epsilon, c))
 
     w = read(variable, c)
+    # The paper's decay inside the ratio; lambda = 0 adds nothing (as the kernel).
+    if tf.is_tensor(weight_decay_rate):
+        r = tf.where(tf.not_equal(weight_decay_rate, 0.0),
+                     r + constant(weight_decay_rate, c) * w, r)
+    elif weight_decay_rate != 0.0:
+        r = r + constant(weight_decay_rate, c) * w
+    lr = tf.cast(learning_rate, c)
+    if not layer_adaptation:
+        write(variable, w - lr * r)
+        return
     w_norm = tf.cast(tf.sqrt(sum_of_squares(w)), c)
     r_norm = tf.cast(tf.sqrt(sum_of_squares(r)), c)
     one = constant(1.0, c)
     ratio = tf.where(w_norm > 0, tf.where(r_norm > 0, w_norm / r_norm, one), one)
-    write(variable, w - (ratio * tf.cast(learning_rate, c)) * r)
+    write(variable, w - (ratio * lr) * r)

@@ -7,9 +7,10 @@ from kerasopt.fallback import compute_dtype, constant, read, write
 from kerasopt.fallback.lamb import sum_of_squares
 
 
-def apply_novograd(variable, gradient, momentum, velocity, *, learning_rate, beta_1, beta_2,
-                   epsilon, weight_decay, step, grad_averaging):
-    """One NovoGrad step on tf.Variables; `velocity` has shape (); `step` is iterations + 1."""
+def apply_novograd(variable, gradient, momentum, velocity, velocity_hat=None, *, learning_rate,
+                   beta_1, beta_2, epsilon, weight_decay, step, grad_averaging, amsgrad=False):
+    """One NovoGrad step on tf.Variables; `velocity` (and with amsgrad
+    `velocity_hat`) has shape (); `step` is iterations + 1."""
     c = compute_dtype(variable.dtype)
     lr = tf.cast(tf.cast(learning_rate, tf.float64), c)  # the op takes lr as a double
 
@@ -19,6 +20,10 @@ def apply_novograd(variable, gradient, momentum, velocity, *, learning_rate, bet
     v = tf.where(tf.equal(step, 1), norm_sq,
                  constant(beta_2, c) * v_old + constant(1.0 - beta_2, c) * norm_sq)
     write(velocity, v)
+    if amsgrad:
+        v_hat_old = read(velocity_hat, c)
+        v = tf.where(v_hat_old > v, v_hat_old, v)  # a NaN in v propagates, as in the kernel
+        write(velocity_hat, v)
     denominator = tf.sqrt(v) + constant(epsilon, c)
 
     w = read(variable, c)

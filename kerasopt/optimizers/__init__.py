@@ -27,13 +27,13 @@ from kerasopt.optimizers.yogi import Yogi
 
 # Every optimizer kerasopt ships, for `python -m kerasopt info` and the tests.
 ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, Lamb,
-       AdaBelief, RAdam, Yogi, NovoGrad, Lars, FullMatrixAdagrad, Shampoo)
+       AdaBelief, RAdam, Yogi, NovoGrad, Lars, FullMatrixAdagrad, Shampoo, ScheduleFreeAdamW,
+       ScheduleFreeSGD, Muon)
 
-# Keras 3.15's newer optimizers (and ScheduleFreeSGD), on their composed-TF
-# fallback until their fused ops exist (the ops are generated from one
-# declaration per rule, issue 21). They join ALL when their ops land: the
-# table-driven tests require a kernel for every class in ALL.
-AWAITING_KERNELS = (Adafactor, Muon, ScheduleFreeAdamW, ScheduleFreeSGD)
+# Keras 3.15's Adafactor, on its composed-TF fallback until its fused op
+# exists. A class joins ALL when its op lands: the table-driven tests require
+# a kernel for every class in ALL.
+AWAITING_KERNELS = (Adafactor,)
 
 # Optimizers that wrap another one (they take an inner optimizer, so they are
 # not in ALL); `info` lists them with their fused op (class attribute kernel_op).

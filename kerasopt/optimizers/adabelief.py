@@ -29,8 +29,13 @@ class AdaBelief(FusedOptimizer):
     ``epsilon`` sits where the paper's Algorithm 2 puts it: added to ``s`` at
     every step and to ``sqrt(s_hat)``. ``amsgrad`` is the paper's form
     (``s_t <- max(s_t, s_{t-1})``, no extra slot); the authors' PyTorch code
-    instead keeps a separate running maximum. The authors' ``rectify`` option
-    (RAdam's rectification inside AdaBelief) is not offered here.
+    instead keeps a separate running maximum (so does TensorFlow Addons).
+
+    ``rectify`` (the authors' and TensorFlow Addons' option) applies RAdam's
+    rectification (:class:`kerasopt.RAdam`) to the same ``m`` and ``s``:
+    where ``rho_t > 4`` and ``rho_t >= sma_threshold`` the step above is
+    multiplied by ``r_t``; before that it is momentum SGD,
+    ``w = w - learning_rate * m_hat``.
 
     Weight decay: Keras's ``weight_decay`` argument is decoupled, applied
     before the update as ``w = w - learning_rate * weight_decay * w``, which is
@@ -50,6 +55,11 @@ class AdaBelief(FusedOptimizer):
             enters ``s`` before the square root).
         amsgrad: keep ``s`` non-decreasing (the paper's AMSGrad form).
             Defaults to False.
+        rectify: RAdam's rectification (above). Defaults to False
+            (TensorFlow Addons: True).
+        sma_threshold: with ``rectify``, the rectified step also needs
+            ``rho_t >= sma_threshold``, >= 0. Defaults to 4.0 (the RAdam
+            paper's ``rho_t > 4`` alone; TensorFlow Addons: 5.0).
         slot_dtype: None (slots take the variable's dtype, as in Keras) or
             "float32": float32 slots for bfloat16/float16 variables, so only
             the weight is rounded to 16 bits. See
@@ -69,6 +79,8 @@ class AdaBelief(FusedOptimizer):
         beta_2=0.999,
         epsilon=1e-16,
         amsgrad=False,
+        rectify=False,
+        sma_threshold=4.0,
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -99,6 +111,8 @@ class AdaBelief(FusedOptimizer):
         self.beta_2 = check_hyperparameter("beta_2", beta_2, 0.0, 1.0)
         self.epsilon = check_hyperparameter("epsilon", epsilon, low=0.0)
         self.amsgrad = bool(amsgrad)
+        self.rectify = bool(rectify)
+        self.sma_threshold = check_hyperparameter("sma_threshold", sma_threshold, low=0.0)
 
     def build(self, var_list):
         if self.built:
@@ -115,15 +129,16 @@ class AdaBelief(FusedOptimizer):
     def _hyperparameters(self):
         return dict(beta_1=self.hyperparameter(self.beta_1),
                     beta_2=self.hyperparameter(self.beta_2),
-                    epsilon=self.hyperparameter(self.epsilon))
+                    epsilon=self.hyperparameter(self.epsilon),
+                    sma_threshold=self.hyperparameter(self.sma_threshold))
 
     def kernel_hyperparameters(self, variable):
-        return dict(self._hyperparameters(), amsgrad=self.amsgrad)
+        return dict(self._hyperparameters(), amsgrad=self.amsgrad, rectify=self.rectify)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         adabelief_fallback.apply_adabelief(
             variable, gradient, *slots, learning_rate=learning_rate, step=step,
-            amsgrad=self.amsgrad, **self._hyperparameters(),
+            amsgrad=self.amsgrad, rectify=self.rectify, **self._hyperparameters(),
         )
 
     def get_config(self):
@@ -134,6 +149,8 @@ class AdaBelief(FusedOptimizer):
                 "beta_2": self.beta_2,
                 "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad,
+                "rectify": self.rectify,
+                "sma_threshold": self.sma_threshold,
             }
         )
         return config

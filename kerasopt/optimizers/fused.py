@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from kerasopt import op_library
 from kerasopt.backend_check import require_tensorflow_backend
-from kerasopt.optimizers import multi_tensor, slot_storage, sparse_update, step_checks
+from kerasopt.optimizers import multi_tensor, saved_name, slot_storage, sparse_update, step_checks
 from kerasopt.optimizers import step_features
 from kerasopt.optimizers import nonfinite as nonfinite_policy
 from kerasopt.optimizers.step_checks import variable_name
@@ -230,6 +230,29 @@ class FusedOptimizer(KERAS_BASE):
     # classes whose rule is element-wise (their dense and multi-tensor ops
     # take the step's features) say so.
     fuses_step_features: bool = False
+
+    # kerasopt's own options that the class takes through **kwargs (so that
+    # its signature stays Keras's), with their defaults: set to anything else,
+    # the optimizer is saved under kerasopt's name (saved_name.py).
+    keyword_options: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        keras_class = keras_counterpart(cls)
+        if keras_class is not None:
+            saved_name.register(cls, keras_class)
+
+    def __new__(cls, *args, **kwargs):
+        # With one of kerasopt's options, an instance of the private subclass
+        # saved under kerasopt's name rather than Keras's (saved_name.py).
+        return super().__new__(saved_name.class_for(cls, args, kwargs))
+
+    def __reduce__(self):
+        # pickle goes through Keras's saving library: saved under kerasopt's
+        # name (not Keras's, as a file is), so it unpickles as kerasopt's.
+        with saved_name.under_kerasopts_name(self):
+            _, arguments = super().__reduce__()
+        return saved_name.public_class(type(self))._unpickle_model, arguments
 
     def __init__(self, *args, lazy=False, nonfinite="propagate", slot_dtype=None, **kwargs):
         require_tensorflow_backend(type(self).__name__)

@@ -5,10 +5,14 @@ cc/cpu/apply_with_norms.h. Its ops are built from its declaration in
 cc/kernels/lamb.h. The fallback: kerasopt/fallback/lamb.py.
 """
 
+import re
+
 import keras
 
 from kerasopt.fallback import lamb as lamb_fallback
-from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
+from kerasopt.optimizers.fused import (FusedOptimizer, check_hyperparameter, check_learning_rate,
+                                       is_constant)
+from kerasopt.optimizers.lars import _name_patterns
 
 
 @keras.saving.register_keras_serializable(package="kerasopt")
@@ -39,6 +43,16 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
     ``weight_decay`` runs before the step) and sets the ratio to 1 when either
     norm is 0.
 
+    Two options for TensorFlow Addons' ``LAMB`` users (docs/tensorflow-addons.md),
+    off by default: ``weight_decay_rate`` is the paper's ``lambda``, added
+    inside the trust ratio (``r = r + weight_decay_rate * w`` before both
+    the norm and the step; TFA's ``weight_decay_rate``), beside Keras's
+    decoupled ``weight_decay`` outside it; variables excluded with Keras's
+    ``exclude_from_weight_decay`` get neither. ``exclude_from_layer_adaptation``
+    gives the listed variables ``ratio = 1`` (TFA's argument; unlike TFA, an
+    unset list does not fall back to the weight-decay exclusions, so a
+    default ``Lamb`` adapts every variable, as Keras's does).
+
     Numbers: the per-element math is Keras's, in Keras's order; the sums of
     squares are taken in float64, in a fixed block order, so the result is the
     same for any number of threads (Keras sums float32 squares in float32, so
@@ -51,6 +65,12 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
         beta_1: decay of the first-moment estimate, in [0, 1). Defaults to 0.9.
         beta_2: decay of the second-moment estimate, in [0, 1). Defaults to 0.999.
         epsilon: added to sqrt(v_hat), >= 0. Defaults to 1e-7.
+        weight_decay_rate: (keyword) the paper's decay inside the trust
+            ratio (above), >= 0. Defaults to 0.0.
+        exclude_from_layer_adaptation: (keyword) None or a list of strings
+            (name substrings or regular expressions, searched in
+            ``variable.name``): those variables get ``ratio = 1``. Defaults
+            to None.
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
@@ -58,6 +78,8 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
 
     kernel_name = "Lamb"
     supports_slot_dtype = False  # its norm driver (apply_with_norms.h) takes slots of the variable's dtype
+
+    keyword_options = {"weight_decay_rate": 0.0, "exclude_from_layer_adaptation": None}
 
     def __init__(
         self,
@@ -77,6 +99,10 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
         name=None,
         **kwargs,
     ):
+        # kerasopt's options, keyword-only through **kwargs: the signature
+        # stays keras.optimizers.Lamb's (tests/test_lamb.py).
+        weight_decay_rate = kwargs.pop("weight_decay_rate", 0.0)
+        exclude_from_layer_adaptation = kwargs.pop("exclude_from_layer_adaptation", None)
         super().__init__(
             learning_rate=check_learning_rate(learning_rate),
             name=name,
@@ -94,6 +120,10 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
         self.beta_1 = check_hyperparameter("beta_1", beta_1, 0.0, 1.0)
         self.beta_2 = check_hyperparameter("beta_2", beta_2, 0.0, 1.0)
         self.epsilon = check_hyperparameter("epsilon", epsilon, low=0.0)
+        self.weight_decay_rate = check_hyperparameter(
+            "weight_decay_rate", weight_decay_rate, low=0.0)
+        self._layer_adaptation_names = _name_patterns("exclude_from_layer_adaptation",
+                                                      exclude_from_layer_adaptation)
 
     def build(self, var_list):
         if self.built:
@@ -107,18 +137,27 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
         i = self._get_variable_index(variable)
         return [self._momentums[i], self._velocities[i]]
 
-    def _hyperparameters(self):
+    def _use_layer_adaptation(self, variable) -> bool:
+        if not self._layer_adaptation_names:
+            return True
+        return re.search("|".join(self._layer_adaptation_names), variable.name) is None
+
+    def _hyperparameters(self, variable):
+        decays = self._use_weight_decay(variable)
         return dict(beta_1=self.hyperparameter(self.beta_1),
                     beta_2=self.hyperparameter(self.beta_2),
-                    epsilon=self.hyperparameter(self.epsilon))
+                    epsilon=self.hyperparameter(self.epsilon),
+                    weight_decay_rate=self.hyperparameter(self.weight_decay_rate) if decays
+                    else 0.0,
+                    layer_adaptation=self._use_layer_adaptation(variable))
 
     def kernel_hyperparameters(self, variable):
-        return self._hyperparameters()
+        return self._hyperparameters(variable)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         lamb_fallback.apply_lamb(
             variable, gradient, *slots, learning_rate=learning_rate, step=step,
-            **self._hyperparameters(),
+            **self._hyperparameters(variable),
         )
 
     def get_config(self):
@@ -130,4 +169,10 @@ class Lamb(FusedOptimizer, keras.optimizers.Lamb):
                 "epsilon": self.epsilon,
             }
         )
+        # Only when set: a default config stays Keras's own (loadable by
+        # keras.optimizers.Lamb).
+        if not (is_constant(self.weight_decay_rate) and float(self.weight_decay_rate) == 0.0):
+            config["weight_decay_rate"] = self.weight_decay_rate
+        if self._layer_adaptation_names:
+            config["exclude_from_layer_adaptation"] = self._layer_adaptation_names
         return config

@@ -1,8 +1,11 @@
 """kerasopt.Muon: Keras's Muon (Newton-Schulz-orthogonalized momentum for 2-D
 weights, AdamW for the rest).
 
-The math: cc/kernels/muon.h (momentum, scaling, decay; the AdamW side is
-cc/kernels/adam.h). The fallback: kerasopt/fallback/muon.py.
+The math: cc/kernels/muon.h (momentum, scaling, decay, and the AdamW side,
+a declared rule with ops KerasoptApplyMuonAdamW / KerasoptMultiApplyMuonAdamW).
+The 2-D (Muon) variables take kerasopt/optimizers/muon_step.py: fused ops
+around TensorFlow's matrix products, batched by shape. The fallback:
+kerasopt/fallback/muon.py.
 """
 
 import numbers
@@ -10,8 +13,14 @@ import re
 
 import keras
 
+import tensorflow as tf
+
+from kerasopt import op_library
+from kerasopt.fallback import constant
 from kerasopt.fallback import muon as muon_fallback
-from kerasopt.optimizers.fused import FusedOptimizer, check_hyperparameter, check_learning_rate
+from kerasopt.optimizers import multi_tensor, muon_step
+from kerasopt.optimizers.fused import (FusedOptimizer, check_hyperparameter, check_learning_rate,
+                                       runtime_shape_checks, tf_variable)
 
 
 def _check_optional_decay(name, value):
@@ -84,7 +93,7 @@ class Muon(FusedOptimizer, keras.optimizers.Muon):
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
-    kernel_name = "Muon"
+    kernel_name = "MuonAdamW"  # the AdamW side's declared rule; the Muon side: muon_step.py
     supports_slot_dtype = False  # its op (matrix products) takes slots of the variable's dtype
 
     def __init__(
@@ -196,33 +205,107 @@ class Muon(FusedOptimizer, keras.optimizers.Muon):
         # Both decays are part of each variable's fused update (update_step).
         return
 
-    def _decay_for(self, variable, uses_adamw) -> float:
+    def _decayed(self, variable, uses_adamw) -> bool:
         value = self.adam_weight_decay if uses_adamw else self.weight_decay
-        if value is None or not self._use_weight_decay(variable):
+        return value is not None and self._use_weight_decay(variable)
+
+    def _decay_for(self, variable, uses_adamw):
+        """The variable's decay: 0 when it has none, else its value (read at each step)."""
+        if not self._decayed(variable, uses_adamw):
             return 0.0
-        return float(value)
+        return self.hyperparameter(self.adam_weight_decay if uses_adamw else self.weight_decay)
+
+    def _uses_muon(self, variable) -> bool:
+        """Built with a momentum and no velocity: Keras's mark of a Muon variable."""
+        i = self._get_variable_index(variable)
+        return self.momentums[i] is not None and self.adam_velocities[i] is None
+
+    def kernel_hyperparameters(self, variable):
+        # The AdamW side (apply_kernel is only called for it: see update_step).
+        return dict(adam_lr_ratio=self.hyperparameter(self.adam_lr_ratio),
+                    weight_decay=self._decay_for(variable, True),
+                    beta_1=self.hyperparameter(self.adam_beta_1),
+                    beta_2=self.hyperparameter(self.adam_beta_2),
+                    epsilon=self.hyperparameter(self.epsilon))
+
+    def _multi_tensor_allowed(self) -> bool:
+        # update_step is overridden for the Muon variables only; the AdamW
+        # side still goes through apply_kernel, so the list ops serve it.
+        return multi_tensor.enabled() and multi_tensor.no_replicas(self)
+
+    def _multi_tensor_update(self, grads, trainable_variables):
+        """The Muon variables in batches of one shape (muon_step.py); the
+        AdamW ones in KerasoptMultiApplyMuonAdamW ops; returns the rest."""
+        batches, rest = {}, []
+        for gradient, variable in zip(grads, trainable_variables):
+            var = tf_variable(variable)
+            if not (self._uses_muon(var) and multi_tensor.dense_and_known(gradient, var)
+                    and op_library.kernel_unavailable_reason(var, muon_step.MOMENTUM_OP) is None):
+                rest.append((gradient, variable))
+                continue
+            self.check_built_for(var)
+            gradient, slots = self._dense_inputs(var, gradient)
+            batches.setdefault(muon_step.batch_key(var), []).append((var, gradient, slots[0]))
+        if batches:
+            _, _, learning_rate_f64 = self._step_inputs
+            for entries in batches.values():
+                self._run_muon_batch(op_library.library().ops, entries, learning_rate_f64)
+        if not rest:
+            return [], []
+        return super()._multi_tensor_update([g for g, _ in rest], [v for _, v in rest])
+
+    def _run_muon_batch(self, ops, entries, learning_rate_f64):
+        rms_rate = None if self.rms_rate is None else self.hyperparameter(self.rms_rate)
+        weight_decay = self.weight_decay
+        muon_step.run_batch(
+            ops, entries, learning_rate=learning_rate_f64,
+            momentum=self.hyperparameter(self.momentum), nesterov=self.nesterov,
+            coefficients=self._coefficients(), ns_steps=self.ns_steps,
+            weight_decay=0.0 if weight_decay is None else self.hyperparameter(weight_decay),
+            decayed=[self._decayed(v, False) for v, _, _ in entries], rms_rate=rms_rate)
+
+    def update_step(self, gradient, variable, learning_rate):
+        """The AdamW variables as every kerasopt optimizer (apply_kernel); a
+        Muon variable, when the multi-tensor path did not take it, as a batch of one."""
+        variable = tf_variable(variable)
+        self.check_built_for(variable)
+        if not self._uses_muon(variable):
+            return super().update_step(gradient, variable, learning_rate)
+        gradient, slots = self._dense_inputs(variable, gradient)
+        step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
+        with tf.control_dependencies(runtime_shape_checks(variable, gradient)):
+            if op_library.use_kernel(variable, muon_step.MOMENTUM_OP):
+                if learning_rate_f64 is None:
+                    learning_rate_f64 = tf.cast(learning_rate, tf.float64)
+                self._run_muon_batch(op_library.library().ops, [(variable, gradient, slots[0])],
+                                     learning_rate_f64)
+            else:
+                self.apply_fallback(variable, gradient, slots, learning_rate, step)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         if len(slots) == 2:
             muon_fallback.apply_muon_adamw(
                 variable, gradient, *slots, learning_rate=learning_rate,
-                adam_lr_ratio=self.adam_lr_ratio, weight_decay=self._decay_for(variable, True),
-                beta_1=float(self.adam_beta_1), beta_2=float(self.adam_beta_2),
-                epsilon=float(self.epsilon), step=step)
+                adam_lr_ratio=self.hyperparameter(self.adam_lr_ratio),
+                weight_decay=self._decay_for(variable, True),
+                beta_1=self.hyperparameter(self.adam_beta_1),
+                beta_2=self.hyperparameter(self.adam_beta_2),
+                epsilon=self.hyperparameter(self.epsilon), step=step)
         else:
             muon_fallback.apply_muon(
                 variable, gradient, *slots, learning_rate=learning_rate,
                 weight_decay=self._decay_for(variable, False),
-                momentum_decay=float(self.momentum), nesterov=bool(self.nesterov),
+                momentum_decay=self.hyperparameter(self.momentum), nesterov=bool(self.nesterov),
                 ns_steps=self.ns_steps, coefficients=self._coefficients(),
-                rms_rate=None if self.rms_rate is None else float(self.rms_rate))
+                rms_rate=None if self.rms_rate is None else self.hyperparameter(self.rms_rate))
 
     def _coefficients(self):
-        return float(self.muon_a), float(self.muon_b), float(self.muon_c)
+        return tuple(self.hyperparameter(k) for k in (self.muon_a, self.muon_b, self.muon_c))
 
     def zeropower_via_newtonschulz5(self, x, steps: int):
         """Keras's method: the Newton-Schulz orthogonalization of a 2-D tensor."""
-        a, b, c = self._coefficients()
+        x = tf.convert_to_tensor(x)
+        a, b, c = (constant(k, x.dtype) for k in self._coefficients())
         return muon_fallback.newton_schulz5(x, steps=steps, a=a, b=b, c=c)
 
     def get_config(self):

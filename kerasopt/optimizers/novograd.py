@@ -29,7 +29,10 @@ class NovoGrad(FusedOptimizer):
         w = w - learning_rate * m
 
     With ``grad_averaging=True`` the bracket is multiplied by ``1 - beta_1``
-    (as in NVIDIA's implementations). The op computes ``||g||^2`` itself, in
+    (as in NVIDIA's implementations). With ``amsgrad=True`` (TensorFlow
+    Addons' option) a running maximum ``v_hat = max(v_hat, v)``, one more
+    value per variable (slot ``velocity_hat``, shape ``()``), replaces ``v``
+    in the denominator: ``sqrt(v_hat) + epsilon``. The op computes ``||g||^2`` itself, in
     float64 and in a fixed block order, so the result does not depend on the
     number of threads.
 
@@ -55,7 +58,10 @@ class NovoGrad(FusedOptimizer):
         weight_decay: the paper's ``d`` (see above), None or >= 0. Defaults to
             None (no decay).
         grad_averaging: scale the new term by ``1 - beta_1``. Defaults to False
-            (the paper's Algorithm 1).
+            (the paper's Algorithm 1). At every step, the first included
+            (TensorFlow Addons skips it at the first step: see
+            docs/tensorflow-addons.md).
+        amsgrad: use the running maximum of ``v`` (above). Defaults to False.
         clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
         ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
@@ -66,7 +72,10 @@ class NovoGrad(FusedOptimizer):
 
     kernel_name = "NovoGrad"
     supports_slot_dtype = False  # its layer-wise driver (apply_layerwise.h) takes slots of the variable's dtype
-    per_variable_slots = 1  # velocity has shape ()
+
+    @property
+    def per_variable_slots(self):
+        return 2 if self.amsgrad else 1  # velocity (and velocity_hat) have shape ()
 
     def __init__(
         self,
@@ -76,6 +85,7 @@ class NovoGrad(FusedOptimizer):
         epsilon=1e-7,
         weight_decay=None,
         grad_averaging=False,
+        amsgrad=False,
         clipnorm=None,
         clipvalue=None,
         global_clipnorm=None,
@@ -107,26 +117,34 @@ class NovoGrad(FusedOptimizer):
         self.beta_2 = check_hyperparameter("beta_2", beta_2, 0.0, 1.0)
         self.epsilon = check_hyperparameter("epsilon", epsilon, low=0.0)
         self.grad_averaging = bool(grad_averaging)
+        self.amsgrad = bool(amsgrad)
 
     def build(self, var_list):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities = [], []
+        self._momentums, self._velocities, self._velocity_hats = [], [], []
         for variable in var_list:
             if self._overwrite_variable_with_gradient(variable):
                 self._momentums.append(None)
                 self._velocities.append(None)
+                self._velocity_hats.append(None)
                 continue
             self._momentums.append(self.add_variable_from_reference(variable, "momentum"))
-            prefix = (variable.path if hasattr(variable, "path") else variable.name)
+            prefix = str(variable.path if hasattr(variable, "path") else variable.name)
+            prefix = prefix.replace('/', '_').replace(':', '_')
             self._velocities.append(self.add_variable(
-                shape=(), dtype=variable.dtype,
-                name=f"{str(prefix).replace('/', '_').replace(':', '_')}_velocity"))
+                shape=(), dtype=variable.dtype, name=f"{prefix}_velocity"))
+            self._velocity_hats.append(self.add_variable(
+                shape=(), dtype=variable.dtype, name=f"{prefix}_velocity_hat")
+                if self.amsgrad else None)
 
     def slots_for(self, variable):
         i = self._get_variable_index(variable)
-        return [self._momentums[i], self._velocities[i]]
+        slots = [self._momentums[i], self._velocities[i]]
+        if self.amsgrad:
+            slots.append(self._velocity_hats[i])
+        return slots
 
     def _apply_weight_decay(self, variables):
         # The paper's decay is part of the momentum, inside the fused update.
@@ -144,12 +162,14 @@ class NovoGrad(FusedOptimizer):
                     weight_decay=self._decay_for(variable))
 
     def kernel_hyperparameters(self, variable):
-        return dict(self._hyperparameters(variable), grad_averaging=self.grad_averaging)
+        return dict(self._hyperparameters(variable), grad_averaging=self.grad_averaging,
+                    amsgrad=self.amsgrad)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         novograd_fallback.apply_novograd(
             variable, gradient, *slots, learning_rate=learning_rate, step=step,
-            grad_averaging=self.grad_averaging, **self._hyperparameters(variable),
+            grad_averaging=self.grad_averaging, amsgrad=self.amsgrad,
+            **self._hyperparameters(variable),
         )
 
     def get_config(self):
@@ -160,6 +180,7 @@ class NovoGrad(FusedOptimizer):
                 "beta_2": self.beta_2,
                 "epsilon": self.epsilon,
                 "grad_averaging": self.grad_averaging,
+                "amsgrad": self.amsgrad,
             }
         )
         return config

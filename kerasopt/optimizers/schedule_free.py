@@ -1,8 +1,9 @@
 """kerasopt.ScheduleFreeAdamW (Keras's) and kerasopt.ScheduleFreeSGD (the same
 rule without the second moment).
 
-The math: cc/kernels/schedule_free.h (one rule for both). The fallback:
-kerasopt/fallback/schedule_free.py. The evaluation weights x:
+The math and the declarations (from which their fused ops are built):
+cc/kernels/schedule_free.h (what both share), schedule_free_adamw.h,
+schedule_free_sgd.h. The fallback: kerasopt/fallback/schedule_free.py. The evaluation weights x:
 ``averaged_weights()`` and the ``SwapAveragedWeights`` callback.
 """
 
@@ -37,7 +38,6 @@ class ScheduleFreeBase(FusedOptimizer):
     initialized to the weights), the folded weight decay, the ``interpolate``
     switch and the evaluation weights."""
 
-    kernel_name = "ScheduleFree"
     uses_second_moment = True
     interpolate_default = True
 
@@ -76,16 +76,28 @@ class ScheduleFreeBase(FusedOptimizer):
         # The decay is part of each variable's fused update (update_step).
         return
 
-    def _decay_for(self, variable) -> float:
+    def _decay_for(self, variable):
         if self.weight_decay is None or not self._use_weight_decay(variable):
             return 0.0
-        return float(self.weight_decay)
+        return self.hyperparameter(self.weight_decay)
 
     def _rule_arguments(self, variable):
-        arguments = dict(weight_decay=self._decay_for(variable), beta_1=float(self.beta_1),
+        """The rule's hyperparameters, as the op and the fallback name them
+        (floats, or a hyperparameter variable's value read at this step)."""
+        arguments = dict(weight_decay=self._decay_for(variable),
+                         beta_1=self.hyperparameter(self.beta_1),
                          warmup_steps=int(self.warmup_steps), interpolate=self.interpolate)
         if self.uses_second_moment:
-            arguments.update(beta_2=float(self.beta_2), epsilon=float(self.epsilon))
+            arguments.update(beta_2=self.hyperparameter(self.beta_2),
+                             epsilon=self.hyperparameter(self.epsilon))
+        return arguments
+
+    def kernel_hyperparameters(self, variable):
+        arguments = self._rule_arguments(variable)
+        arguments["warmup_steps"] = float(arguments["warmup_steps"])  # the op's scalars are float64
+        # The average rounds as Keras's traced graph does for this shape
+        # (cc/kernels/schedule_free.h); the op sees only the element count.
+        arguments["scalar_variable"] = tf.TensorShape(variable.shape).rank == 0
         return arguments
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
@@ -120,8 +132,8 @@ class ScheduleFreeBase(FusedOptimizer):
                     continue
                 var = tf_variable(variable)
                 saved = tf.identity(var.read_value())
-                x = schedule_free_fallback.averaged_weight(var, tf_variable(momentum),
-                                                           beta_1=float(self.beta_1))
+                x = schedule_free_fallback.averaged_weight(
+                    var, tf_variable(momentum), beta_1=self.hyperparameter(self.beta_1))
                 var.assign(x)
                 swapped.append((var, saved))
             yield self
@@ -219,6 +231,7 @@ class ScheduleFreeAdamW(ScheduleFreeBase, keras.optimizers.ScheduleFreeAdamW):
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
+    kernel_name = "ScheduleFreeAdamW"
     interpolate_default = False
 
     def __init__(
@@ -297,6 +310,7 @@ class ScheduleFreeSGD(ScheduleFreeBase):
         gradient_accumulation_steps, name: as in ``keras.optimizers.Optimizer``.
     """
 
+    kernel_name = "ScheduleFreeSGD"
     uses_second_moment = False
 
     def __init__(

@@ -30,7 +30,7 @@ from keras.src import backend
 from keras.src.utils import tracking
 
 from kerasopt.backend_check import require_tensorflow_backend
-from kerasopt.optimizers import step_checks
+from kerasopt.optimizers import saved_name, step_checks
 
 # Base-optimizer arguments and their defaults: set them on the inner optimizer.
 _INNER_ONLY = {
@@ -181,10 +181,11 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         self.inner_optimizer.finalize_variable_values(var_list)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
-        }
+        # Under kerasopt's name even with Keras's options: only kerasopt reads
+        # this config, and from_config must give back kerasopt's class.
+        with saved_name.under_kerasopts_name(self.inner_optimizer):
+            inner = keras.saving.serialize_keras_object(self.inner_optimizer)
+        return {"name": self.name, "optimizer": inner}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -34,6 +34,19 @@ class Yogi(FusedOptimizer):
     TensorFlow Addons and optax. 16-bit variables are updated in float32
     arithmetic and rounded once.
 
+    TensorFlow Addons' options (docs/tensorflow-addons.md), off by default:
+    ``activation="tanh"`` replaces ``sign(x)`` by ``tanh(10 x)`` in the
+    update of ``v`` (computed in float64, rounded once); with
+    ``l1_regularization_strength`` or ``l2_regularization_strength`` > 0
+    the step is TFA's proximal one, with ``lr_w = learning_rate / (sqrt(v)
+    + epsilon)`` and ``u = w - lr_w * m``::
+
+        w = sign(u) * max(|u| - l1 * lr_w, 0) / (1 + l2 * lr_w)
+
+    TFA also multiplies the learning rate by ``sqrt(1 - beta_2^t) / (1 -
+    beta_1^t)``; kerasopt keeps the paper's rule (a learning-rate schedule
+    with that factor gives TFA's numbers; see the docs).
+
     Slots: ``momentum`` and ``velocity``.
 
     Args:
@@ -44,6 +57,12 @@ class Yogi(FusedOptimizer):
         epsilon: added to sqrt(v), >= 0. Defaults to 1e-3.
         initial_accumulator_value: the starting value of ``v``, >= 0.
             Defaults to 1e-6.
+        l1_regularization_strength: the proximal L1 term (above), >= 0.
+            Defaults to 0.0.
+        l2_regularization_strength: the proximal L2 term (above), >= 0.
+            Defaults to 0.0.
+        activation: ``"sign"`` (the paper) or ``"tanh"`` (TFA's soft
+            sign, ``tanh(10 x)``). Defaults to ``"sign"``.
         slot_dtype: None (slots take the variable's dtype, as in Keras) or
             "float32": float32 slots for bfloat16/float16 variables, so only
             the weight is rounded to 16 bits. See
@@ -64,6 +83,9 @@ class Yogi(FusedOptimizer):
         beta_2=0.999,
         epsilon=1e-3,
         initial_accumulator_value=1e-6,
+        l1_regularization_strength=0.0,
+        l2_regularization_strength=0.0,
+        activation="sign",
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -95,6 +117,13 @@ class Yogi(FusedOptimizer):
         self.epsilon = check_hyperparameter("epsilon", epsilon, low=0.0)
         self.initial_accumulator_value = check_hyperparameter(
             "initial_accumulator_value", initial_accumulator_value, low=0.0)
+        self.l1_regularization_strength = check_hyperparameter(
+            "l1_regularization_strength", l1_regularization_strength, low=0.0)
+        self.l2_regularization_strength = check_hyperparameter(
+            "l2_regularization_strength", l2_regularization_strength, low=0.0)
+        if activation not in ("sign", "tanh"):
+            raise ValueError(f"`activation` must be \"sign\" or \"tanh\", got {activation!r}")
+        self.activation = activation
 
     def build(self, var_list):
         if self.built:
@@ -112,13 +141,16 @@ class Yogi(FusedOptimizer):
     def _hyperparameters(self):
         return dict(beta_1=self.hyperparameter(self.beta_1),
                     beta_2=self.hyperparameter(self.beta_2),
-                    epsilon=self.hyperparameter(self.epsilon))
+                    epsilon=self.hyperparameter(self.epsilon),
+                    l1=self.hyperparameter(self.l1_regularization_strength),
+                    l2=self.hyperparameter(self.l2_regularization_strength))
 
     def kernel_hyperparameters(self, variable):
-        return self._hyperparameters()
+        return dict(self._hyperparameters(), tanh_activation=self.activation == "tanh")
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         yogi_fallback.apply_yogi(variable, gradient, *slots, learning_rate=learning_rate,
+                                 tanh_activation=self.activation == "tanh",
                                  **self._hyperparameters())
 
     def get_config(self):
@@ -129,6 +161,9 @@ class Yogi(FusedOptimizer):
                 "beta_2": self.beta_2,
                 "epsilon": self.epsilon,
                 "initial_accumulator_value": self.initial_accumulator_value,
+                "l1_regularization_strength": self.l1_regularization_strength,
+                "l2_regularization_strength": self.l2_regularization_strength,
+                "activation": self.activation,
             }
         )
         return config

@@ -34,6 +34,7 @@ See docs/drop-in.md.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 
@@ -182,3 +183,19 @@ def keras_is_patched(name=None) -> bool:
 def patched_names() -> tuple:
     """The Keras optimizer names patched now."""
     return tuple(sorted(_patched))
+
+
+@contextlib.contextmanager
+def patched(names=None):
+    """``with kerasopt.patched(): ...`` patches for the block and then unpatches
+    what it patched, leaving names patched before it as they were. For
+    example, a file saved from ``kerasopt.Adam()`` names Keras's class (so
+    Keras alone loads it), and loads as ``kerasopt.Adam`` inside this block."""
+    resolved = _resolve(names)
+    with _lock:
+        added = [name for name in resolved if name not in _patched]
+    patch_keras(added)
+    try:
+        yield
+    finally:
+        unpatch_keras(added)

@@ -1,4 +1,4 @@
-// Runs the rules of cc/kernels/{schedule_free,adafactor,muon}.h over arrays
+// Runs the rules of cc/kernels/{adafactor,muon}.h over arrays
 // in a file, single-threaded, summing in the orders the headers define, so
 // tests/test_rules_against_fallback.py can compare them bit for bit with the
 // traced composed-TF fallbacks before the fused ops exist.
@@ -15,7 +15,6 @@
 
 #include "cc/kernels/adafactor.h"
 #include "cc/kernels/muon.h"
-#include "cc/kernels/schedule_free.h"
 
 namespace {
 
@@ -38,16 +37,6 @@ double SumOfSquares(const float* x, long n) {
   std::vector<double> t(n);
   for (long k = 0; k < n; ++k) t[k] = double(x[k]) * double(x[k]);
   return BlockSum(t.data(), n);
-}
-
-// ScheduleFree. ints: n warmup_steps step adam interpolate;
-// doubles: lr weight_decay beta_1 beta_2 epsilon. Arrays: y z v g.
-void ScheduleFree(float* a, const long* i, const double* d) {
-  const long n = i[0];
-  float *y = a, *z = y + n, *v = z + n, *g = v + n;
-  const auto rule = kerasopt::ScheduleFreeRule<float>::Make(d[0], d[1], d[2], d[3], d[4], i[1],
-                                                            i[2], i[3] != 0, i[4] != 0, n);
-  for (long k = 0; k < n; ++k) rule(y[k], z[k], v[k], g[k]);
 }
 
 // Adafactor. ints: batch rows cols (cols 0: rank < 2 with `rows` elements) step;
@@ -118,8 +107,8 @@ void MuonNormalizedOnly(float* a, const long* i, const double* d) {
 void MuonAdamw(float* a, const long* i, const double* d) {
   const long n = i[0];
   float *w = a, *m = w + n, *v = m + n, *g = v + n;
-  const auto rule = kerasopt::MuonAdamwRule<float>::Make(d[0], d[1], d[2], d[3], d[4], d[5],
-                                                         i[1], n);
+  const auto rule = kerasopt::MuonAdamwRule<float>::Make(
+      kerasopt::SharedInputs{d[0], i[1], n}, d[1], d[2], d[3], d[4], d[5]);
   for (long k = 0; k < n; ++k) rule(w[k], m[k], v[k], g[k]);
 }
 
@@ -139,8 +128,7 @@ int main(int argc, char** argv) {
   float value;
   while (std::fread(&value, sizeof value, 1, in) == 1) arrays.push_back(value);
   std::fclose(in);
-  if (rule == "schedule_free") ScheduleFree(arrays.data(), ints.data(), doubles.data());
-  else if (rule == "adafactor") Adafactor(arrays.data(), ints.data(), doubles.data());
+  if (rule == "adafactor") Adafactor(arrays.data(), ints.data(), doubles.data());
   else if (rule == "muon_normalized_only") MuonNormalizedOnly(arrays.data(), ints.data(), doubles.data());
   else if (rule == "muon_adamw") MuonAdamw(arrays.data(), ints.data(), doubles.data());
   else return 4;
