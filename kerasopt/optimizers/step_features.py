@@ -29,7 +29,7 @@ averaged (those without a gradient this step, or with float32 slots of a
 variable the dense kernel cannot update (the fallback: ``KERASOPT_IMPL=tf``,
 XLA, a GPU variable, whose kernels take no features yet), gradient
 accumulation, tf.distribute strategies, and optimizers whose rule is not
-element-wise.
+element-wise (Muon too: its matrices go through its list ops).
 """
 
 from __future__ import annotations
