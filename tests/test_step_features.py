@@ -39,9 +39,11 @@ FUSING = {
     "Nadam": dict(learning_rate=0.02),
     "Lion": dict(learning_rate=0.002),
     "Ftrl": dict(learning_rate=0.05),
-    "AdaBelief": dict(learning_rate=0.02),
-    "RAdam": dict(learning_rate=0.02),
-    "Yogi": dict(learning_rate=0.02),
+    # With TensorFlow Addons' options (rule inputs, and RAdam's amsgrad slot
+    # before the EMA average): no extra cases.
+    "AdaBelief": dict(learning_rate=0.02, rectify=True, sma_threshold=5.0),
+    "RAdam": dict(learning_rate=0.02, amsgrad=True, total_steps=8, warmup_proportion=0.25),
+    "Yogi": dict(learning_rate=0.02, l1_regularization_strength=0.001, activation="tanh"),
     "ScheduleFreeAdamW": dict(learning_rate=0.02),
     "ScheduleFreeSGD": dict(learning_rate=0.05),
 }
