@@ -339,3 +339,64 @@ def test_non_elementwise_ops_refuse_features():
                                 learning_rate=0.1, step=tf.constant(1, tf.int64), beta_1=0.9,
                                 beta_2=0.999, epsilon=1e-7, weight_decay_rate=0.0, features=row,
                                 with_average=True)
+
+
+# LossScaleOptimizer around a fusing optimizer (kerasopt/optimizers/loss_scale.py):
+# Keras's division by the scale inside the update. Step 2's gradient
+# overflows (inf): Keras's check skips it; growth every 2 finite steps.
+LOSS_SCALE_CASES = {
+    "Adam": dict(),
+    "Adam-features": dict(weight_decay=0.1, use_ema=True, ema_momentum=0.9, clipvalue=0.05),
+    "SGD": dict(),
+    # (kerasopt's option; Keras's Adam runs without it.)
+    "Adam-skip": dict(nonfinite="skip"),
+}
+
+
+def _loss_scaled(module, case, steps=STEPS):
+    name = case.split("-")[0]
+    options = dict(LOSS_SCALE_CASES[case])
+    if module is keras.optimizers:
+        options.pop("nonfinite", None)
+    optimizer = getattr(module, name)(name="opt", **FUSING[name], **options)
+    if optimizer.weight_decay is not None:
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+    wrapper = keras.optimizers.LossScaleOptimizer(optimizer, name="lso", initial_scale=2.0 ** 10,
+                                                   dynamic_growth_steps=2)
+    weights, grads = problem()
+    variables = [keras.Variable(w, name=k) for k, w in weights.items()]
+
+    @tf.function
+    def step(gradients):
+        wrapper.apply_gradients(zip(gradients, variables))
+
+    for i, g in enumerate(grads[:steps]):
+        scaled = [tf.constant(g[k] * np.float32(wrapper.dynamic_scale.numpy()
+                                                if wrapper.built else 2.0 ** 10))
+                  for k in SHAPES]
+        if i == 2:
+            scaled[1] = tf.tensor_scatter_nd_update(scaled[1], [[0]], [np.inf])
+        step(scaled)
+    out = {f"model/{v.path}": v.numpy() for v in variables}
+    out.update({v.path: v.numpy() for v in wrapper.variables})
+    return out, step
+
+
+@pytest.mark.parametrize("case", list(LOSS_SCALE_CASES))
+def test_loss_scale_optimizer_matches_keras(case):
+    """Keras's LossScaleOptimizer around kerasopt's optimizer gives Keras's
+    bits (the inner Adam/SGD and the scale's variables), the overflowing step
+    writing nothing, and its step has no division pass of its own: the
+    step's graph has one RealDiv per gradient fewer than with Keras's passes
+    (KERASOPT_STEP_FEATURES=0; the same count before the fusion)."""
+    require_kernel_library()
+    theirs, _ = _loss_scaled(keras.optimizers, case)
+    with kerasopt.implementation("kernel"):
+        ours, step = _loss_scaled(kerasopt, case)
+        with step_features_off():
+            passes, passes_step = _loss_scaled(kerasopt, case, steps=1)
+    assert_bits(ours, theirs, f"LossScaleOptimizer({case})")
+    divisions = [sum(n.op == "RealDiv" for n in graph_nodes(s)) for s in (step, passes_step)]
+    assert divisions[0] == divisions[1] - len(SHAPES), divisions
+    # One finite check (Keras's), also the nonfinite="skip" policy's.
+    assert sum(n.op == "IsFinite" for n in graph_nodes(step)) == len(SHAPES)

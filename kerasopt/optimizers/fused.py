@@ -344,6 +344,9 @@ class FusedOptimizer(KERAS_BASE):
            **self.kernel_hyperparameters(variable))
 
     _step_plan = None  # this step's step_features.StepPlan, when they are fused
+    # The loss scale a LossScaleOptimizer left for this step to divide the
+    # gradients by (loss_scale.py; it checked them finite), or None.
+    _grad_unscale = None
     _no_features = None  # this step's empty `features` (one tensor: multi-tensor groups share it)
 
     def _step_feature_inputs(self, ops, variable, gradient, slots):
@@ -399,7 +402,9 @@ class FusedOptimizer(KERAS_BASE):
         variables = trainable_variables if trainable_variables is not None else \
             self._trainable_variables
         with step_checks.gated(grads, variables):
-            if self.nonfinite == "propagate":
+            if self.nonfinite == "propagate" or self._grad_unscale is not None:
+                # (Under a LossScaleOptimizer the gradients were checked
+                # finite: its check is the nonfinite policy's too.)
                 return super().apply(grads, trainable_variables)
             names = [variable_name(v) for v in variables]
             nonfinite_policy.guarded_apply(self.nonfinite, super().apply, grads,
@@ -409,8 +414,12 @@ class FusedOptimizer(KERAS_BASE):
     def _backend_apply_gradients(self, grads, trainable_variables):
         """Keras's, with its clipping, decay and EMA passes inside the fused
         update where the plan says so (step_features.py)."""
-        plan = step_features.plan_for(self, grads, trainable_variables)
+        plan = step_features.plan_for(self, grads, trainable_variables,
+                                      unscale=self._grad_unscale)
         if plan is None:
+            if self._grad_unscale is not None:  # LossScaleOptimizer's own division
+                grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
+                         for g in grads]
             return super()._backend_apply_gradients(grads, trainable_variables)
         if self.weight_decay is not None and not plan.decay:
             self._apply_weight_decay(trainable_variables)  # a class's own (AdamW: none)

@@ -74,14 +74,18 @@ def _decays_in_keras_pass(optimizer) -> bool:
             and type(optimizer)._apply_weight_decay is TFOptimizer._apply_weight_decay)
 
 
-def plan_for(optimizer, grads, trainable_variables) -> "StepPlan | None":
-    """The step's plan, or None where Keras's own passes run as before."""
+def plan_for(optimizer, grads, trainable_variables, unscale=None) -> "StepPlan | None":
+    """The step's plan, or None where Keras's own passes run as before.
+
+    `unscale`: the loss scale the gradients are to be divided by
+    (loss_scale.py), or None."""
     from kerasopt.optimizers import multi_tensor
     if not (enabled() and getattr(optimizer, "fuses_step_features", False)):
         return None
     if optimizer.gradient_accumulation_steps or not multi_tensor.no_replicas(optimizer):
         return None
-    if not (clipping(optimizer) or _decays_in_keras_pass(optimizer) or optimizer.use_ema):
+    if not (clipping(optimizer) or _decays_in_keras_pass(optimizer) or optimizer.use_ema
+            or unscale is not None):
         return None
     # Only when every variable's dense update is the kernel: the fallback
     # (KERASOPT_IMPL=tf, XLA, no op library), GPU variables (their kernels
@@ -93,7 +97,7 @@ def plan_for(optimizer, grads, trainable_variables) -> "StepPlan | None":
     if any(op_library.kernel_unavailable_reason(v, op, wide_slots=optimizer._wide_slots(v))
            is not None or not multi_tensor._on_cpu(v) for v in trainable_variables):
         return None
-    return StepPlan(optimizer, grads, trainable_variables)
+    return StepPlan(optimizer, grads, trainable_variables, unscale)
 
 
 def _f64(value, dtype):
@@ -104,8 +108,9 @@ def _f64(value, dtype):
 class StepPlan:
     """One step's clipping, decay and EMA values, shared by every variable."""
 
-    def __init__(self, optimizer, grads, trainable_variables):
+    def __init__(self, optimizer, grads, trainable_variables, unscale=None):
         self.optimizer = optimizer
+        self.unscale = unscale
         self.clipping = clipping(optimizer)
         self.decay = _decays_in_keras_pass(optimizer)
         self.use_ema = bool(optimizer.use_ema)
@@ -152,6 +157,7 @@ class StepPlan:
         opt = self.optimizer
         one = tf.constant(1.0, tf.float64)
         zero = tf.constant(0.0, tf.float64)
+        unscale = one if self.unscale is None else _f64(self.unscale, dtype)
         multiplier, divisor, clip = one, one, zero
         if self.clipping == "global_clipnorm":
             multiplier = _f64(self.global_scale, dtype)
@@ -162,7 +168,7 @@ class StepPlan:
         decay = _f64(opt.weight_decay, dtype) if decayed else zero
         ema = self.ema_momentum if self.use_ema else zero
         overwrite = self.overwrite if self.use_ema else zero
-        return tf.stack([one, multiplier, divisor, clip, decay, ema, overwrite])
+        return tf.stack([unscale, multiplier, divisor, clip, decay, ema, overwrite])
 
     def kernel_inputs(self, variable, gradient, slots):
         """(slots with the average appended, extra op keywords) for the kernel."""
@@ -181,6 +187,8 @@ class StepPlan:
         that takes no features); returns the clipped gradient."""
         opt = self.optimizer
         self._averaged.discard(opt._var_key(variable))
+        if self.unscale is not None:  # LossScaleOptimizer's own division
+            gradient = kops.divide(gradient, self.unscale)
         if self.clipping == "global_clipnorm":
             # Keras's `v * scale` (an IndexedSlices is summed into a tensor first).
             gradient = gradient * tf.cast(self.global_scale, gradient.dtype)
