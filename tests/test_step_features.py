@@ -400,3 +400,40 @@ def test_loss_scale_optimizer_matches_keras(case):
     assert divisions[0] == divisions[1] - len(SHAPES), divisions
     # One finite check (Keras's), also the nonfinite="skip" policy's.
     assert sum(n.op == "IsFinite" for n in graph_nodes(step)) == len(SHAPES)
+
+
+def test_mixed_float16_compile_fuses_the_unscale(monkeypatch):
+    """model.compile under mixed_float16 wraps the optimizer in Keras's
+    LossScaleOptimizer: kerasopt's Adam gets the scale into its fused step and
+    gives Keras's Adam's bits through fit."""
+    require_kernel_library()
+    unscales = []
+    plan_init = step_features.StepPlan.__init__
+
+    def recording(self, *args, **kwargs):
+        plan_init(self, *args, **kwargs)
+        unscales.append(self.unscale is not None)
+
+    monkeypatch.setattr(step_features.StepPlan, "__init__", recording)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+    results = []
+    saved_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        for optimizer in (kerasopt.Adam(learning_rate=0.01), keras.optimizers.Adam(0.01)):
+            keras.utils.set_random_seed(3)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
+                                      keras.layers.Dense(1)])
+            with kerasopt.implementation("kernel"):
+                model.compile(optimizer=optimizer, loss="mse")
+                model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            assert int(model.optimizer.inner_optimizer.iterations.numpy()) == 2  # none skipped
+            results.append([w.numpy() for w in model.weights])
+    finally:
+        keras.config.set_dtype_policy(saved_policy)
+    assert unscales and all(unscales), unscales
+    for a, b in zip(*results):
+        assert a.tobytes() == b.tobytes()

@@ -41,7 +41,7 @@ CONFIGS = {
     "wd": dict(weight_decay=0.01),
     "ema": dict(use_ema=True),
     "all": dict(global_clipnorm=1.0, weight_decay=0.01, use_ema=True),
-    "lso": dict(),  # LossScaleOptimizer around Adam (not fused yet: Keras's unscale pass)
+    "lso": dict(),  # LossScaleOptimizer around Adam (the unscale fused: loss_scale.py)
 }
 CASES = {"1x8M": (1, 8 * 1024 * 1024), "200x40K": (200, 40 * 1024)}
 
