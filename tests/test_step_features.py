@@ -377,6 +377,8 @@ def _loss_scaled(module, case, steps=STEPS):
         if i == 2:
             scaled[1] = tf.tensor_scatter_nd_update(scaled[1], [[0]], [np.inf])
         step(scaled)
+    # (The scale did not join the inner optimizer's variables.)
+    assert "dynamic_scale" not in [v.name for v in optimizer.variables]
     out = {f"model/{v.path}": v.numpy() for v in variables}
     out.update({v.path: v.numpy() for v in wrapper.variables})
     return out, step
@@ -398,8 +400,9 @@ def test_loss_scale_optimizer_matches_keras(case):
     assert_bits(ours, theirs, f"LossScaleOptimizer({case})")
     divisions = [sum(n.op == "RealDiv" for n in graph_nodes(s)) for s in (step, passes_step)]
     assert divisions[0] == divisions[1] - len(SHAPES), divisions
-    # One finite check (Keras's), also the nonfinite="skip" policy's.
-    assert sum(n.op == "IsFinite" for n in graph_nodes(step)) == len(SHAPES)
+    # One finite check, also the nonfinite="skip" policy's: the sum's, and
+    # the element-wise one where the sum is not finite (nonfinite.all_finite).
+    assert sum(n.op == "IsFinite" for n in graph_nodes(step)) == 1 + len(SHAPES)
 
 
 def test_mixed_float16_compile_fuses_the_unscale(monkeypatch):
