@@ -5,7 +5,9 @@ Keras's ``Optimizer._backend_apply_gradients`` runs, around the per-variable
 ``clipvalue``, ``global_clipnorm``), one over every weight for decoupled weight
 decay (``weight_decay``, minus ``exclude_from_weight_decay``), and, after the
 update, one over every weight and its average for ``use_ema`` (and
-``ema_overwrite_frequency``). For the element-wise rules (``fuses_step_features``)
+``ema_overwrite_frequency``). A ``LossScaleOptimizer`` around the optimizer
+adds a division of every gradient by the loss scale (``unscale``:
+loss_scale.py). For the element-wise rules (``fuses_step_features``)
 kerasopt runs all of them inside the fused update instead: the dense and
 multi-tensor ops take the step's ``features`` (cc/kernels/step_features.h),
 and the EMA average (Keras's own ``<var>_average`` variable) as one more slot.
