@@ -223,11 +223,11 @@ def test_rmsprop_op_rejects_momentum_without_its_slot():
     ops = op_library.library().ops
     w, v = tf.Variable(tf.zeros(4)), tf.Variable(tf.zeros(4))
     with pytest.raises(tf.errors.InvalidArgumentError, match="momentum slot"):
-        ops.kerasopt_apply_rm_sprop(var=w.handle, slots=[v.handle], grad=tf.ones(4),
+        ops.kerasopt_apply_rm_sprop(features=[], var=w.handle, slots=[v.handle], grad=tf.ones(4),
                                     learning_rate=0.1, step=1, rho=0.9, momentum=0.5,
                                     epsilon=1e-7)
     with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
-        ops.kerasopt_apply_rm_sprop(var=w.handle, slots=[v.handle], grad=tf.ones(4),
+        ops.kerasopt_apply_rm_sprop(features=[], var=w.handle, slots=[v.handle], grad=tf.ones(4),
                                     learning_rate=0.1, step=1, rho=0.9, momentum=0.0,
                                     epsilon=1e-7, centered=True)
 

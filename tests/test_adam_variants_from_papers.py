@@ -484,7 +484,7 @@ def test_ops_refuse_step_zero_and_write_nothing(op_name, num_slots, scalars):
     w = tf.Variable(np.ones(3, np.float32))
     slots = [tf.Variable(np.zeros(3, np.float32)) for _ in range(num_slots)]
     with pytest.raises(tf.errors.InvalidArgumentError, match="step counts from 1"):
-        getattr(ops, op_name)(var=w.handle, slots=[s.handle for s in slots], grad=tf.ones(3),
+        getattr(ops, op_name)(features=[], var=w.handle, slots=[s.handle for s in slots], grad=tf.ones(3),
                               step=tf.constant(0, tf.int64), **scalars)
     np.testing.assert_array_equal(w.numpy(), np.ones(3, np.float32))
     with pytest.raises(ValueError, match="step"):

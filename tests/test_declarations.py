@@ -19,7 +19,10 @@ from conftest import require_kernel_library
 
 SHARED_INPUTS = ["learning_rate", "step"]
 # Attrs every apply op has, whatever the rule.
-GENERIC_ATTRS = {"T", "Tindices", "N", "num_slots"}
+GENERIC_ATTRS = {"T", "Tindices", "N", "num_slots", "with_average"}
+# Inputs every dense and multi-tensor op takes after the rule's own (the
+# step's features: cc/kernels/step_features.h), not named by kernel_hyperparameters.
+STEP_FEATURE_INPUTS = {"features"}
 
 
 def _op_defs():
@@ -69,7 +72,7 @@ def test_kernel_hyperparameters_are_the_declared_inputs(cls):
     """kernel_hyperparameters names exactly the op's declared scalars and flags."""
     op = _op_defs()[f"KerasoptApply{cls.kernel_name}"]
     inputs = [arg.name for arg in op.input_arg]
-    declared = set(inputs[inputs.index("step") + 1:])
+    declared = set(inputs[inputs.index("step") + 1:]) - STEP_FEATURE_INPUTS
     declared |= {attr.name for attr in op.attr} - GENERIC_ATTRS
     variable = keras.Variable(np.ones((3, 2), np.float32))
     optimizer = cls()

@@ -289,7 +289,7 @@ def test_raw_adam_shape_mismatch_writes_nothing(bad):
     vs = variables(*[(shapes[k], np.float32) for k in ("var", "slot0", "slot1", "slot2")])
     before = snapshot(vs)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+        ops.kerasopt_apply_adam(features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]],
                                 grad=tf.ones(shapes[bad] if bad == "grad" else (3, 4)),
                                 amsgrad=True, **adam_args())
     text = squeeze(info.value.message)
@@ -303,11 +303,11 @@ def test_raw_sgd_shape_mismatch_writes_nothing():
     vs = variables(((5,), np.float64), ((6,), np.float64))
     before = snapshot(vs)
     with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
-        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle],
+        ops.kerasopt_apply_sgd(features=[], var=vs[0].handle, slots=[vs[1].handle],
                                grad=tf.ones((5,), tf.float64),
                                learning_rate=tf.constant(0.1, tf.float64), step=1, momentum=0.9)
     with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
-        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[], grad=tf.ones((1,), tf.float64),
+        ops.kerasopt_apply_sgd(features=[], var=vs[0].handle, slots=[], grad=tf.ones((1,), tf.float64),
                                learning_rate=tf.constant(0.1, tf.float64), step=1, momentum=0.0)
     assert_unchanged(vs, before)
 
@@ -318,21 +318,21 @@ def test_raw_op_dtype_mismatch():
     vs = variables(((4,), np.float32), ((4,), np.float32), ((4,), np.float32))
     before = snapshot(vs)
     with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
-        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+        ops.kerasopt_apply_adam(features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]],
                                 grad=tf.ones((4,), tf.float64), **adam_args())
     assert_unchanged(vs, before)
     # one slot of another dtype
     vs = variables(((4,), np.float32), ((4,), np.float32), ((4,), np.float16))
     before = snapshot(vs)
     with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
-        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+        ops.kerasopt_apply_adam(features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]],
                                 grad=tf.ones((4,), tf.float32), **adam_args())
     assert_unchanged(vs, before)
     # SGD: weight float16, gradient and slot bfloat16
     vs = variables(((4,), np.float16), ((4,), np_dtype("bfloat16")))
     before = snapshot(vs)
     with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
-        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle],
+        ops.kerasopt_apply_sgd(features=[], var=vs[0].handle, slots=[vs[1].handle],
                                grad=tf.ones((4,), tf.bfloat16),
                                learning_rate=tf.constant(0.1, tf.float64), step=1, momentum=0.9)
     assert_unchanged(vs, before)
@@ -345,22 +345,22 @@ def test_raw_op_wrong_slot_count_and_scalars():
     grad = tf.ones((4,))
     # Adam needs 2 slots, AMSGrad 3
     with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
-        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[vs[1].handle], grad=grad, **adam_args())
+        ops.kerasopt_apply_adam(features=[], var=vs[0].handle, slots=[vs[1].handle], grad=grad, **adam_args())
     with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
-        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
+        ops.kerasopt_apply_adam(features=[], var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
                                 amsgrad=True, **adam_args())
     # SGD with momentum needs its slot; at most one slot
     with pytest.raises(tf.errors.InvalidArgumentError, match="momentum"):
-        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[], grad=grad,
+        ops.kerasopt_apply_sgd(features=[], var=vs[0].handle, slots=[], grad=grad,
                                learning_rate=tf.constant(0.1, tf.float64), step=1,
                                momentum=0.9)
     with pytest.raises(tf.errors.InvalidArgumentError, match="slots"):
-        ops.kerasopt_apply_sgd(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
+        ops.kerasopt_apply_sgd(features=[], var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
                                learning_rate=tf.constant(0.1, tf.float64), step=1,
                                momentum=0.9)
     # hyperparameters must be scalars
     with pytest.raises(tf.errors.InvalidArgumentError, match="scalar"):
-        ops.kerasopt_apply_adam(var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
+        ops.kerasopt_apply_adam(features=[], var=vs[0].handle, slots=[vs[1].handle, vs[2].handle], grad=grad,
                                 **adam_args(learning_rate=tf.constant([0.1, 0.2], tf.float64)))
     assert_unchanged(vs, before)
 
@@ -370,7 +370,7 @@ def test_raw_op_runs_when_valid():
     arguments works (and matches one Adam step by hand)."""
     ops = raw_ops()
     vs = variables(((4,), np.float32), ((4,), np.float32), ((4,), np.float32))
-    ops.kerasopt_apply_adam(var=vs[0].handle, slots=[v.handle for v in vs[1:]],
+    ops.kerasopt_apply_adam(features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]],
                             grad=tf.fill((4,), 2.0), **adam_args())
     np.testing.assert_allclose(vs[1].numpy(), 0.2, rtol=1e-6)
     np.testing.assert_allclose(vs[2].numpy(), 0.004, rtol=1e-5)
@@ -583,7 +583,7 @@ def test_ops_refuse_step_zero_and_write_nothing(op_name):
     w = tf.Variable(np.ones(3, np.float32))
     slots = [tf.Variable(np.zeros(3, np.float32)) for _ in range(num_slots)]
     with pytest.raises(tf.errors.InvalidArgumentError, match="step counts from 1"):
-        getattr(ops, op_name)(var=w.handle, slots=[s.handle for s in slots],
+        getattr(ops, op_name)(features=[], var=w.handle, slots=[s.handle for s in slots],
                               grad=tf.ones(3), step=tf.constant(0, tf.int64), **scalars)
     np.testing.assert_array_equal(w.numpy(), np.ones(3, np.float32))
     for s in slots:

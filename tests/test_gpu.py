@@ -356,11 +356,11 @@ def test_pack_handles_feeds_the_multi_tensor_op_like_one_op_per_variable():
     packed = ops.kerasopt_pack_handles(handles=[s.handle for _, m, v in packed_vars
                                                 for s in (m, v)])
     assert packed.dtype == tf.resource and packed.shape == (4,)
-    ops.kerasopt_multi_apply_adam(vars=[w.handle for w, _, _ in packed_vars], slots=packed,
+    ops.kerasopt_multi_apply_adam(features=[], vars=[w.handle for w, _, _ in packed_vars], slots=packed,
                                   grads=grads, num_slots=2, **scalars)
     single_vars = variables()
     for (w, m, v), g in zip(single_vars, grads):
-        ops.kerasopt_apply_adam(var=w.handle, slots=[m.handle, v.handle], grad=g, **scalars)
+        ops.kerasopt_apply_adam(features=[], var=w.handle, slots=[m.handle, v.handle], grad=g, **scalars)
     for start, got, want in zip(starts, packed_vars, single_vars):
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a.numpy(), b.numpy())

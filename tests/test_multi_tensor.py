@@ -251,14 +251,14 @@ def test_op_rejects_a_wrong_slot_count_and_dtype():
     scalars = dict(learning_rate=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                    step=tf.constant(1, tf.int64))
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="slot"):
-        ops.kerasopt_multi_apply_adam(vars=[var.handle], slots=[m.handle], grads=[tf.ones(3)],
+        ops.kerasopt_multi_apply_adam(features=[], vars=[var.handle], slots=[m.handle], grads=[tf.ones(3)],
                                       num_slots=2, **scalars)
     half = tf.Variable(np.zeros(3, np.float16))
     with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
-        ops.kerasopt_multi_apply_adam(vars=[var.handle], slots=[m.handle, half.handle],
+        ops.kerasopt_multi_apply_adam(features=[], vars=[var.handle], slots=[m.handle, half.handle],
                                       grads=[tf.ones(3)], num_slots=2, **scalars)
     with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
-        ops.kerasopt_multi_apply_adam(vars=[var.handle], slots=[m.handle, v.handle],
+        ops.kerasopt_multi_apply_adam(features=[], vars=[var.handle], slots=[m.handle, v.handle],
                                       grads=[tf.ones(4)], num_slots=2, **scalars)
     np.testing.assert_array_equal(var.numpy(), np.ones(3))  # nothing half-written
 
@@ -284,17 +284,17 @@ def test_norm_ops_check_each_slot_shape_and_write_nothing_on_error():
         return variables(3, (), second_momentum_shape, second_velocity_shape)
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="one value per variable"):
-        ops.kerasopt_multi_apply_novo_grad(vars=[first.handle, second.handle],
+        ops.kerasopt_multi_apply_novo_grad(features=[], vars=[first.handle, second.handle],
                                            slots=novograd_slots((2, 2)), grads=grads,
                                            num_slots=2, **novograd)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"slot .* has shape \[\]"):
-        ops.kerasopt_multi_apply_novo_grad(vars=[first.handle, second.handle],
+        ops.kerasopt_multi_apply_novo_grad(features=[], vars=[first.handle, second.handle],
                                            slots=novograd_slots((), ()), grads=grads,
                                            num_slots=2, **novograd)
     lars = dict(learning_rate=0.1, step=1, momentum=0.9, weight_decay=0.0, eta=0.01)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"slot .* has shape \[\]"):
         ops.kerasopt_multi_apply_lars(
-            vars=[first.handle, second.handle],
+            features=[], vars=[first.handle, second.handle],
             slots=variables(3, ()),
             grads=grads, num_slots=1, **lars)
     np.testing.assert_array_equal(first.numpy(), np.ones(3))  # nothing half-written
@@ -302,7 +302,7 @@ def test_norm_ops_check_each_slot_shape_and_write_nothing_on_error():
 
     # The right shapes pass, and the velocity slot of each variable moves.
     slots = novograd_slots(())
-    ops.kerasopt_multi_apply_novo_grad(vars=[first.handle, second.handle], slots=slots,
+    ops.kerasopt_multi_apply_novo_grad(features=[], vars=[first.handle, second.handle], slots=slots,
                                        grads=grads, num_slots=2, **novograd)
     assert not np.array_equal(first.numpy(), np.ones(3))
     velocities = [tf.raw_ops.ReadVariableOp(resource=slots[i], dtype=tf.float32).numpy()

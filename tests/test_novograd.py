@@ -189,11 +189,11 @@ def test_op_rejects_a_velocity_slot_that_is_not_a_scalar():
     w = tf.Variable(np.ones(3, np.float32))
     m, v = tf.Variable(np.zeros(3, np.float32)), tf.Variable(np.zeros(3, np.float32))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"one value per variable"):
-        ops.kerasopt_apply_novo_grad(var=w.handle, slots=[m.handle, v.handle], grad=tf.ones(3),
+        ops.kerasopt_apply_novo_grad(features=[], var=w.handle, slots=[m.handle, v.handle], grad=tf.ones(3),
                                      learning_rate=0.1, beta_1=0.9, beta_2=0.99, epsilon=1e-7,
                                      weight_decay=0.0, step=tf.constant(1, tf.int64))
     with pytest.raises(tf.errors.InvalidArgumentError, match="step counts from 1"):
-        ops.kerasopt_apply_novo_grad(var=w.handle, slots=[m.handle, tf.Variable(0.0).handle],
+        ops.kerasopt_apply_novo_grad(features=[], var=w.handle, slots=[m.handle, tf.Variable(0.0).handle],
                                      grad=tf.ones(3), learning_rate=0.1, beta_1=0.9, beta_2=0.99,
                                      epsilon=1e-7, weight_decay=0.0,
                                      step=tf.constant(0, tf.int64))

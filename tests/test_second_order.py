@@ -338,16 +338,16 @@ def test_op_rejects_mismatched_statistics():
     bad = tf.Variable(tf.zeros((2, 4, 4)), name="bad")
     with pytest.raises(tf.errors.InvalidArgumentError, match="statistics 'bad"):
         lib.ops.kerasopt_apply_full_matrix_adagrad(
-            var=var.handle, slots=[bad.handle, bad.handle], grad=tf.ones((10,)),
+            features=[], var=var.handle, slots=[bad.handle, bad.handle], grad=tf.ones((10,)),
             learning_rate=0.1, step=1, epsilon=1e-3, update_frequency=1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="epsilon"):
         lib.ops.kerasopt_apply_full_matrix_adagrad(
-            var=var.handle, slots=[stats.handle, stats.handle], grad=tf.ones((10,)),
+            features=[], var=var.handle, slots=[stats.handle, stats.handle], grad=tf.ones((10,)),
             learning_rate=0.1, step=1, epsilon=0.0, update_frequency=1)
     np.testing.assert_array_equal(var.numpy(), 0)  # nothing half-written
     with pytest.raises(tf.errors.InvalidArgumentError, match="rank >= 2"):
         lib.ops.kerasopt_apply_shampoo(
-            var=var.handle, slots=[stats.handle] * 4, grad=tf.ones((10,)), learning_rate=0.1,
+            features=[], var=var.handle, slots=[stats.handle] * 4, grad=tf.ones((10,)), learning_rate=0.1,
             step=1, epsilon=1e-3, beta_1=0.9, beta_2=0.999, graft_epsilon=1e-7,
             precondition_frequency=1, start_preconditioning_step=1, sgd_grafting=True)
 

@@ -344,7 +344,7 @@ def test_dense_op_names_the_bad_slot(slot_dtypes, culprit):
     ops = require_kernel_library().ops
     vs = _variables("bfloat16", *slot_dtypes)
     _assert_refused(vs, lambda: ops.kerasopt_apply_adam(
-        var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,), tf.bfloat16),
+        features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,), tf.bfloat16),
         **_adam_args()), f"slot '{culprit}", "v0")
 
 
@@ -352,7 +352,7 @@ def test_float32_variable_takes_no_other_slot_dtype():
     ops = require_kernel_library().ops
     vs = _variables("float32", "float64", "float64")
     _assert_refused(vs, lambda: ops.kerasopt_apply_adam(
-        var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,)), **_adam_args()),
+        features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,)), **_adam_args()),
         "slot 'v1", "slots must have the variable's dtype")
 
 
@@ -360,7 +360,7 @@ def test_norm_driver_op_refuses_float32_slots():
     ops = require_kernel_library().ops
     vs = _variables("bfloat16", "float32", "float32")
     _assert_refused(vs, lambda: ops.kerasopt_apply_lamb(
-        var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,), tf.bfloat16),
+        features=[], var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((4,), tf.bfloat16),
         weight_decay_rate=0.0, **_adam_args()), "KerasoptApplyLamb", "dtype only")
 
 
@@ -371,7 +371,7 @@ def test_sparse_and_multi_ops_name_the_bad_slot():
         var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((1, 2), tf.float16),
         indices=tf.constant([1]), **_adam_args()), "slot 'v2")
     _assert_refused(vs, lambda: ops.kerasopt_multi_apply_adam(
-        vars=[vs[0].handle], slots=tf.stack([v.handle for v in vs[1:]]),
+        features=[], vars=[vs[0].handle], slots=tf.stack([v.handle for v in vs[1:]]),
         grads=[tf.ones((3, 2), tf.float16)], num_slots=2, **_adam_args()), "slot 'v2", "v0")
 
 

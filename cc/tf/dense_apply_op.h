@@ -23,12 +23,14 @@
 
 #define EIGEN_USE_THREADS
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <vector>
 
 #include "cc/cpu/apply_dense.h"
 #include "cc/kernels/common.h"
+#include "cc/kernels/step_features.h"
 #include "cc/tf/slot_storage.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
@@ -112,7 +114,8 @@ std::vector<bool> OneValueInputs(const Algo& algo, int num_slots) {
   std::vector<bool> one_value(1 + num_slots, false);
   for (int i = 1, k = 0; i <= num_slots; ++i, ++k) {
     while (!algo.SlotPresent(k, num_slots)) ++k;
-    one_value[i] = k >= Rule::kNumSlots - LayerSlotsOf<Rule>::value;
+    // (k == Rule::kNumSlots: the EMA average, shaped like the variable.)
+    one_value[i] = k < Rule::kNumSlots && k >= Rule::kNumSlots - LayerSlotsOf<Rule>::value;
   }
   return one_value;
 }
@@ -151,9 +154,10 @@ class DenseApplyOp : public OpKernel {
 
   explicit DenseApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
-    OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots + algo_.with_average(),
                 absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
+                    "kerasopt: at most ", kNumSlots + algo_.with_average(), " slots, got ",
+                    num_slots_)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
   }
 
@@ -204,21 +208,39 @@ class DenseApplyOp : public OpKernel {
 
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
+    const double* features;
+    int feature_rows;
+    OP_REQUIRES_OK(ctx, algo_.ReadStepFeatures(ctx, /*num_vars=*/0, &features, &feature_rows));
 
-    std::array<S*, kNumSlots> slots{};
+    // The rule's slots, then (with_average) the EMA average.
+    std::array<S*, kNumSlots + 1> slots{};
     int next = 1;
-    for (int k = 0; k < kNumSlots; ++k) {
+    for (int k = 0; k <= kNumSlots; ++k) {
       slots[k] = algo_.SlotPresent(k, num_slots_)
                      ? tensors[next++].template flat<S>().data()
                      : nullptr;
     }
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    Driver::Apply(rule, var.NumElements(), tensors[0].template flat<T>().data(),
-                  slots, grad.template flat<T>().data(),
-                  [pool](int64_t n, int64_t cost, auto&& fn) {
-                    pool->ParallelFor(n, cost, fn);
-                  });
+    auto parallel_for = [pool](int64_t n, int64_t cost, auto&& fn) {
+      pool->ParallelFor(n, cost, fn);
+    };
+    T* w = tensors[0].template flat<T>().data();
+    const T* g = grad.template flat<T>().data();
+    if constexpr (Algo::kTakesStepFeatures) {
+      if (feature_rows > 0) {
+        using Featured = typename Algo::template FeaturedRule<C>;
+        const Featured featured{rule, StepFeatures<C>::Make(features, algo_.LearningRate(ctx),
+                                                             var.NumElements(),
+                                                             algo_.with_average())};
+        Driver::Apply(featured, var.NumElements(), w, slots, g, parallel_for);
+        return;
+      }
+    }
+    std::array<S*, kNumSlots> rule_slots;
+    std::copy_n(slots.begin(), kNumSlots, rule_slots.begin());
+    Driver::Apply(rule, var.NumElements(), w, rule_slots, g, parallel_for);
   }
+
 
   Algo algo_;
   int num_slots_ = 0;

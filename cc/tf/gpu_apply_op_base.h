@@ -149,6 +149,11 @@ class GpuApplyOpBase : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+    // The step's features (cc/kernels/step_features.h) run on the CPU kernels
+    // only; kerasopt keeps Keras's own passes for variables on a GPU.
+    OP_REQUIRES(ctx, !algo_.with_average(),
+                absl::UnimplementedError(absl::StrCat(
+                    "kerasopt: ", type_string(), " on a GPU takes no EMA slot (with_average)")));
   }
 
  protected:
@@ -183,6 +188,12 @@ class GpuApplyOpBase : public OpKernel {
 
   // Device pointers of the scalar inputs and step, and the attrs.
   absl::Status ReadRuleInputs(OpKernelContext* ctx, cuda::RuleInputs* inputs) const {
+    const Tensor* features;
+    if (ctx->input("features", &features).ok() && features->NumElements() != 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          "kerasopt: ", type_string(), " on a GPU takes no step features (clipping, weight "
+          "decay, EMA: Keras's own passes run for GPU variables)"));
+    }
     TF_RETURN_IF_ERROR(DeviceScalar(ctx, "learning_rate", &inputs->learning_rate));
     TF_RETURN_IF_ERROR(DeviceScalar(ctx, "step", &inputs->step));
     for (int i = 0; i < kNumScalars; ++i) {

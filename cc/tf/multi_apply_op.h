@@ -42,9 +42,10 @@ class MultiApplyOp : public OpKernel {
   explicit MultiApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_vars_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
-    OP_REQUIRES(ctx, num_slots_ <= kNumSlots,
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots + algo_.with_average(),
                 absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
+                    "kerasopt: at most ", kNumSlots + algo_.with_average(), " slots, got ",
+                    num_slots_)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
   }
 
@@ -99,7 +100,9 @@ class MultiApplyOp : public OpKernel {
 
     const int first_grad = num_vars_ + 1;
     const int first_slot = num_vars_;
-    std::vector<cpu::TensorRef<Rule, T, S>> refs(num_vars_);
+    // Each variable's rule slots, then (with_average) its EMA average.
+    using Featured = WithStepFeatures<Rule, C>;
+    std::vector<cpu::TensorRef<Featured, T, S>> refs(num_vars_);
     for (int i = 0; i < num_vars_; ++i) {
       const Tensor& var = tensors[i];
       const Tensor& grad = ctx->input(first_grad + i);
@@ -113,14 +116,15 @@ class MultiApplyOp : public OpKernel {
       ref.var = tensors[i].template flat<T>().data();
       ref.grad = grad.template flat<T>().data();
       int next = first_slot + i * num_slots_;
-      for (int k = 0; k < kNumSlots; ++k) {
+      for (int k = 0; k <= kNumSlots; ++k) {
         if (!algo_.SlotPresent(k, num_slots_)) {
           ref.slots[k] = nullptr;
           continue;
         }
         // As in dense_apply_op.h: the rule's trailing layer slots hold one
-        // value per variable (shape ()), the others have the variable's shape.
-        const bool one_value = k >= kNumSlots - LayerSlotsOf<Rule>::value;
+        // value per variable (shape ()), the others (and the EMA average)
+        // have the variable's shape.
+        const bool one_value = k < kNumSlots && k >= kNumSlots - LayerSlotsOf<Rule>::value;
         const Tensor& slot = tensors[next];
         OP_REQUIRES(ctx, slot.shape() == (one_value ? ::tensorflow::TensorShape({}) : var.shape()),
                     absl::InvalidArgumentError(absl::StrCat(
@@ -140,10 +144,38 @@ class MultiApplyOp : public OpKernel {
       rules.resize(num_vars_, rules[0]);
       for (int i = 0; i < num_vars_; ++i) algo_.ForVariable(refs[i].n, &rules[i]);
     }
+    const double* features;
+    int feature_rows;
+    OP_REQUIRES_OK(ctx, algo_.ReadStepFeatures(ctx, num_vars_, &features, &feature_rows));
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    MultiDriver::Apply(rules, refs, [pool](int64_t n, int64_t cost, auto&& fn) {
+    auto parallel_for = [pool](int64_t n, int64_t cost, auto&& fn) {
       pool->ParallelFor(n, cost, fn);
-    });
+    };
+    if constexpr (Algo::kTakesStepFeatures) {
+      if (feature_rows > 0) {
+        // One rule per variable: the decay's rounding depends on its size
+        // (decoupled_decay.h), and a row may be the variable's own.
+        const double lr = algo_.LearningRate(ctx);
+        std::vector<Featured> featured;
+        featured.reserve(num_vars_);
+        for (int i = 0; i < num_vars_; ++i) {
+          const double* row = features + (feature_rows == 1 ? 0 : i) * kNumStepFeatures;
+          featured.push_back(Featured{rules[rules.size() == 1 ? 0 : i],
+                                      StepFeatures<C>::Make(row, lr, refs[i].n,
+                                                            algo_.with_average())});
+        }
+        MultiDriver::Apply(featured, refs, parallel_for);
+        return;
+      }
+    }
+    std::vector<cpu::TensorRef<Rule, T, S>> rule_refs(num_vars_);
+    for (int i = 0; i < num_vars_; ++i) {
+      rule_refs[i].n = refs[i].n;
+      rule_refs[i].var = refs[i].var;
+      rule_refs[i].grad = refs[i].grad;
+      std::copy_n(refs[i].slots.begin(), kNumSlots, rule_refs[i].slots.begin());
+    }
+    MultiDriver::Apply(rules, rule_refs, parallel_for);
   }
 
   Algo algo_;

@@ -88,6 +88,9 @@ class PreconditionedApplyOp : public OpKernel {
 
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
+    const double* features;  // refused unless empty (the rule is not element-wise)
+    int feature_rows;
+    OP_REQUIRES_OK(ctx, algo_.ReadStepFeatures(ctx, 0, &features, &feature_rows));
     const bool precondition = rule.precondition, recompute = rule.recompute;
     if (layout.size() == 0) return;
 

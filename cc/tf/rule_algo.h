@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cc/kernels/declaration.h"
+#include "cc/kernels/step_features.h"
 #include "cc/tf/dense_apply_op.h"
 
 namespace kerasopt {
@@ -40,16 +41,35 @@ class RuleAlgo {
   static_assert(kerasopt::kNumSlots<Decl> == Rule<float>::kNumSlots,
                 "the declaration lists every slot of the rule");
 
+  // Whether the rule runs element by element: only then can the step's
+  // features (cc/kernels/step_features.h) wrap it.
+  static constexpr bool kTakesStepFeatures = Decl::kDriver == Driver::kElementwise;
+  template <typename C>
+  using FeaturedRule = WithStepFeatures<Rule<C>, C>;
+
   explicit RuleAlgo(::tensorflow::OpKernelConstruction* ctx) : op_(ctx->def().op()) {
     for (int i = 0; i < kNumFlags; ++i) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr(Decl::kFlags[i].name, &flags_[i]));
     }
+    // The dense and multi-tensor ops have it (rule_ops.h), the sparse ones not.
+    if (ctx->HasAttr("with_average")) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("with_average", &with_average_));
+    }
+    OP_REQUIRES(ctx, !with_average_ || kTakesStepFeatures,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: ", op_, " takes no EMA slot (with_average): its rule is not "
+                    "element-wise, so Keras's own EMA pass runs for it")));
   }
 
   const bool* flags() const { return flags_.data(); }
 
-  // The op takes the required slots, and the optional one if the rule has one.
-  absl::Status CheckNumSlots(int num_slots) const {
+  // The op was given the EMA average as one more slot after the rule's own.
+  bool with_average() const { return with_average_; }
+
+  // The op takes the required slots, and the optional one if the rule has one
+  // (and the EMA average after them with with_average).
+  absl::Status CheckNumSlots(int num_slots_with_average) const {
+    const int num_slots = num_slots_with_average - with_average_;
     const int required = RequiredSlots<Decl>(flags_.data());
     const bool optional = HasOptionalSlot<Decl>();
     if (num_slots == required || (optional && num_slots == required + 1)) {
@@ -66,15 +86,64 @@ class RuleAlgo {
     }
     return absl::InvalidArgumentError(absl::StrCat(
         "kerasopt: ", op_, " takes ", required, optional ? absl::StrCat(" or ", required + 1) : "",
-        " slots (", absl::StrJoin(names, ", "), ")", FlagsText(), ", got ", num_slots));
+        " slots (", absl::StrJoin(names, ", "), ")", FlagsText(),
+        with_average_ ? " and the EMA average" : "", ", got ", num_slots_with_average));
   }
 
+  // Whether rule slot `slot` (kNumSlots<Decl>: the EMA average) was passed.
   bool SlotPresent(int slot, int num_slots) const {
-    return SlotPassed<Decl>(slot, num_slots, flags_.data());
+    if (slot >= kerasopt::kNumSlots<Decl>) return with_average_;
+    return SlotPassed<Decl>(slot, num_slots - with_average_, flags_.data());
   }
 
   bool OptionalSlotPassed(int num_slots) const {
-    return num_slots > RequiredSlots<Decl>(flags_.data());
+    return num_slots - with_average_ > RequiredSlots<Decl>(flags_.data());
+  }
+
+  // The op's learning rate (read and checked by MakeRule), for the features.
+  static double LearningRate(::tensorflow::OpKernelContext* ctx) {
+    const ::tensorflow::Tensor* lr;
+    return ctx->input("learning_rate", &lr).ok() ? lr->scalar<double>()() : 0.0;
+  }
+
+  // The op's `features` input (step_features.h): empty (a plain step), or
+  // kNumStepFeatures values for every variable, or (multi-tensor ops,
+  // `num_vars` > 0) one row of them per variable. `rows` gets the row count
+  // (0: empty).
+  absl::Status ReadStepFeatures(::tensorflow::OpKernelContext* ctx, int num_vars,
+                                const double** values, int* rows) const {
+    *values = nullptr;
+    *rows = 0;
+    const ::tensorflow::Tensor* features;
+    if (!ctx->input("features", &features).ok()) return absl::OkStatus();  // sparse ops
+    const auto& shape = features->shape();
+    const bool one_row = shape.dims() == 1 && shape.dim_size(0) == kNumStepFeatures;
+    const bool per_var = num_vars > 0 && shape.dims() == 2 && shape.dim_size(0) == num_vars &&
+                         shape.dim_size(1) == kNumStepFeatures;
+    if (features->NumElements() == 0 && shape.dims() == 1) {
+      if (with_average_) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kerasopt: ", ctx->op_kernel().type_string(),
+            ": with_average needs the step's features (the EMA momentum), got none"));
+      }
+      return absl::OkStatus();
+    }
+    if (!one_row && !per_var) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: ", ctx->op_kernel().type_string(), ": `features` must have shape [0] or [",
+          kNumStepFeatures, "]", num_vars > 0 ? absl::StrCat(" or [", num_vars, ", ",
+                                                              kNumStepFeatures, "]") : "",
+          ", got ", shape.DebugString()));
+    }
+    if (!kTakesStepFeatures) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: ", ctx->op_kernel().type_string(),
+          " takes no step features (clipping, weight decay, EMA): its rule is not "
+          "element-wise, so Keras's own passes run for it"));
+    }
+    *values = features->flat<double>().data();
+    *rows = one_row ? 1 : num_vars;
+    return absl::OkStatus();
   }
 
   // The rule from the op's inputs (learning_rate, step, the declared scalars),
@@ -131,6 +200,7 @@ class RuleAlgo {
 
   std::string op_;
   std::array<bool, (kNumFlags > 0 ? kNumFlags : 1)> flags_{};
+  bool with_average_ = false;
 };
 
 }  // namespace tf

@@ -12,8 +12,9 @@
 //
 // Every op takes its variable, slots and gradient, then the inputs every rule
 // shares (learning_rate: double, step: int64), then the rule's kScalars
-// (double) and its kFlags (bool attrs). Inputs meant for every op (e.g. a
-// gradient scale) are added once, here and in SharedInputs.
+// (double) and its kFlags (bool attrs), then (dense and multi-tensor ops) the
+// step's features (clipping, weight decay, EMA: cc/kernels/step_features.h).
+// Inputs meant for every op are added once, here and in SharedInputs.
 //
 // RegisterRuleOps<Decl>(name, header) runs when the library is loaded, from
 // the rule's generated source (cc/tf/rule_ops.cc.in).
@@ -61,11 +62,20 @@ std::string SlotsDoc() {
   return absl::StrJoin(names, ", ");
 }
 
-// learning_rate, step, the rule's scalars and its flags.
+// learning_rate, step, the rule's scalars and its flags; with
+// `step_features` (the dense and multi-tensor ops), the step's features and
+// the EMA slot's attr (cc/kernels/step_features.h). The sparse ops take
+// neither: Keras decays and averages every row of a variable, not the rows a
+// gradient names, so a sparse step keeps Keras's own passes for those.
 template <typename Decl>
-void AddRuleInputs(::tensorflow::register_op::OpDefBuilderWrapper& op) {
+void AddRuleInputs(::tensorflow::register_op::OpDefBuilderWrapper& op, bool step_features) {
   op.Input("learning_rate: double").Input("step: int64");  // step: optimizer.iterations + 1
   for (const char* scalar : Decl::kScalars) op.Input(absl::StrCat(scalar, ": double"));
+  if (step_features) {
+    // [0]: a plain step; [kNumStepFeatures]; the multi-tensor op also [N, kNumStepFeatures].
+    op.Input("features: double");
+    op.Attr("with_average: bool = false");  // the last slot is Keras's EMA average
+  }
   op.Attr("T: {half, bfloat16, float, double}").Attr("num_slots: int >= 0");
   for (const Flag& flag : Decl::kFlags) {
     op.Attr(absl::StrCat(flag.name, ": bool = ", flag.default_value ? "true" : "false"));
@@ -80,7 +90,7 @@ void RegisterOpDefs(const char* rule, const char* header, const std::string& den
   {
     ::tensorflow::register_op::OpDefBuilderWrapper op(dense.c_str());
     op.Input("var: resource").Input("slots: num_slots * resource").Input("grad: T");
-    AddRuleInputs<Decl>(op);
+    AddRuleInputs<Decl>(op, /*step_features=*/true);
     op.Doc(absl::StrCat(rule, " update of `var` and its slots (", slots, ") by `grad`; see ",
                         header, "."));
     op();
@@ -91,7 +101,7 @@ void RegisterOpDefs(const char* rule, const char* header, const std::string& den
     op.Input("grad: T");           // values of the IndexedSlices: [num_indices, row...]
     op.Input("indices: Tindices");  // rows of var, [num_indices]
     op.Attr("Tindices: {int32, int64}");
-    AddRuleInputs<Decl>(op);
+    AddRuleInputs<Decl>(op, /*step_features=*/false);
     op.Doc(absl::StrCat("Sparse form of ", dense, ": the rows of `var` and its slots named by "
                         "`indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h."));
     op();
@@ -102,7 +112,7 @@ void RegisterOpDefs(const char* rule, const char* header, const std::string& den
     ::tensorflow::register_op::OpDefBuilderWrapper op(multi.c_str());
     op.Input("vars: N * resource").Input("slots: resource").Input("grads: N * T");
     op.Attr("N: int >= 1");
-    AddRuleInputs<Decl>(op);
+    AddRuleInputs<Decl>(op, /*step_features=*/true);
     op.Doc(absl::StrCat(dense, " on N variables in one launch."));
     op();
   }

@@ -1115,6 +1115,10 @@ def _parser() -> argparse.ArgumentParser:
                              "the docs check uses a small table: its ratios then mean little)")
     parser.add_argument("--fit-rounds", type=_positive, default=12, metavar="N",
                         help="rounds of the recommender's turn-taking (default: 12)")
+    parser.add_argument("--features", metavar="CONFIGS",
+                        help="instead: Adam with Keras's per-step features (clip, clipnorm, wd, "
+                             "ema, all, lso; comma-separated), fused against Keras's passes and "
+                             "Keras (kerasopt/bench/features.py)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
 
@@ -1122,6 +1126,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     retracing.hide_false_alarms()
+    if args.features:
+        from kerasopt.bench import features
+
+        return features.main(["--features", args.features, "--repeats", str(args.repeats),
+                              "--warmup", str(args.warmup)])
 
     from rich.console import Console
 

@@ -36,6 +36,12 @@ ALL = (Adam, SGD, RMSprop, Adagrad, Adadelta, AdamW, Adamax, Nadam, Lion, Ftrl, 
 # require a kernel for every class in ALL.
 AWAITING_KERNELS = ()
 
+# keras.optimizers.LossScaleOptimizer unscales inside a kerasopt optimizer's
+# fused update (loss_scale.py).
+from kerasopt.optimizers import loss_scale as _loss_scale  # noqa: E402
+
+_loss_scale.install()
+
 # Optimizers that wrap another one (they take an inner optimizer, so they are
 # not in ALL); `info` lists them with their fused op (class attribute kernel_op).
 WRAPPERS = (Lookahead, Ranger, AveragedOptimizer)

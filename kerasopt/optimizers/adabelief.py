@@ -70,6 +70,7 @@ class AdaBelief(FusedOptimizer):
     """
 
     kernel_name = "AdaBelief"
+    fuses_step_features = True  # element-wise: see step_features.py
 
     def __init__(
         self,

@@ -51,6 +51,7 @@ class Adadelta(FusedOptimizer, keras.optimizers.Adadelta):
     """
 
     kernel_name = "Adadelta"
+    fuses_step_features = True  # element-wise: see step_features.py
     supports_lazy = True
 
     def __init__(

@@ -49,6 +49,7 @@ class Adagrad(FusedOptimizer, keras.optimizers.Adagrad):
     """
 
     kernel_name = "Adagrad"
+    fuses_step_features = True  # element-wise: see step_features.py
     supports_lazy = True
 
     def __init__(

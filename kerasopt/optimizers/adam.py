@@ -52,6 +52,7 @@ class Adam(FusedOptimizer, keras.optimizers.Adam):
     """
 
     kernel_name = "Adam"
+    fuses_step_features = True  # element-wise: see step_features.py
     supports_lazy = True
 
     def __init__(

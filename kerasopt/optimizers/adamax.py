@@ -46,6 +46,7 @@ class Adamax(FusedOptimizer, keras.optimizers.Adamax):
     """
 
     kernel_name = "Adamax"
+    fuses_step_features = True  # element-wise: see step_features.py
     supports_lazy = True
 
     def __init__(

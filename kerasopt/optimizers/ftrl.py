@@ -75,6 +75,7 @@ class Ftrl(FusedOptimizer, keras.optimizers.Ftrl):
     """
 
     kernel_name = "Ftrl"
+    fuses_step_features = True  # element-wise: see step_features.py
     supports_lazy = True
 
     def __init__(

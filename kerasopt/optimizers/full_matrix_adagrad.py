@@ -121,6 +121,7 @@ class FullMatrixAdagrad(PreconditionedOptimizer):
                 # (The op recomputes on the same steps, from step and update_frequency.)
                 op_library.library().ops.kerasopt_apply_full_matrix_adagrad(
                     var=variable.handle, slots=[statistics.handle, preconditioner.handle],
+                    features=[],  # (a plain step: Keras's own passes run for it)
                     grad=gradient, learning_rate=learning_rate_f64, step=step,
                     epsilon=self.epsilon, update_frequency=self.update_frequency)
             else:

@@ -28,6 +28,7 @@ import tensorflow as tf
 from kerasopt import op_library
 from kerasopt.backend_check import require_tensorflow_backend
 from kerasopt.optimizers import multi_tensor, saved_name, slot_storage, sparse_update, step_checks
+from kerasopt.optimizers import step_features
 from kerasopt.optimizers import nonfinite as nonfinite_policy
 from kerasopt.optimizers.step_checks import variable_name
 
@@ -224,6 +225,12 @@ class FusedOptimizer(KERAS_BASE):
     # each step as Keras reads its own (see `hyperparameter`).
     constant_hyperparameters: tuple = ()
 
+    # Whether Keras's clipping, weight decay and EMA passes run inside this
+    # optimizer's fused update (kerasopt/optimizers/step_features.py): the
+    # classes whose rule is element-wise (their dense and multi-tensor ops
+    # take the step's features) say so.
+    fuses_step_features: bool = False
+
     # kerasopt's own options that the class takes through **kwargs (so that
     # its signature stays Keras's), with their defaults: set to anything else,
     # the optimizer is saved under kerasopt's name (saved_name.py).
@@ -331,8 +338,29 @@ class FusedOptimizer(KERAS_BASE):
         `ops` is the op module, or a stand-in with the same names (the sparse
         ops, the multi-tensor recorder): the call is the same for all."""
         op = getattr(ops, op_library.python_op_name(f"KerasoptApply{self.kernel_name}"))
+        slots, features = self._step_feature_inputs(ops, variable, gradient, slots)
         op(var=variable.handle, slots=[s.handle for s in slots], grad=gradient,
-           learning_rate=learning_rate_f64, step=step, **self.kernel_hyperparameters(variable))
+           learning_rate=learning_rate_f64, step=step, **features,
+           **self.kernel_hyperparameters(variable))
+
+    _step_plan = None  # this step's step_features.StepPlan, when they are fused
+    # The loss scale a LossScaleOptimizer left for this step to divide the
+    # gradients by (loss_scale.py; it checked them finite), or None.
+    _grad_unscale = None
+    _no_features = None  # this step's empty `features` (one tensor: multi-tensor groups share it)
+
+    def _step_feature_inputs(self, ops, variable, gradient, slots):
+        """(slots, op keywords): the step's features for the dense and
+        multi-tensor ops (the EMA average appended to the slots), none for the
+        sparse ones (they take no features: the caller ran Keras's own
+        operations)."""
+        if isinstance(ops, sparse_update.SparseOps):
+            return slots, {}
+        if self._step_plan is not None:
+            return self._step_plan.kernel_inputs(variable, gradient, slots)
+        if self._no_features is None:
+            return slots, dict(features=tf.zeros([0], tf.float64))
+        return slots, dict(features=self._no_features)
 
     def apply_fallback(self, variable, gradient, slots, learning_rate, step):
         raise NotImplementedError
@@ -374,11 +402,33 @@ class FusedOptimizer(KERAS_BASE):
         variables = trainable_variables if trainable_variables is not None else \
             self._trainable_variables
         with step_checks.gated(grads, variables):
-            if self.nonfinite == "propagate":
+            if self.nonfinite == "propagate" or self._grad_unscale is not None:
+                # (Under a LossScaleOptimizer the gradients were checked
+                # finite: its check is the nonfinite policy's too.)
                 return super().apply(grads, trainable_variables)
             names = [variable_name(v) for v in variables]
             nonfinite_policy.guarded_apply(self.nonfinite, super().apply, grads,
                                            trainable_variables, names)
+        return None
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        """Keras's, with its clipping, decay and EMA passes inside the fused
+        update where the plan says so (step_features.py)."""
+        plan = step_features.plan_for(self, grads, trainable_variables,
+                                      unscale=self._grad_unscale)
+        if plan is None:
+            if self._grad_unscale is not None:  # LossScaleOptimizer's own division
+                grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
+                         for g in grads]
+            return super()._backend_apply_gradients(grads, trainable_variables)
+        if self.weight_decay is not None and not plan.decay:
+            self._apply_weight_decay(trainable_variables)  # a class's own (AdamW: none)
+        self._step_plan = plan
+        try:
+            self._backend_update_step(grads, trainable_variables, self.learning_rate)
+        finally:
+            self._step_plan = None
+        plan.finish()
         return None
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
@@ -388,6 +438,7 @@ class FusedOptimizer(KERAS_BASE):
         self._step_inputs = (learning_rate, tf.cast(self.iterations, tf.int64) + 1,
                              tf.cast(learning_rate, tf.float64))
         self._hyperparameter_reads = {}
+        self._no_features = tf.zeros([0], tf.float64)
         try:
             if self._multi_tensor_allowed():
                 grads, trainable_variables = self._multi_tensor_update(
@@ -397,6 +448,7 @@ class FusedOptimizer(KERAS_BASE):
         finally:
             self._step_inputs = None
             self._hyperparameter_reads = None
+            self._no_features = None
 
     def _multi_tensor_allowed(self) -> bool:
         # A subclass that overrides update_step wants every variable to go
@@ -480,6 +532,24 @@ class FusedOptimizer(KERAS_BASE):
     def update_step(self, gradient, variable, learning_rate):
         variable = tf_variable(variable)
         self.check_built_for(variable)
+        plan = self._step_plan
+        if plan is not None and (not self._uses_dense_kernel(gradient, variable) or (
+                plan.clipping and isinstance(gradient, tf.IndexedSlices))):
+            # No features on this path (or Keras clips the IndexedSlices
+            # itself): Keras's own operations, on this variable only.
+            gradient = plan.before_update(variable, gradient)
+            self._step_plan = None
+            try:
+                return self._update_step(gradient, variable, learning_rate)
+            finally:
+                self._step_plan = plan
+        return self._update_step(gradient, variable, learning_rate)
+
+    def _uses_dense_kernel(self, gradient, variable) -> bool:
+        return not self._updates_rows(gradient, variable) and op_library.use_kernel(
+            variable, f"KerasoptApply{self.kernel_name}", wide_slots=self._wide_slots(variable))
+
+    def _update_step(self, gradient, variable, learning_rate):
         if self._updates_rows(gradient, variable):
             return self._update_rows(gradient, variable, learning_rate)
         # Dense semantics: an IndexedSlices gradient is densified (repeated

@@ -51,6 +51,7 @@ class Lion(FusedOptimizer, keras.optimizers.Lion):
     """
 
     kernel_name = "Lion"
+    fuses_step_features = True  # element-wise: see step_features.py
     supports_lazy = True
 
     def __init__(

@@ -130,7 +130,7 @@ class Group:
         self.shared_kwargs = shared_kwargs
         self.num_slots = num_slots
         self.on_cpu = on_cpu
-        self.vars, self.slots, self.grads = [], [], []
+        self.vars, self.slots, self.grads, self.features = [], [], [], []
 
     def run(self, ops, packed_cache: dict):
         # Off the CPU, our own pack op: its output sits with the variables.
@@ -138,7 +138,18 @@ class Group:
             lambda handles: ops.kerasopt_pack_handles(handles=handles))
         getattr(ops, self.op_name)(
             vars=self.vars, slots=pack_handles(self.slots, packed_cache, self.vars[0], pack),
-            grads=self.grads, num_slots=self.num_slots, **self.shared_kwargs)
+            grads=self.grads, num_slots=self.num_slots, **self._features(),
+            **self.shared_kwargs)
+
+    def _features(self) -> dict:
+        # The step's features (step_features.py): one row for the whole group
+        # when every variable has the same tensor (or none), else one row each.
+        if not self.features:
+            return {}
+        first = self.features[0]
+        if all(f is first for f in self.features):
+            return dict(features=first)
+        return dict(features=tf.stack(self.features))
 
 
 def plan(optimizer, ops, entries, learning_rate_f64, step):
@@ -161,7 +172,9 @@ def plan(optimizer, ops, entries, learning_rate_f64, step):
                 or not hasattr(ops, multi_name)):
             leftovers.append(entry)
             continue
-        shared = {k: v for k, v in call.kwargs.items() if k not in _PER_VARIABLE_INPUTS}
+        shared = {k: v for k, v in call.kwargs.items()
+                  if k not in _PER_VARIABLE_INPUTS and k != "features"}
+        features = call.kwargs.get("features")
         slot_handles = list(call.kwargs["slots"])
         on_cpu = _on_cpu(variable)
         if not slot_handles and (tf.executing_eagerly() or not on_cpu):
@@ -176,7 +189,11 @@ def plan(optimizer, ops, entries, learning_rate_f64, step):
         # (an op takes slots of one dtype: the variable's, or float32 with
         # slot_dtype; see slot_storage.py).
         slot_dtypes = tuple(sorted({tf.as_dtype(s.dtype).name for s in slots}))
+        # (Features are per variable, stacked by Group; a group's rows are all
+        # empty or all full.)
+        features_size = None if features is None else tf.TensorShape(features.shape).as_list()
         key = (multi_name, variable.device, variable.dtype.name, slot_dtypes, len(slot_handles),
+               str(features_size),
                tuple(sorted((k, _group_key_part(v)) for k, v in shared.items())))
         group = groups.get(key)
         if group is None:
@@ -184,6 +201,8 @@ def plan(optimizer, ops, entries, learning_rate_f64, step):
         group.vars.append(call.kwargs["var"])
         group.slots.extend(slot_handles)
         group.grads.append(call.kwargs["grad"])
+        if features is not None:
+            group.features.append(features)
     return list(groups.values()), leftovers
 
 

@@ -59,6 +59,7 @@ class Nadam(FusedOptimizer, keras.optimizers.Nadam):
     """
 
     kernel_name = "Nadam"
+    fuses_step_features = True  # element-wise: see step_features.py
     supports_lazy = True
 
     def __init__(

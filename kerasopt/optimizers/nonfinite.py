@@ -38,12 +38,30 @@ def _values(gradient):
     return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
 
 
+def _every_element_finite(values) -> tf.Tensor:
+    # Keras's check (LossScaleOptimizer.check_finite): is_finite writes a
+    # bool per element, which reduce_all reads back.
+    return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in values]))
+
+
 def all_finite(grads) -> tf.Tensor:
-    """A scalar bool: every element of every (non-None) gradient is finite."""
-    flags = [tf.reduce_all(tf.math.is_finite(_values(g))) for g in grads if g is not None]
-    if not flags:
+    """A scalar bool: every element of every (non-None) gradient is finite.
+
+    One read of each gradient: a sum is finite only if every element is (an
+    inf or NaN element makes it inf or NaN), so a finite sum settles it; only
+    a sum that is not (an overflowing step, or finite elements whose sum
+    overflows) runs the element-wise check. The result is always the
+    element-wise check's. 16-bit gradients, whose sums overflow easily, get
+    the element-wise check directly. Shared by ``nonfinite`` and by
+    ``LossScaleOptimizer`` around a kerasopt optimizer (loss_scale.py)."""
+    values = [_values(g) for g in grads if g is not None]
+    if not values:
         return tf.constant(True)
-    return tf.reduce_all(tf.stack(flags))
+    if any(v.dtype.size < 4 for v in values):
+        return _every_element_finite(values)
+    total = tf.add_n([tf.cast(tf.reduce_sum(v), tf.float64) for v in values])
+    return tf.cond(tf.math.is_finite(total), lambda: tf.constant(True),
+                   lambda: _every_element_finite(values))
 
 
 def offending_names(grads, names) -> tf.Tensor:

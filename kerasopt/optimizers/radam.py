@@ -101,6 +101,7 @@ class RAdam(FusedOptimizer):
     """
 
     kernel_name = "RAdam"
+    fuses_step_features = True  # element-wise: see step_features.py
 
     def __init__(
         self,

@@ -60,6 +60,7 @@ class RMSprop(FusedOptimizer, keras.optimizers.RMSprop):
     """
 
     kernel_name = "RMSprop"
+    fuses_step_features = True  # element-wise: see step_features.py
     constant_hyperparameters = ("momentum",)
     supports_lazy = True
 

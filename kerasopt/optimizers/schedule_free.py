@@ -40,6 +40,10 @@ class ScheduleFreeBase(FusedOptimizer):
 
     uses_second_moment = True
     interpolate_default = True
+    # Element-wise in y, z (and v): Keras's clipping and EMA (of y, the
+    # weights) run inside the fused update (step_features.py); the decay is
+    # the rule's own already (_apply_weight_decay below).
+    fuses_step_features = True
 
     def __init__(self, *args, interpolate=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -47,6 +47,7 @@ class SGD(FusedOptimizer, keras.optimizers.SGD):
     """
 
     kernel_name = "SGD"
+    fuses_step_features = True  # element-wise: see step_features.py
     constant_hyperparameters = ("momentum",)
     supports_lazy = True
 

@@ -189,6 +189,7 @@ class Shampoo(PreconditionedOptimizer):
             # (The op preconditions and recomputes on the same steps as below.)
             op_library.library().ops.kerasopt_apply_shampoo(
                 var=variable.handle, slots=[s.handle for s in matrices + graft], grad=gradient,
+                features=[],  # (a plain step: Keras's own passes run for Shampoo)
                 learning_rate=learning_rate_f64, step=step, epsilon=self.epsilon,
                 beta_1=beta_1, beta_2=beta_2, graft_epsilon=graft_epsilon,
                 precondition_frequency=self.precondition_frequency,
@@ -210,7 +211,7 @@ class Shampoo(PreconditionedOptimizer):
         ops = op_library.library().ops if kernel else None
         if self.grafting == "adam":
             if kernel:
-                ops.kerasopt_apply_adam(var=variable.handle, slots=[s.handle for s in graft],
+                ops.kerasopt_apply_adam(var=variable.handle, features=[], slots=[s.handle for s in graft],
                                         grad=gradient, learning_rate=learning_rate_f64,
                                         step=step, amsgrad=False, **self._adam_arguments())
             else:
@@ -218,7 +219,7 @@ class Shampoo(PreconditionedOptimizer):
                                          step=step, amsgrad=False, **self._adam_arguments())
         elif self.grafting == "sgd":
             if kernel:
-                ops.kerasopt_apply_sgd(var=variable.handle, slots=[], grad=gradient,
+                ops.kerasopt_apply_sgd(var=variable.handle, features=[], slots=[], grad=gradient,
                                        learning_rate=learning_rate_f64, step=step,
                                        momentum=0.0, nesterov=False)
             else:
@@ -226,7 +227,7 @@ class Shampoo(PreconditionedOptimizer):
                                        momentum=0.0, nesterov=False)
         else:
             if kernel:
-                ops.kerasopt_apply_adagrad(var=variable.handle, slots=[graft[0].handle],
+                ops.kerasopt_apply_adagrad(var=variable.handle, features=[], slots=[graft[0].handle],
                                            grad=gradient, learning_rate=learning_rate_f64,
                                            step=step, epsilon=self.epsilon)
             else:

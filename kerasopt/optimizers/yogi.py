@@ -74,6 +74,7 @@ class Yogi(FusedOptimizer):
     """
 
     kernel_name = "Yogi"
+    fuses_step_features = True  # element-wise: see step_features.py
 
     def __init__(
         self,

@@ -1,0 +1,139 @@
+// Keras's per-step passes around the update (Optimizer._backend_apply_gradients:
+// gradient clipping, decoupled weight decay, the EMA of the weights), folded
+// into the element-wise update itself, for every rule at once.
+//
+// The dense and multi-tensor ops take them as one float64 input, `features`
+// (cc/tf/rule_ops.h): empty for a plain step (the rule alone runs), else the
+// kNumStepFeatures values below (the multi-tensor op: one row per variable,
+// or one row for all). The values are computed in Python exactly as Keras
+// computes them (kerasopt/optimizers/step_features.py: the global norm, the
+// clipnorm divisor, the EMA momentum of this step), so each element sees
+// Keras's own arithmetic, in Keras's order:
+//   g  = g / grad_unscale                        (loss scaling; 1: none)
+//   g  = g * grad_multiplier                     (global_clipnorm's scale, or clipnorm)
+//   g  = g / grad_divisor                        (clipnorm: max(||g||, clipnorm); 1: none)
+//   g  = min(max(g, -clip_value), clip_value)    (clipvalue; 0: none)
+//   w -= w * weight_decay * lr                   (decoupled_decay.h; 0: none / excluded)
+//   (the rule's update of w and its slots with g)
+//   avg = m * avg + (1 - m) * w                  (use_ema; m = ema_momentum, 0 on step 1)
+//   w  = avg                                     (ema_overwrite: this step overwrites)
+// The EMA average is one more slot after the rule's own (the op's
+// `with_average` attr): Keras's own "<var>_average" variable, so checkpoints
+// stay Keras's.
+//
+#pragma once
+
+#include <cstddef>
+#include <limits>
+#include <tuple>
+#include <utility>
+
+#include "cc/kernels/common.h"
+#include "cc/kernels/decoupled_decay.h"
+
+// The drivers' loops must see through the wrapper to vectorize the rule in
+// it: a call per element (GCC did not inline the variadic forwarding on its
+// own) made Adam's fused step several times slower than the plain one.
+#if defined(__GNUC__) || defined(__clang__)
+#define KERASOPT_FEATURES_INLINE inline __attribute__((always_inline))
+#else
+#define KERASOPT_FEATURES_INLINE inline
+#endif
+
+namespace kerasopt {
+
+// The layout of the ops' `features` input.
+enum StepFeature : int {
+  kGradUnscale = 0,
+  kGradMultiplier,
+  kGradDivisor,
+  kClipValue,
+  kWeightDecay,
+  kEmaMomentum,
+  kEmaOverwrite,
+  kNumStepFeatures,
+};
+
+// The per-element work around the rule, built from one row of `features`.
+// Branch-free: an inactive part either leaves every value as it is (divide
+// and multiply by 1, clip at infinity) or is a select the compiler computes
+// both sides of (decay, overwrite), so each rule's loop stays one vectorized
+// loop whatever the features (a branch per feature would need a loop per
+// combination). Without use_ema the average is the drivers' scratch value.
+template <typename C>
+struct StepFeatures {
+  C unscale, multiplier, divisor, clip;
+  C decay_factor, weight_decay, lr;  // decoupled_decay.h's rounding
+  C ema_momentum, ema_rest;          // m and 1 - m, as Keras rounds them
+  bool decaying, factor_first, overwrite;
+
+  // `values`: kNumStepFeatures values; `with_average`: the op got the EMA slot.
+  static StepFeatures Make(const double* values, double learning_rate, long long num_elements,
+                           bool with_average) {
+    StepFeatures f;
+    f.unscale = static_cast<C>(values[kGradUnscale]);
+    f.multiplier = static_cast<C>(values[kGradMultiplier]);
+    f.divisor = static_cast<C>(values[kGradDivisor]);
+    f.clip = values[kClipValue] > 0.0 ? static_cast<C>(values[kClipValue])
+                                      : std::numeric_limits<C>::infinity();
+    const DecoupledDecay<C> decay =
+        DecoupledDecay<C>::Make(learning_rate, values[kWeightDecay], num_elements);
+    f.decay_factor = decay.factor;
+    f.weight_decay = decay.weight_decay;
+    f.lr = decay.lr;
+    f.decaying = decay.active;
+    f.factor_first = decay.factor_first;
+    f.ema_momentum = static_cast<C>(values[kEmaMomentum]);
+    f.ema_rest = C(1) - f.ema_momentum;
+    f.overwrite = with_average && values[kEmaOverwrite] != 0.0;
+    return f;
+  }
+
+  KERASOPT_FEATURES_INLINE C Gradient(C g) const {
+    g = g / unscale;
+    g = g * multiplier;
+    g = g / divisor;
+    // Keras's clip (NaN stays NaN: each comparison is false for it).
+    g = g < -clip ? -clip : g;
+    return g > clip ? clip : g;
+  }
+
+  // decoupled_decay.h: w -= w * (wd * lr), or (w * wd) * lr for one element.
+  KERASOPT_FEATURES_INLINE C Decayed(C w) const {
+    const C step = factor_first ? w * decay_factor : (w * weight_decay) * lr;
+    return decaying ? w - step : w;
+  }
+
+  KERASOPT_FEATURES_INLINE void Average(C& w, C& average) const {
+    average = ema_momentum * average + ema_rest * w;
+    w = overwrite ? average : w;
+  }
+};
+
+// A rule with the step's features around it: the drivers run it like any
+// rule (operator()(w, slots..., g)), its last slot being the EMA average
+// (absent, i.e. a scratch value, without use_ema).
+template <typename Rule, typename C>
+struct WithStepFeatures {
+  static constexpr int kNumSlots = Rule::kNumSlots + 1;
+  Rule rule;
+  StepFeatures<C> features;
+
+  template <typename... Args>
+  KERASOPT_FEATURES_INLINE void operator()(C& w, Args&&... args) const {
+    static_assert(sizeof...(Args) == Rule::kNumSlots + 2, "slots..., average, g");
+    Run(w, std::forward_as_tuple(args...), std::make_index_sequence<Rule::kNumSlots>{});
+  }
+
+ private:
+  template <typename Tuple, std::size_t... I>
+  KERASOPT_FEATURES_INLINE void Run(C& w, Tuple t, std::index_sequence<I...>) const {
+    constexpr std::size_t kAverage = sizeof...(I);
+    const C g = features.Gradient(static_cast<C>(std::get<kAverage + 1>(t)));
+    w = features.Decayed(w);
+    rule(w, std::get<I>(t)..., g);
+    features.Average(w, std::get<kAverage>(t));
+  }
+};
+
+}  // namespace kerasopt
