@@ -10,6 +10,7 @@ pre-activations. :class:`kerasopt.KFACModel` records both in its
 import keras
 import tensorflow as tf
 
+from kerasopt.optimizers import saved_name
 from kerasopt.optimizers.sgd import SGD
 
 
@@ -60,7 +61,7 @@ class KFAC(keras.optimizers.Optimizer):
         if kl_clip is not None:
             _check_positive("kl_clip", kl_clip)
         if isinstance(first_order, dict):
-            first_order = keras.optimizers.deserialize(first_order)
+            first_order = keras.saving.deserialize_keras_object(first_order)
         if first_order is not None and not isinstance(first_order, keras.optimizers.Optimizer):
             raise TypeError("KFAC: `first_order` must be a keras.optimizers.Optimizer or None, "
                             f"got {type(first_order).__name__}")
@@ -179,11 +180,25 @@ class KFAC(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
+        # Under kerasopt's name: only kerasopt reads this config, and it must give
+        # back kerasopt's class (as kerasopt.Lookahead does for its inner optimizer).
+        with saved_name.under_kerasopts_name(self.first_order):
+            first_order = keras.saving.serialize_keras_object(self.first_order)
         config.update({
             "damping": self.damping,
             "decay": self.decay,
             "inverse_frequency": self.inverse_frequency,
             "kl_clip": self.kl_clip,
-            "first_order": keras.optimizers.serialize(self.first_order),
+            "first_order": first_order,
         })
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["first_order"] = keras.saving.deserialize_keras_object(
+            config["first_order"], custom_objects=custom_objects)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = keras.optimizers.schedules.deserialize(
+                config["learning_rate"], custom_objects=custom_objects)
+        return cls(**config)
