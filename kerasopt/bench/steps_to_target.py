@@ -7,7 +7,8 @@ MNIST (``kerasopt.datasets.load_mnist``; ``--mnist PATH`` reads an
 same for every run. Every ``--every`` steps the loss on the first 10,000
 training images is measured; a run's score is the first such step at which
 that loss is at or below ``--target`` (runs stop there or at ``--max-steps``).
-Each optimizer reports its best learning rate's steps, and the median
+Each optimizer reports its best setting's steps (Adam: learning rate;
+K-FAC: learning rate and ``kl_clip``), and the median
 wall-clock of its steps in that run (the training step only, in a
 ``tf.function``; K-FAC's step is ``KFACModel.train_step``, its inverse
 refreshes included). Timings of a shared machine: compare within one run.
@@ -43,18 +44,18 @@ def mlp():
     ])
 
 
-def make_optimizer(name, rate, inverse_frequency):
+def make_optimizer(name, rate, kl_clip, inverse_frequency):
     if name == "adam":
         return kerasopt.Adam(rate)
-    return kerasopt.KFAC(rate, inverse_frequency=inverse_frequency)
+    return kerasopt.KFAC(rate, kl_clip=kl_clip, inverse_frequency=inverse_frequency)
 
 
-def train(name, rate, x, y, args):
+def train(name, rate, kl_clip, x, y, args):
     """Steps to the target (None if not reached) and the median step time."""
     keras.utils.set_random_seed(0)
     model = mlp()
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    optimizer = make_optimizer(name, rate, args.inverse_frequency)
+    optimizer = make_optimizer(name, rate, kl_clip, args.inverse_frequency)
     spec = (tf.TensorSpec((BATCH, 784), tf.float32), tf.TensorSpec((BATCH,), tf.int64))
     if name == "kfac":
         model = kerasopt.KFACModel(model)
@@ -104,7 +105,10 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=10, help="steps between loss checks")
     parser.add_argument("--inverse-frequency", type=int, default=10)
     parser.add_argument("--adam-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
-    parser.add_argument("--kfac-rates", type=float, nargs="+", default=[0.03, 0.1, 0.3])
+    parser.add_argument("--kfac-rates", type=float, nargs="+", default=[0.1, 0.3])
+    # While the KL clip binds, K-FAC's step is sqrt(kl_clip / v.g) v whatever the
+    # rate: the clip is the step size to search.
+    parser.add_argument("--kfac-kl-clips", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--mnist", default=None, help="an mnist.pkl.gz to read")
     args = parser.parse_args(argv)
     retracing.hide_false_alarms()
@@ -117,19 +121,21 @@ def main(argv=None):
     print(f"MNIST MLP, batch {BATCH}, target training loss {args.target} "
           f"(first {EVAL_EXAMPLES} images, checked every {args.every} steps), "
           f"K-FAC inverses every {args.inverse_frequency} steps")
-    print(f"{'optimizer':<10} {'rate':>8} {'steps':>7} {'step ms':>8}")
+    print(f"{'optimizer':<10} {'rate':>8} {'kl_clip':>8} {'steps':>7} {'step ms':>8}")
     best = {}
-    for name, rates in (("adam", args.adam_rates), ("kfac", args.kfac_rates)):
-        for rate in rates:
-            steps, step_time = train(name, rate, x_np, y_np, args)
-            print(f"{name:<10} {rate:8.0e} {steps if steps else '-':>7} {step_time * 1e3:8.2f}",
-                  flush=True)
-            if steps and (name not in best or steps < best[name][0]):
-                best[name] = (steps, step_time, rate)
-    for name, (steps, step_time, rate) in best.items():
-        print(f"best {name}: {steps} steps at {rate:g}, {step_time * 1e3:.2f} ms/step")
+    runs = [("adam", rate, None) for rate in args.adam_rates] + [
+        ("kfac", rate, clip) for rate in args.kfac_rates for clip in args.kfac_kl_clips]
+    for name, rate, clip in runs:
+        steps, step_time = train(name, rate, clip, x_np, y_np, args)
+        print(f"{name:<10} {rate:8.0e} {clip if clip else '':>8} {steps if steps else '-':>7} "
+              f"{step_time * 1e3:8.2f}", flush=True)
+        if steps and (name not in best or steps < best[name][0]):
+            best[name] = (steps, step_time, rate, clip)
+    for name, (steps, step_time, rate, clip) in best.items():
+        print(f"best {name}: {steps} steps at rate {rate:g}"
+              f"{f', kl_clip {clip:g}' if clip else ''}, {step_time * 1e3:.2f} ms/step")
     if len(best) == 2:
-        (s_a, t_a, _), (s_k, t_k, _) = best["adam"], best["kfac"]
+        (s_a, t_a, *_), (s_k, t_k, *_) = best["adam"], best["kfac"]
         print(f"K-FAC / Adam: {s_k / s_a:.2f}x the steps, {t_k / t_a:.2f}x the time per step, "
               f"{s_k * t_k / (s_a * t_a):.2f}x the time to target")
 
