@@ -86,18 +86,31 @@ class KFACModel(keras.Model):
             model = keras.saving.deserialize_keras_object(model)
         if not isinstance(model, keras.Model):
             raise TypeError(f"KFACModel wraps a keras.Model, got {type(model).__name__}")
-        self.model = model
+        self.wrapped = model
 
     def call(self, inputs, training=None):
-        return self.model(inputs, training=training)
+        return self.wrapped(inputs, training=training)
 
     def compile(self, optimizer="rmsprop", **kwargs):
         if not isinstance(optimizer, KFAC):
             raise TypeError("KFACModel trains with a kerasopt.KFAC optimizer, got "
                             f"{optimizer!r}")
         super().compile(optimizer=optimizer, **kwargs)
-        self.kfac_layers = dense_layers(self.model)
         optimizer.track_layers(self.kfac_layers)
+
+    def compile_from_config(self, config):
+        # Keras skips a custom compile() on load; this one only adds
+        # track_layers, so loading may run it as Keras runs its own.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)  # to load its variables into
+
+    @property
+    def kfac_layers(self):
+        # Found afresh, not kept in an attribute: Keras would save the layers'
+        # weights under that attribute, first, and load would then miss them.
+        return dense_layers(self.wrapped)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -123,5 +136,5 @@ class KFACModel(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config["model"] = keras.saving.serialize_keras_object(self.model)
+        config["model"] = keras.saving.serialize_keras_object(self.wrapped)
         return config
