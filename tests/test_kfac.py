@@ -78,6 +78,10 @@ def test_config_round_trip():
     ({"kl_clip": 0}, ValueError, "kl_clip"),
     ({"learning_rate": -1.0}, ValueError, "learning_rate"),
     ({"first_order": "adam"}, TypeError, "first_order"),
+    ({"weight_decay": 1e-4}, ValueError, "weight_decay"),
+    ({"clipnorm": 1.0}, ValueError, "clipnorm"),
+    ({"use_ema": True}, ValueError, "use_ema"),
+    ({"gradient_accumulation_steps": 2}, ValueError, "gradient_accumulation_steps"),
 ])
 def test_bad_arguments_are_refused(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -122,3 +126,13 @@ def test_saved_model_loads_and_trains_on_identically(tmp_path):
         m.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
     for got, want in zip(loaded.weights, model.weights):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_kernel_constraint_is_applied_after_the_step():
+    keras.utils.set_random_seed(2)
+    dense = keras.layers.Dense(3, kernel_constraint=keras.constraints.NonNeg())
+    model = kerasopt.KFACModel(keras.Sequential([keras.Input((4,)), dense]))
+    model.compile(optimizer=kerasopt.KFAC(1.0, kl_clip=None), loss="mse")
+    x = np.random.default_rng(2).standard_normal((8, 4)).astype(np.float32)
+    model.train_on_batch(x, -np.abs(x[:, :3]) - 1)  # pulls the kernel negative
+    assert dense.kernel.numpy().min() >= 0

@@ -19,6 +19,14 @@ def _check_positive(name, value):
         raise ValueError(f"KFAC: `{name}` must be a number > 0, got {value!r}")
 
 
+# Keras's base-optimizer options apply() would honour, and apply_kfac does not:
+# refused unless left at their defaults.
+_UNSUPPORTED_OPTIONS = {"weight_decay": None, "clipnorm": None, "clipvalue": None,
+                        "global_clipnorm": None, "use_ema": False,
+                        "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                        "gradient_accumulation_steps": None}
+
+
 @keras.saving.register_keras_serializable(package="kerasopt")
 class KFAC(keras.optimizers.Optimizer):
     """K-FAC natural-gradient steps for Dense layers; a first-order optimizer for the rest.
@@ -51,6 +59,10 @@ class KFAC(keras.optimizers.Optimizer):
 
     def __init__(self, learning_rate=0.01, damping=1e-3, decay=0.95, inverse_frequency=10,
                  kl_clip=1e-3, first_order=None, name="kfac", **kwargs):
+        for option, default in _UNSUPPORTED_OPTIONS.items():
+            if kwargs.get(option, default) != default:
+                raise ValueError(f"KFAC does not support `{option}` (got {kwargs[option]!r}); "
+                                 "give the first-order optimizer its own if it needs one")
         _check_positive("damping", damping)
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
             raise ValueError(f"KFAC: `decay` must be a number in [0, 1), got {decay!r}")
@@ -173,6 +185,9 @@ class KFAC(keras.optimizers.Optimizer):
             layer.kernel.assign_sub(tf.cast(step[:rows], layer.kernel.dtype))
             if layer.bias is not None:
                 layer.bias.assign_sub(tf.cast(step[rows], layer.bias.dtype))
+            for variable in (layer.kernel, layer.bias):
+                if variable is not None and variable.constraint is not None:
+                    variable.assign(variable.constraint(variable))  # as Keras's apply()
         rest = [(g, v) for g, v in zip(grads, trainable_variables) if id(v) not in self._kfac_ids]
         if rest:
             self.first_order.apply([g for g, _ in rest], [v for _, v in rest])
