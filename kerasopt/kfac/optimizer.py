@@ -85,8 +85,7 @@ class KFAC(keras.optimizers.Optimizer):
         self.inverse_frequency = inverse_frequency
         self.kl_clip = None if kl_clip is None else float(kl_clip)
         if first_order is None:
-            rate = learning_rate if isinstance(learning_rate, (int, float)) else 0.01
-            first_order = SGD(learning_rate=rate, momentum=0.9)
+            first_order = SGD(learning_rate=learning_rate, momentum=0.9)
         self.first_order = first_order
         self._layers = []
 
