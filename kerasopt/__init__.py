@@ -53,6 +53,7 @@ if _running_our_command() and "tensorflow" not in _sys.modules:
         import tensorflow  # noqa: F401
 
 from kerasopt.op_library import get_implementation, implementation, set_implementation  # noqa: E402
+from kerasopt.kfac import KFAC, KFACModel  # noqa: E402
 from kerasopt.patch import keras_is_patched, patch_keras, patched, unpatch_keras  # noqa: E402
 
 # Every optimizer of kerasopt.optimizers is kerasopt.<Name> too.
@@ -64,6 +65,8 @@ __version__ = "0.1.0"
 __all__ = sorted(
     name for name in _optimizers if name not in ("ALL", "AWAITING_KERNELS", "WRAPPERS")
 ) + [
+    "KFAC",
+    "KFACModel",
     "get_implementation",
     "implementation",
     "keras_is_patched",

@@ -18,6 +18,9 @@ Optimizers: ``kerasopt.Adam`` (the baseline), ``kerasopt.Shampoo``
 its eigenbases every ``--frequency`` steps: ``soap`` with its fused op
 (KerasoptApplySOAP between TensorFlow's matrix products), ``soap_tf`` the same
 step all in composed TF ops (traced under ``kerasopt.implementation("tf")``).
+``kfac`` (``kerasopt.KFAC``, composed TF ops) inverts its
+factors every ``--frequency`` steps; its step is ``KFACModel.train_step``
+(what ``fit`` runs, the loss metric's update included).
 Each optimizer first runs one period of steps (the first traces the function),
 then ``--rounds`` timed periods, the optimizers taking turns period by period
 so that drifts of a shared machine hit all alike. Each step is timed on its
@@ -86,12 +89,13 @@ def optimizers(frequency):
             1e-3, block_size=32, update_frequency=frequency),
         "soap": lambda: kerasopt.SOAP(1e-3, block_size=128, precondition_frequency=frequency),
         "soap_tf": lambda: kerasopt.SOAP(1e-3, block_size=128, precondition_frequency=frequency),
+        "kfac": lambda: kerasopt.KFAC(1e-3, inverse_frequency=frequency),
     }
 
 
 # Optimizers whose step is traced with the composed-TF fallback.
 FALLBACK = ("soap_tf",)
-NAMES = ["adam", "shampoo", "full_matrix_adagrad", "soap", "soap_tf"]
+NAMES = ["adam", "shampoo", "full_matrix_adagrad", "soap", "soap_tf", "kfac"]
 
 
 class Runner:
@@ -101,17 +105,28 @@ class Runner:
         keras.utils.set_random_seed(0)
         self.model, x, y, loss_fn = CASES[case]()
         self.optimizer = make_optimizer()
-        self.optimizer.build(self.model.trainable_variables)
         self.frequency = frequency
         x, y = tf.constant(x), tf.constant(y)
-        variables = self.model.trainable_variables
+        if isinstance(self.optimizer, kerasopt.KFAC):
+            # K-FAC needs the layers' inputs and pre-activation gradients: its
+            # model wrapper's train_step (what fit runs) is the step.
+            self.model = kerasopt.KFACModel(self.model)
+            self.model.compile(optimizer=self.optimizer, loss=loss_fn)
+            self.optimizer.build(self.model.trainable_variables)
 
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, self.model(x, training=True))
-            self.optimizer.apply(tape.gradient(loss, variables), variables)
-            return loss
+            @tf.function
+            def step():
+                return self.model.train_step((x, y))["loss"]
+        else:
+            self.optimizer.build(self.model.trainable_variables)
+            variables = self.model.trainable_variables
+
+            @tf.function
+            def step():
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(y, self.model(x, training=True))
+                self.optimizer.apply(tape.gradient(loss, variables), variables)
+                return loss
 
         def step_on(implementation_name):
             with kerasopt.implementation(implementation_name):  # read when step() traces
