@@ -29,6 +29,7 @@ from kerasopt import _kernels
 from kerasopt.fallback.adafactor import apply_adafactor
 from kerasopt.fallback.muon import apply_muon, apply_muon_adamw
 from kerasopt.fallback.schedule_free import apply_schedule_free
+from kerasopt.optimizers import step_features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "tests", "rule_harness", "rules_on_arrays.cc")
@@ -124,7 +125,8 @@ def _adafactor_op(w, g, v, stats, lr, decay, eps_1, eps_2, clip, step):
     """KerasoptApplyAdafactor on fresh variables: [w, v, (r, c)] after one step."""
     variables = [tf.Variable(a) for a in (w, *stats, v)]
     require_kernel_library().ops.kerasopt_apply_adafactor(
-        var=variables[0].handle, slots=[x.handle for x in variables[1:]], grad=tf.constant(g),
+        var=variables[0].handle, features=[], slots=[x.handle for x in variables[1:]],
+        grad=tf.constant(g),
         learning_rate=tf.constant(lr, tf.float64), step=tf.constant(step, tf.int64),
         beta_2_decay=decay, epsilon_1=eps_1, epsilon_2=eps_2, clip_threshold=clip)
     out = [x.numpy() for x in variables]
@@ -190,7 +192,8 @@ def test_adafactor_op_refuses_bad_slots_and_writes_nothing():
     def attempt(slots, **changes):
         variables = [tf.Variable(a) for a in (w, *slots)]
         kwargs = dict(learning_rate=tf.constant(0.1, tf.float64), step=tf.constant(1, tf.int64),
-                      beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0)
+                      beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3, clip_threshold=1.0,
+                      features=tf.zeros([0], tf.float64))
         kwargs.update(changes)
         with pytest.raises(tf.errors.InvalidArgumentError) as error:
             ops.kerasopt_apply_adafactor(var=variables[0].handle,
@@ -205,6 +208,10 @@ def test_adafactor_op_refuses_bad_slots_and_writes_nothing():
     assert "clip_threshold must be > 0" in attempt([r, c, v], clip_threshold=0.0)
     assert "beta_2_decay must be <= 0" in attempt([r, c, v], beta_2_decay=0.5)
     assert "step counts from 1" in attempt([r, c, v], step=tf.constant(0, tf.int64))
+    # Clipping, weight decay and EMA stay Keras's passes for Adafactor: the op
+    # refuses them instead of ignoring them.
+    assert "takes no step features" in attempt(
+        [r, c, v], features=tf.ones([step_features.NUM_FEATURES], tf.float64))
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (40, 24), (24, 40), (600, 30)], ids=str)

@@ -93,6 +93,12 @@ class FactoredApplyOp : public OpKernel {
                       t[i].shape().DebugString(), " (want ", want[i].DebugString(), ")")));
     }
 
+    // Only element-wise rules fuse the step's features: this refuses any
+    // but an empty `features` (a plain step) rather than ignore them.
+    const double* features;
+    int feature_rows;
+    OP_REQUIRES_OK(ctx, algo_.ReadStepFeatures(ctx, /*num_vars=*/0, &features, &feature_rows));
+
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
 

@@ -161,7 +161,9 @@ class SOAP(PreconditionedOptimizer):
             ops = op_library.library().ops if kernel else None
             if not self.preconditioned(variable):
                 if kernel:
-                    ops.kerasopt_apply_adam(var=variable.handle, slots=[s.handle for s in slots],
+                    # (a plain step: Keras's own passes run for SOAP)
+                    ops.kerasopt_apply_adam(var=variable.handle, features=[],
+                                            slots=[s.handle for s in slots],
                                             grad=gradient, learning_rate=learning_rate_f64,
                                             step=step, amsgrad=False, **self._adam_arguments())
                 else:
