@@ -528,6 +528,9 @@ ALGORITHMS = {
         raw_op="n/a (TF has no Adafactor op)",
         keras=_keras("Adafactor", **ADAFACTOR), kerasopt=_kerasopt("Adafactor", **ADAFACTOR),
         raw=None, shaped=True,
+        # No multi-tensor op (its slots depend on each variable's rank): one
+        # op per variable in every kernel column.
+        fused_ops=lambda case, multi: case.tensors,
     ),
     "muon": Algorithm(
         # Element-wise traffic only (the Newton-Schulz products come on top):
