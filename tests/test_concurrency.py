@@ -86,8 +86,8 @@ def test_two_threads_serialize(cls):
         history = []
         for _ in range(2 * UPDATES):
             update(twin, twin_var)
-            # First elements only: a full read of FullMatrixAdagrad's block
-            # statistics after every update took most of this file's time.
+            # First elements only: no copy of the twin's whole state after
+            # every update (the time went to FullMatrixAdagrad's size, above).
             history.append(tuple(float(tf.reshape(v, [-1])[0])
                                  for v in [twin_var, *twin.variables]))
     # Each update changes the state, so a lost update would show.
