@@ -44,7 +44,8 @@ def _recording(layers):
 
 @keras.saving.register_keras_serializable(package="kerasopt")
 class KFACModel(keras.Model):
-    """Wraps a model so that ``fit`` trains its Dense and Conv2D layers with :class:`kerasopt.KFAC`::
+    """Wraps a model so that ``fit`` trains its Dense and Conv2D layers with
+    :class:`kerasopt.KFAC` (the other layers with its first-order optimizer)::
 
         model = kerasopt.KFACModel(keras.Sequential([...]))
         model.compile(optimizer=kerasopt.KFAC(0.01), loss="mse")
