@@ -1,12 +1,15 @@
 """kerasopt.KFAC through kerasopt.KFACModel: the float64 Kronecker-factored
-reference (tests/kfac_reference.py), training through fit, config, bad input."""
+reference (tests/kfac_reference.py) for Dense and Conv2D layers, training
+through fit, config, saving, bad input."""
+
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
 import kerasopt
-from tests.kfac_reference import kfac_steps
+from tests.kfac_reference import kfac_conv_steps, kfac_steps
 
 
 def two_layer_problem(seed=0, n=16, sizes=(5, 6, 3)):
@@ -18,6 +21,21 @@ def two_layer_problem(seed=0, n=16, sizes=(5, 6, 3)):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, sizes[0])).astype(np.float32)
     y = rng.standard_normal((n, sizes[2])).astype(np.float32)
+    return model, x, y
+
+
+def conv_problem(seed=0, n=6, use_bias=True, strides=(1, 1), padding="same"):
+    """Conv2D (a 3 x 2 kernel: the two kernel axes must not be swapped), Flatten, Dense."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((5, 4, 2)),
+        keras.layers.Conv2D(3, (3, 2), strides=strides, padding=padding, activation="tanh",
+                            use_bias=use_bias, bias_initializer="random_normal"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2, bias_initializer="random_normal")])
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 5, 4, 2)).astype(np.float32)
+    y = rng.standard_normal((n, 2)).astype(np.float32)
     return model, x, y
 
 
@@ -36,6 +54,72 @@ def test_matches_float64_kronecker_reference(kl_clip):
         assert max(nus) < 1, "the clipping case must clip"
     for got, want in zip(inner.weights, expected):
         np.testing.assert_allclose(got.numpy(), want, rtol=2e-4, atol=2e-6)
+
+
+# One step, then two more (inverses every 2 steps: the third runs on stale ones).
+@pytest.mark.parametrize("use_bias, strides, padding, kl_clip", [
+    (True, (1, 1), "same", None),
+    (False, (2, 1), "valid", None),
+    (True, (2, 2), "same", 1e-4),  # the clip is active (nu < 1, asserted)
+])
+def test_conv2d_matches_float64_kronecker_reference(use_bias, strides, padding, kl_clip):
+    hyper = dict(learning_rate=0.2, damping=1e-2, decay=0.8, inverse_frequency=2,
+                 kl_clip=kl_clip)
+    inner, x, y = conv_problem(use_bias=use_bias, strides=strides, padding=padding)
+    start = [w.numpy() for w in inner.weights]
+    model = kerasopt.KFACModel(inner)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer is supported: no warning
+        model.compile(optimizer=kerasopt.KFAC(**hyper), loss="mse")
+    assert [l.name for l in model.kfac_layers] == [inner.layers[0].name, inner.layers[2].name]
+    history, nus = kfac_conv_steps(start, x, y, steps=3, strides=strides, padding=padding,
+                                   **hyper)
+    if kl_clip is not None:
+        assert max(nus) < 1, "the clipping case must clip"
+    for epochs, expected in ((1, history[0]), (2, history[2])):
+        model.fit(x, y, batch_size=len(x), epochs=epochs, shuffle=False, verbose=0)
+        for got, want in zip(inner.weights, expected):
+            np.testing.assert_allclose(got.numpy(), want, rtol=2e-4, atol=2e-6)
+
+
+def test_cnn_fit_decreases_loss_and_unsupported_conv_takes_first_order():
+    keras.utils.set_random_seed(3)
+    dilated = keras.layers.Conv2D(4, 3, dilation_rate=2, padding="same", activation="relu")
+    inner = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu"),
+        dilated, keras.layers.Flatten(), keras.layers.Dense(3)])
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((128, 8, 8, 1)).astype(np.float32)
+    y = np.stack([x[:, :4].mean((1, 2, 3)), x[:, 4:].mean((1, 2, 3)),
+                  np.abs(x).mean((1, 2, 3))], axis=1).astype(np.float32) * 4
+    model = kerasopt.KFACModel(inner)
+    with pytest.warns(UserWarning, match=rf"{dilated.name}.*dilation_rate=\(2, 2\)"):
+        model.compile(optimizer=kerasopt.KFAC(0.1, inverse_frequency=5, kl_clip=1e-2,
+                                              first_order=kerasopt.Adam(1e-2)), loss="mse")
+    assert [l.name for l in model.kfac_layers] == [inner.layers[0].name, inner.layers[3].name]
+    kernel = dilated.kernel.numpy()
+    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0).history["loss"]
+    assert history[-1] < 0.5 * history[0], history
+    assert not np.allclose(dilated.kernel.numpy(), kernel), "the dilated Conv2D did not train"
+
+
+def test_unsupported_layers_are_named_with_their_reasons():
+    inner = keras.Sequential([
+        keras.Input((6, 6, 4)),
+        keras.layers.Conv2D(4, 3, groups=2, name="grouped"),
+        keras.layers.Conv2D(4, 1, data_format="channels_first", name="first"),
+        keras.layers.Conv2D(4, 1, name="plain"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2, name="lora"),
+        keras.layers.Dense(2, name="frozen", trainable=False)])
+    inner.get_layer("lora").enable_lora(1)
+    reasons = kerasopt.KFACModel(inner).first_order_layers
+    assert list(reasons) == ["grouped", "first", "lora"], reasons
+    assert "groups=2" in reasons["grouped"]
+    assert "channels_first" in reasons["first"]
+    assert "LoRA" in reasons["lora"]
+    assert [l.name for l in kerasopt.KFACModel(inner).kfac_layers] == ["plain"]
 
 
 def test_fit_decreases_loss_and_first_order_trains_the_rest():
@@ -111,8 +195,9 @@ def test_rank3_dense_inputs_are_refused():
         model.train_on_batch(np.ones((2, 3, 4), np.float32), np.ones((2, 3, 2), np.float32))
 
 
-def test_saved_model_loads_and_trains_on_identically(tmp_path):
-    inner, x, y = two_layer_problem()
+@pytest.mark.parametrize("problem", [two_layer_problem, conv_problem])
+def test_saved_model_loads_and_trains_on_identically(tmp_path, problem):
+    inner, x, y = problem()
     model = kerasopt.KFACModel(inner)
     model.compile(optimizer=kerasopt.KFAC(0.1, inverse_frequency=2), loss="mse")
     model.fit(x, y, batch_size=len(x), epochs=3, verbose=0)

@@ -58,26 +58,34 @@ def test_soap_fused_op_equals_fallback_in_float32():
 
 def test_soap_needs_no_more_steps_than_shampoo_on_ill_conditioned_least_squares():
     """The issue's target, on test_second_order's problem (Hessian condition number 1e6):
-    each optimizer at its best learning rate of a grid, steps to cut the loss by 1e4.
-    Shampoo as test_second_order runs it (its optimum inside its grid); SOAP with
-    beta_1=0.8, beta_2=0.999 (at the paper's 0.95, 0.95 it needs about 180 steps here:
-    docs/second-order.md)."""
+    steps to cut the loss by 1e4, each optimizer at its best setting of one grid over
+    beta_1 (SOAP's Adam momentum; Shampoo's grafted Adam's) and the learning rate,
+    beta_2 0.999 for both. beta_1 is in the grid for both because it is SOAP's most
+    telling setting here: SOAP's direction carries the momentum, so on this noiseless
+    quadratic its loss falls no faster than about beta_1^t (ln 1e-4 / ln 0.8 = 41 steps;
+    180 at the paper's 0.95), while Shampoo's direction has none (beta_1 only smooths
+    its grafted step norm). Tuning beta_1 for SOAP alone (as this test once did) favoured
+    SOAP: at beta_1 0.8 for both Shampoo needs 32 steps, SOAP 42. Learning rates 1 and 2
+    only, for CI time: the wider sweep in docs/second-order.md (0.2 to 5) finds each
+    within 1 step of its best there (SOAP 18 at 0.7, Shampoo 32 at 2)."""
     problem = least_squares_problem(seed=0)
-    budget = 200
+    budget = 60
+    grid = [(beta_1, lr) for beta_1 in (0.5, 0.8) for lr in (1.0, 2.0)]
 
-    def steps(make, learning_rates):
-        return [steps_to_target(make(lr), problem, 1e-4, budget) for lr in learning_rates]
+    def steps(make):
+        return {(beta_1, lr): steps_to_target(make(beta_1, lr), problem, 1e-4, budget)
+                for beta_1, lr in grid}
 
-    shampoo_steps = steps(lambda lr: kerasopt.Shampoo(
-        learning_rate=lr, block_size=16, precondition_frequency=5, start_preconditioning_step=1,
-        epsilon=1e-10), [0.3, 1.0, 3.0])
-    soap_steps = steps(lambda lr: kerasopt.SOAP(
-        learning_rate=lr, beta_1=0.8, beta_2=0.999, epsilon=1e-10, block_size=16,
-        precondition_frequency=5, weight_decay=None), [0.3, 1.0])
-    print(f"\nsteps to 1e-4 of the initial loss: Shampoo at learning rates 0.3, 1, 3: "
-          f"{shampoo_steps}; SOAP at 0.3, 1: {soap_steps}")
-    assert min(soap_steps) < budget and min(soap_steps) <= min(shampoo_steps), (
-        soap_steps, shampoo_steps)
+    shampoo_steps = steps(lambda beta_1, lr: kerasopt.Shampoo(
+        learning_rate=lr, beta_1=beta_1, beta_2=0.999, block_size=16, precondition_frequency=5,
+        start_preconditioning_step=1, epsilon=1e-10))
+    soap_steps = steps(lambda beta_1, lr: kerasopt.SOAP(
+        learning_rate=lr, beta_1=beta_1, beta_2=0.999, epsilon=1e-10, block_size=16,
+        precondition_frequency=5, weight_decay=None))
+    print(f"\nsteps to 1e-4 of the initial loss, by (beta_1, learning rate): "
+          f"Shampoo {shampoo_steps}; SOAP {soap_steps}")
+    best_shampoo, best_soap = min(shampoo_steps.values()), min(soap_steps.values())
+    assert best_shampoo < budget and best_soap <= best_shampoo, (soap_steps, shampoo_steps)
 
 
 def test_config_and_save_round_trip(impl, tmp_path):

@@ -1,9 +1,11 @@
 """``python -m kerasopt.bench.steps_to_target``: steps to a target training loss
-on the MNIST MLP, K-FAC against Adam, each at its best learning rate of a grid.
+on the MNIST MLP or a small CNN, K-FAC against Adam, each at its best learning
+rate of a grid.
 
-The MNIST MLP 784-512-512-10 (ReLU, softmax, cross-entropy) trains on real
-MNIST (``kerasopt.datasets.load_mnist``; ``--mnist PATH`` reads an
-``mnist.pkl.gz``) in batches of 128 drawn in one fixed shuffled order, the
+The MNIST MLP 784-512-512-10 (ReLU, softmax, cross-entropy), or with
+``--model cnn`` two strided 3 x 3 Conv2D layers (16 and 32 filters, ReLU) and
+a softmax Dense head, trains on real MNIST (``kerasopt.datasets.load_mnist``;
+``--mnist PATH`` reads an ``mnist.pkl.gz``) in batches of 128 drawn in one fixed shuffled order, the
 same for every run. Every ``--every`` steps the loss on the first 10,000
 training images is measured; a run's score is the first such step at which
 that loss is at or below ``--target`` (runs stop there or at ``--max-steps``).
@@ -44,6 +46,19 @@ def mlp():
     ])
 
 
+def cnn():
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
+MODELS = {"mlp": (mlp, (784,), "MNIST MLP"), "cnn": (cnn, (28, 28, 1), "MNIST CNN")}
+
+
 def make_optimizer(name, rate, kl_clip, inverse_frequency):
     if name == "adam":
         return kerasopt.Adam(rate)
@@ -53,10 +68,11 @@ def make_optimizer(name, rate, kl_clip, inverse_frequency):
 def train(name, rate, kl_clip, x, y, args):
     """Steps to the target (None if not reached) and the median step time."""
     keras.utils.set_random_seed(0)
-    model = mlp()
+    build, input_shape, _ = MODELS[args.model]
+    model = build()
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     optimizer = make_optimizer(name, rate, kl_clip, args.inverse_frequency)
-    spec = (tf.TensorSpec((BATCH, 784), tf.float32), tf.TensorSpec((BATCH,), tf.int64))
+    spec = (tf.TensorSpec((BATCH, *input_shape), tf.float32), tf.TensorSpec((BATCH,), tf.int64))
     if name == "kfac":
         model = kerasopt.KFACModel(model)
         model.compile(optimizer=optimizer, loss=loss_fn)
@@ -100,6 +116,7 @@ def train(name, rate, kl_clip, x, y, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
     parser.add_argument("--target", type=float, default=0.15, help="training loss (default 0.15)")
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--every", type=int, default=10, help="steps between loss checks")
@@ -116,9 +133,10 @@ def main(argv=None):
         (x, y), _, _ = load_mnist("offline", path=args.mnist)
     else:
         (x, y), _, _ = load_mnist()
-    x, y = tf.constant(x, tf.float32), tf.constant(y, tf.int64)
-    x_np, y_np = x.numpy(), y.numpy()
-    print(f"MNIST MLP, batch {BATCH}, target training loss {args.target} "
+    _, input_shape, title = MODELS[args.model]
+    x = tf.reshape(tf.constant(x, tf.float32), (-1, *input_shape))
+    x_np, y_np = x.numpy(), tf.constant(y, tf.int64).numpy()
+    print(f"{title}, batch {BATCH}, target training loss {args.target} "
           f"(first {EVAL_EXAMPLES} images, checked every {args.every} steps), "
           f"K-FAC inverses every {args.inverse_frequency} steps")
     print(f"{'optimizer':<10} {'rate':>8} {'kl_clip':>8} {'steps':>7} {'step ms':>8}")

@@ -1,6 +1,6 @@
 """kerasopt.KFACModel: a model wrapper whose train_step feeds K-FAC its statistics.
 
-During the forward pass of ``train_step`` each tracked Dense layer's ``call``
+During the forward pass of ``train_step`` each tracked Dense and Conv2D layer's ``call``
 is replaced (on the instance, for that pass only) by the same math that also
 keeps the layer's inputs and its pre-activation tensor; the tape then gives
 the loss's gradient with respect to those pre-activations beside the weights'
@@ -8,34 +8,13 @@ gradients, and :meth:`kerasopt.KFAC.apply_kfac` takes all of it.
 """
 
 import contextlib
+import warnings
 
 import keras
 import tensorflow as tf
 
+from kerasopt.kfac import layers as layer_kinds
 from kerasopt.kfac.optimizer import KFAC
-
-
-def _layers_within(model):
-    """Every layer of a model, nested models included, each once, in order."""
-    found, seen = [], set()
-
-    def walk(layer):
-        for sub in getattr(layer, "layers", []):
-            if id(sub) not in seen:
-                seen.add(id(sub))
-                found.append(sub)
-                walk(sub)
-
-    walk(model)
-    return found
-
-
-def dense_layers(model):
-    """The Dense layers K-FAC preconditions: trainable, not quantized, without LoRA."""
-    return [layer for layer in _layers_within(model)
-            if type(layer) is keras.layers.Dense and layer.trainable
-            and not getattr(layer, "quantization_mode", None)
-            and not getattr(layer, "lora_enabled", False)]
 
 
 @contextlib.contextmanager
@@ -47,15 +26,9 @@ def _recording(layers):
         def call(inputs, training=None):
             if records[i] is not None:
                 raise ValueError(
-                    f"KFACModel: Dense layer {layer.name!r} is called more than once per step; "
+                    f"KFACModel: layer {layer.name!r} is called more than once per step; "
                     "K-FAC's factors here assume one call (shared layers are not supported)")
-            if len(inputs.shape) != 2:
-                raise ValueError(
-                    f"KFACModel: Dense layer {layer.name!r} gets inputs of rank "
-                    f"{len(inputs.shape)}; K-FAC here supports rank-2 inputs (batch, features)")
-            pre = tf.matmul(inputs, layer.kernel)
-            if layer.bias is not None:
-                pre = pre + layer.bias
+            pre = layer_kinds.pre_activation(layer, inputs)
             records[i] = (inputs, pre)
             return pre if layer.activation is None else layer.activation(pre)
         return call
@@ -71,7 +44,8 @@ def _recording(layers):
 
 @keras.saving.register_keras_serializable(package="kerasopt")
 class KFACModel(keras.Model):
-    """Wraps a model so that ``fit`` trains its Dense layers with :class:`kerasopt.KFAC`::
+    """Wraps a model so that ``fit`` trains its Dense and Conv2D layers with
+    :class:`kerasopt.KFAC` (the other layers with its first-order optimizer)::
 
         model = kerasopt.KFACModel(keras.Sequential([...]))
         model.compile(optimizer=kerasopt.KFAC(0.01), loss="mse")
@@ -97,6 +71,11 @@ class KFACModel(keras.Model):
                             f"{optimizer!r}")
         super().compile(optimizer=optimizer, **kwargs)
         optimizer.track_layers(self.kfac_layers)
+        skipped = self.first_order_layers
+        if skipped:
+            warnings.warn("KFACModel: these layers take the first-order optimizer, not K-FAC: "
+                          + "; ".join(f"{name!r}: {why}" for name, why in skipped.items()),
+                          stacklevel=2)
 
     def compile_from_config(self, config):
         # Keras skips a custom compile() on load; this one only adds
@@ -110,7 +89,12 @@ class KFACModel(keras.Model):
     def kfac_layers(self):
         # Found afresh, not kept in an attribute: Keras would save the layers'
         # weights under that attribute, first, and load would then miss them.
-        return dense_layers(self.wrapped)
+        return layer_kinds.kfac_layers(self.wrapped)
+
+    @property
+    def first_order_layers(self):
+        """{name: reason} for the Dense and Conv2D layers left to the first-order optimizer."""
+        return layer_kinds.first_order_layers(self.wrapped)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -121,7 +105,7 @@ class KFACModel(keras.Model):
                                      training=True)
         missing = [l.name for l, r in zip(self.kfac_layers, records) if r is None]
         if missing:
-            raise ValueError(f"KFACModel: Dense layers {missing} were not called in the "
+            raise ValueError(f"KFACModel: layers {missing} were not called in the "
                              "forward pass; K-FAC needs every tracked layer's statistics")
         variables = self.trainable_variables
         pre_activations = [pre for _, pre in records]

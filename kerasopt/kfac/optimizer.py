@@ -1,7 +1,8 @@
 """kerasopt.KFAC: Kronecker-factored approximate curvature (Martens & Grosse 2015)
-for ``keras.layers.Dense``, in composed TensorFlow ops (no fused C++ op).
+for ``keras.layers.Dense``, and for ``keras.layers.Conv2D`` as KFC (Grosse &
+Martens 2016), in composed TensorFlow ops (no fused C++ op).
 
-An optimizer's ``apply`` sees gradients only; K-FAC also needs each Dense
+An optimizer's ``apply`` sees gradients only; K-FAC also needs each tracked
 layer's inputs ``a`` and the gradients ``g`` of the loss with respect to its
 pre-activations. :class:`kerasopt.KFACModel` records both in its
 ``train_step`` and calls :meth:`KFAC.apply_kfac`; see docs/second-order.md.
@@ -10,6 +11,7 @@ pre-activations. :class:`kerasopt.KFACModel` records both in its
 import keras
 import tensorflow as tf
 
+from kerasopt.kfac import layers as layer_kinds
 from kerasopt.optimizers import saved_name
 from kerasopt.optimizers.sgd import SGD
 
@@ -29,18 +31,22 @@ _UNSUPPORTED_OPTIONS = {"weight_decay": None, "clipnorm": None, "clipvalue": Non
 
 @keras.saving.register_keras_serializable(package="kerasopt")
 class KFAC(keras.optimizers.Optimizer):
-    """K-FAC natural-gradient steps for Dense layers; a first-order optimizer for the rest.
+    """K-FAC natural-gradient steps for Dense and Conv2D layers; a first-order
+    optimizer for the rest.
 
-    Per Dense layer with kernel ``W`` (``in x out``) and optional bias ``b``:
+    Per tracked layer with kernel ``W`` (as a ``fan_in x out`` matrix; a
+    Conv2D kernel ``(kh, kw, cin, out)`` reshaped to ``(kh * kw * cin, out)``)
+    and optional bias ``b``:
 
         a = [inputs, 1]  (the 1 only with a bias),  g = dloss/d(pre-activation) * batch
+            (Conv2D: a row per extracted input patch, g a row per output position)
         A = decay * A + (1 - decay) * mean(a a^T)      (the first step takes mean(a a^T))
-        G = decay * G + (1 - decay) * mean(g g^T)
+        G = decay * G + (1 - decay) * positions * mean(g g^T)   (positions 1 for Dense)
         every `inverse_frequency` steps (from the first):
             pi = sqrt((trace(A) / dim A) / (trace(G) / dim G))       (factored damping)
             A_inv = (A + pi sqrt(damping) I)^-1,  G_inv = (G + sqrt(damping) / pi I)^-1
         V = A_inv [dW; db] G_inv
-    then over all Dense layers (KL clipping, Ba et al. 2017):
+    then over all tracked layers (KL clipping, Ba et al. 2017):
         nu = min(1, sqrt(kl_clip / (learning_rate^2 * sum(V . [dW; db]))))
         [W; b] = [W; b] - learning_rate * nu * V
 
@@ -53,7 +59,7 @@ class KFAC(keras.optimizers.Optimizer):
         decay: running-average decay of A and G, in [0, 1). Defaults to 0.95.
         inverse_frequency: steps between inverse refreshes (int >= 1). Defaults to 10.
         kl_clip: the KL trust region (> 0), or None for no clipping. Defaults to 1e-3.
-        first_order: the optimizer for variables outside Dense layers, or None
+        first_order: the optimizer for variables outside tracked layers, or None
             for ``kerasopt.SGD(learning_rate, momentum=0.9)``.
     """
 
@@ -90,7 +96,7 @@ class KFAC(keras.optimizers.Optimizer):
         self._layers = []
 
     def track_layers(self, layers):
-        """The Dense layers to precondition (KFACModel calls this before build)."""
+        """The Dense and Conv2D layers to precondition (KFACModel calls this before build)."""
         if self.built:
             raise ValueError("KFAC: track_layers() must come before the optimizer is built")
         self._layers = list(layers)
@@ -102,8 +108,7 @@ class KFAC(keras.optimizers.Optimizer):
         self._kfac_ids = set()
         self._factors = []  # per layer: (A, G, A_inv, G_inv)
         for i, layer in enumerate(self._layers):
-            a_dim = layer.kernel.shape[0] + (1 if layer.bias is not None else 0)
-            g_dim = layer.kernel.shape[1]
+            a_dim, g_dim = layer_kinds.factor_sizes(layer)
             made = []
             for label, dim in (("A", a_dim), ("G", g_dim), ("A_inverse", a_dim),
                                ("G_inverse", g_dim)):
@@ -117,7 +122,7 @@ class KFAC(keras.optimizers.Optimizer):
 
     def apply(self, grads, trainable_variables=None):
         raise RuntimeError(
-            "KFAC needs each Dense layer's inputs and pre-activation gradients, which "
+            "KFAC needs each Dense and Conv2D layer's inputs and pre-activation gradients, which "
             "apply()/apply_gradients() do not see: wrap the model as "
             "kerasopt.KFACModel(model) and train it with fit() or train_on_batch()")
 
@@ -143,8 +148,8 @@ class KFAC(keras.optimizers.Optimizer):
             inverse.assign(tf.cast(tf.linalg.inv(damped), tf.float32))
 
     def apply_kfac(self, grads, trainable_variables, records):
-        """One step. records: per tracked layer, (inputs, pre-activation gradient), each
-        2-D with the batch first, in track_layers' order."""
+        """One step. records: per tracked layer, (inputs, pre-activation gradient), the
+        batch first, in track_layers' order."""
         if not self.built:
             # As Keras's apply(): TF's trainer builds the optimizer on the first trace.
             with keras.name_scope(self.name, caller=self):
@@ -155,18 +160,12 @@ class KFAC(keras.optimizers.Optimizer):
         steps = []
         for layer, factors, (inputs, pre_grad) in zip(self._layers, self._factors, records):
             a_fac, g_fac = factors[0], factors[1]
-            inputs = tf.cast(inputs, tf.float32)
-            batch = tf.cast(tf.shape(inputs)[0], tf.float32)
-            if layer.bias is not None:
-                inputs = tf.concat([inputs, tf.ones_like(inputs[:, :1])], axis=1)
-            # The loss is a batch mean: each row of pre_grad carries 1/batch.
-            per_example = tf.cast(pre_grad, tf.float32) * batch
-            batch_a = tf.matmul(inputs, inputs, transpose_a=True) / batch
-            batch_g = tf.matmul(per_example, per_example, transpose_a=True) / batch
+            batch_a, batch_g = layer_kinds.batch_factors(layer, inputs, pre_grad)
             for factor, new in ((a_fac, batch_a), (g_fac, batch_g)):
                 factor.assign(tf.where(first, new, self.decay * factor + (1 - self.decay) * new))
             self._maybe_refresh_inverses(refresh, factors)
-            d_w = tf.cast(grad_of[id(layer.kernel)], tf.float32)
+            units = layer.kernel.shape[-1]
+            d_w = tf.reshape(tf.cast(grad_of[id(layer.kernel)], tf.float32), [-1, units])
             if layer.bias is not None:
                 d_w = tf.concat([d_w, tf.cast(grad_of[id(layer.bias)], tf.float32)[None, :]],
                                 axis=0)
@@ -180,8 +179,9 @@ class KFAC(keras.optimizers.Optimizer):
                                                                       1e-30)))
         for layer, _, step in steps:
             step = rate * scale * step
-            rows = layer.kernel.shape[0]
-            layer.kernel.assign_sub(tf.cast(step[:rows], layer.kernel.dtype))
+            rows = step.shape[0] - (1 if layer.bias is not None else 0)
+            layer.kernel.assign_sub(tf.cast(tf.reshape(step[:rows], layer.kernel.shape),
+                                            layer.kernel.dtype))
             if layer.bias is not None:
                 layer.bias.assign_sub(tf.cast(step[rows], layer.bias.dtype))
             for variable in (layer.kernel, layer.bias):
