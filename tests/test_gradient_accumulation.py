@@ -109,6 +109,19 @@ def test_accumulation_is_fused_and_gives_kerass_numbers(case):
                      f"{case} [{impl}]")
 
 
+def test_per_variable_ops_fuse_the_mean_too(monkeypatch):
+    """KERASOPT_MULTI_TENSOR=0: each KerasoptApplyAdam takes its accumulator."""
+    require_kernel_library()
+    monkeypatch.setenv("KERASOPT_MULTI_TENSOR", "0")
+    _, config = CASES["Adam-all"]
+    with kerasopt.implementation("kernel"):
+        ours, nodes = train(make(kerasopt.Adam, config))
+    updates = nodes.get("KerasoptApplyAdam", [])
+    assert len(updates) == len(SHAPES)
+    assert all(n.attr["accumulation_steps"].i == K for n in updates)
+    assert_close(ours, train(make(keras.optimizers.Adam, config))[0], True, "per-variable")
+
+
 @pytest.mark.parametrize("writer,reader", [("kerasopt", "keras"), ("keras", "kerasopt")])
 def test_checkpoint_mid_accumulation_loads_into_keras_and_back(writer, reader, tmp_path):
     """Keras's `<var>_gradient_accumulator` variables: a checkpoint with a

@@ -9,6 +9,8 @@
 // variables. `acc + g` is one IEEE addition, commutative, so the bits are
 // Keras's `g + acc`. The applying step (the k-th) reads the accumulator inside
 // the update op instead (cc/kernels/step_features.h: AccumulatedMean).
+#define EIGEN_USE_THREADS
+
 #include <algorithm>
 #include <cstdint>
 #include <string>

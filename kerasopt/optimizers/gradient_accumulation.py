@@ -72,8 +72,6 @@ def fusable(optimizer, grads, trainable_variables, unscale=None) -> bool:
                 or keras.backend.standardize_dtype(accumulator.dtype) != dtype
                 or optimizer._wide_slots(variable)):
             return False
-    if _accumulate_op() is None:
-        return False
     op = f"KerasoptApply{optimizer.kernel_name}"
     return all(op_library.kernel_unavailable_reason(
         v, op, wide_slots=optimizer._wide_slots(v)) is None and multi_tensor._on_cpu(v)
@@ -89,14 +87,18 @@ def _handle(variable):
     return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
-def accumulate(grads, accumulators) -> None:
-    """acc += g for every pair, one op launch per dtype (Keras's bits)."""
+def accumulate(optimizer, grads, accumulators) -> None:
+    """acc += g for every pair, one op launch per dtype (Keras's bits); with
+    an op library that lacks the op, Keras's own operations."""
+    op = _accumulate_op()
+    if op is None:
+        optimizer._backend_increment_gradient_accumulators(grads, accumulators)
+        return
     by_dtype: dict = {}
     for g, acc in zip(grads, accumulators):
         entry = by_dtype.setdefault(tf.as_dtype(acc.dtype).name, ([], []))
         entry[0].append(_handle(acc))
         entry[1].append(tf.cast(tf.convert_to_tensor(g), acc.dtype))
-    op = _accumulate_op()
     for handles, tensors in by_dtype.values():
         op(accumulators=handles, grads=tensors)
 
@@ -120,7 +122,7 @@ def apply(optimizer, grads, trainable_variables) -> None:
         plan.finish()  # Keras's EMA of the variables no op averaged
 
     def accumulating():
-        accumulate(grads, accumulators)
+        accumulate(optimizer, grads, accumulators)
         if optimizer.use_ema:  # Keras's EMA runs on every step, as Keras's own pass here
             _keras_ema(optimizer)
 
