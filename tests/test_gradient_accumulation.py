@@ -170,3 +170,17 @@ def test_accumulate_op_refuses_a_mismatch_and_writes_nothing():
                                                 grads=[tf.fill([3], 2.0), tf.fill([2], 0.5)])
     np.testing.assert_array_equal(acc.numpy(), np.full(3, 3.0, np.float32))
     np.testing.assert_array_equal(other.numpy(), np.full(2, 1.5, np.float32))
+
+
+def test_k_not_a_power_of_two_keeps_kerass_accumulation():
+    """Keras's `/ k` rounds as a division eagerly and as a multiplication by
+    the float32 1/k in a tf.function (Grappler): only a k whose reciprocal is
+    exact gives one answer the op can match (tests/test_keras_parity.py
+    checks k = 3 against Keras)."""
+    require_kernel_library()
+    from kerasopt.optimizers import gradient_accumulation
+    v = [keras.Variable(np.ones(3, np.float32))]
+    for steps, fused in ((2, True), (3, False), (4, True), (6, False)):
+        optimizer = kerasopt.Adam(gradient_accumulation_steps=steps)
+        optimizer.build(v)
+        assert gradient_accumulation.fusable(optimizer, [tf.ones(3)], v) is fused, steps

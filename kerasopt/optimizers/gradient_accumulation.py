@@ -28,7 +28,8 @@ variable's update on the CPU kernels:
   acc) / k``: a read of g and acc, a write and a read of the mean) and only
   the norm is taken from it.
 
-Everything else keeps Keras's own accumulation: the fallback and GPU
+Everything else keeps Keras's own accumulation: a k that is not a power of
+two (see `_divides_exactly`), the fallback and GPU
 variables (as step_features.plan_for), a loss-scaled step, sparse
 (IndexedSlices) gradients, float16/bfloat16 variables (Keras rounds ``g +
 acc`` to 16 bits before dividing; the op computes in float32), float32 slots
@@ -61,7 +62,8 @@ def fusable(optimizer, grads, trainable_variables, unscale=None) -> bool:
     """Whether this step's accumulation runs in kerasopt's ops (module doc)."""
     if not (optimizer.gradient_accumulation_steps and step_features.enabled()
             and getattr(optimizer, "fuses_step_features", False)
-            and multi_tensor.no_replicas(optimizer) and unscale is None):
+            and multi_tensor.no_replicas(optimizer) and unscale is None
+            and _divides_exactly(optimizer.gradient_accumulation_steps)):
         return False
     if any(isinstance(g, tf.IndexedSlices) for g in grads):
         return False
@@ -76,6 +78,16 @@ def fusable(optimizer, grads, trainable_variables, unscale=None) -> bool:
     return all(op_library.kernel_unavailable_reason(
         v, op, wide_slots=optimizer._wide_slots(v)) is None and multi_tensor._on_cpu(v)
         for v in trainable_variables)
+
+
+def _divides_exactly(steps) -> bool:
+    """Whether k is a power of two. Keras's `(g + acc) / k` is a division
+    when it runs eagerly, but in a tf.function Grappler's constant folding
+    (ReduceDivToReciprocalMul) makes it a multiplication by the float32
+    reciprocal of k, which rounds differently unless 1/k is exact. Only for
+    those k do both give the op's numbers; other k keep Keras's accumulation."""
+    steps = int(steps)
+    return steps >= 2 and steps & (steps - 1) == 0
 
 
 def _accumulators_of(optimizer, trainable_variables):
