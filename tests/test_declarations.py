@@ -19,7 +19,8 @@ from conftest import require_kernel_library
 
 SHARED_INPUTS = ["learning_rate", "step"]
 # Attrs every apply op has, whatever the rule.
-GENERIC_ATTRS = {"T", "Tindices", "N", "num_slots", "with_average"}
+GENERIC_ATTRS = {"T", "Tindices", "N", "num_slots", "with_average",
+                 "accumulation_steps"}
 # Inputs every dense and multi-tensor op takes after the rule's own (the
 # step's features: cc/kernels/step_features.h), not named by kernel_hyperparameters.
 STEP_FEATURE_INPUTS = {"features"}

@@ -9,6 +9,9 @@
 // computes them (kerasopt/optimizers/step_features.py: the global norm, the
 // clipnorm divisor, the EMA momentum of this step), so each element sees
 // Keras's own arithmetic, in Keras's order:
+//   g  = (g + acc) / k; acc = 0                  (gradient_accumulation_steps=k, on the
+//                                                 applying step: the op's accumulation_steps
+//                                                 attr; the accumulator is one more slot)
 //   g  = g / grad_unscale                        (loss scaling; 1: none)
 //   g  = g * grad_multiplier                     (global_clipnorm's scale, or clipnorm)
 //   g  = g / grad_divisor                        (clipnorm: max(||g||, clipnorm); 1: none)
@@ -19,7 +22,10 @@
 //   w  = avg                                     (ema_overwrite: this step overwrites)
 // The EMA average is one more slot after the rule's own (the op's
 // `with_average` attr): Keras's own "<var>_average" variable, so checkpoints
-// stay Keras's.
+// stay Keras's. So is the gradient accumulator (Keras's "<var>_gradient_accumulator"),
+// the slot after the average, present only on the op's applying step of gradient
+// accumulation (WithStepFeatures<..., kAccumulates = true>; float and double
+// storage only: Keras rounds g + acc to a 16-bit dtype before dividing).
 //
 #pragma once
 
@@ -65,12 +71,15 @@ struct StepFeatures {
   C unscale, multiplier, divisor, clip;
   C decay_factor, weight_decay, lr;  // decoupled_decay.h's rounding
   C ema_momentum, ema_rest;          // m and 1 - m, as Keras rounds them
+  C accumulation_steps;              // k of the accumulated mean (unused without it)
   bool decaying, factor_first, overwrite;
 
-  // `values`: kNumStepFeatures values; `with_average`: the op got the EMA slot.
+  // `values`: kNumStepFeatures values; `with_average`: the op got the EMA slot;
+  // `accumulation_steps`: k > 0 on the applying step of gradient accumulation.
   static StepFeatures Make(const double* values, double learning_rate, long long num_elements,
-                           bool with_average) {
+                           bool with_average, int accumulation_steps = 0) {
     StepFeatures f;
+    f.accumulation_steps = static_cast<C>(accumulation_steps);
     f.unscale = static_cast<C>(values[kGradUnscale]);
     f.multiplier = static_cast<C>(values[kGradMultiplier]);
     f.divisor = static_cast<C>(values[kGradDivisor]);
@@ -87,6 +96,13 @@ struct StepFeatures {
     f.ema_rest = C(1) - f.ema_momentum;
     f.overwrite = with_average && values[kEmaOverwrite] != 0.0;
     return f;
+  }
+
+  // Keras's `(g + acc_g) / steps`, and its reset of the accumulator.
+  KERASOPT_FEATURES_INLINE C AccumulatedMean(C g, C& accumulator) const {
+    const C mean = (g + accumulator) / accumulation_steps;
+    accumulator = C(0);
+    return mean;
   }
 
   KERASOPT_FEATURES_INLINE C Gradient(C g) const {
@@ -111,17 +127,19 @@ struct StepFeatures {
 };
 
 // A rule with the step's features around it: the drivers run it like any
-// rule (operator()(w, slots..., g)), its last slot being the EMA average
-// (absent, i.e. a scratch value, without use_ema).
-template <typename Rule, typename C>
+// rule (operator()(w, slots..., g)), its slots after the rule's own being the
+// EMA average (absent, i.e. a scratch value, without use_ema) and, with
+// kAccumulates, the gradient accumulator (a separate type, not a scratch
+// slot: a step without it keeps the drivers' direct loop over its memory).
+template <typename Rule, typename C, bool kAccumulates = false>
 struct WithStepFeatures {
-  static constexpr int kNumSlots = Rule::kNumSlots + 1;
+  static constexpr int kNumSlots = Rule::kNumSlots + 1 + (kAccumulates ? 1 : 0);
   Rule rule;
   StepFeatures<C> features;
 
   template <typename... Args>
   KERASOPT_FEATURES_INLINE void operator()(C& w, Args&&... args) const {
-    static_assert(sizeof...(Args) == Rule::kNumSlots + 2, "slots..., average, g");
+    static_assert(sizeof...(Args) == kNumSlots + 1, "slots..., average, [accumulator], g");
     Run(w, std::forward_as_tuple(args...), std::make_index_sequence<Rule::kNumSlots>{});
   }
 
@@ -129,7 +147,10 @@ struct WithStepFeatures {
   template <typename Tuple, std::size_t... I>
   KERASOPT_FEATURES_INLINE void Run(C& w, Tuple t, std::index_sequence<I...>) const {
     constexpr std::size_t kAverage = sizeof...(I);
-    const C g = features.Gradient(static_cast<C>(std::get<kAverage + 1>(t)));
+    constexpr std::size_t kGrad = kNumSlots;
+    C g = static_cast<C>(std::get<kGrad>(t));
+    if constexpr (kAccumulates) g = features.AccumulatedMean(g, std::get<kAverage + 1>(t));
+    g = features.Gradient(g);
     w = features.Decayed(w);
     rule(w, std::get<I>(t)..., g);
     features.Average(w, std::get<kAverage>(t));

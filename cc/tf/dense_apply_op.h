@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <array>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cc/cpu/apply_dense.h"
@@ -145,6 +146,20 @@ inline absl::Status CheckDenseShapes(OpKernelContext* ctx, const std::vector<Ten
   return absl::OkStatus();
 }
 
+// The applying step of gradient accumulation computes Keras's (g + acc) / k
+// in the variable's own dtype, which for float16/bfloat16 (computed in
+// float32) would round once where Keras rounds twice: refused there, and
+// kerasopt keeps Keras's own accumulation for such variables.
+template <typename T, typename Algo>
+absl::Status CheckAccumulationDtype(const Algo& algo, const std::string& op) {
+  if (algo.accumulates() && !std::is_same_v<T, ComputeType<T>>) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kerasopt: ", op, ": accumulation_steps takes float32 or float64 variables, got ",
+        ::tensorflow::DataTypeString(::tensorflow::DataTypeToEnum<T>::value)));
+  }
+  return absl::OkStatus();
+}
+
 template <typename T, typename Algo, typename Driver = cpu::Dense>
 class DenseApplyOp : public OpKernel {
  public:
@@ -154,11 +169,12 @@ class DenseApplyOp : public OpKernel {
 
   explicit DenseApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
-    OP_REQUIRES(ctx, num_slots_ <= kNumSlots + algo_.with_average(),
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots + algo_.NumFeatureSlots(),
                 absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: at most ", kNumSlots + algo_.with_average(), " slots, got ",
+                    "kerasopt: at most ", kNumSlots + algo_.NumFeatureSlots(), " slots, got ",
                     num_slots_)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+    OP_REQUIRES_OK(ctx, CheckAccumulationDtype<T>(algo_, type_string()));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -212,11 +228,12 @@ class DenseApplyOp : public OpKernel {
     int feature_rows;
     OP_REQUIRES_OK(ctx, algo_.ReadStepFeatures(ctx, /*num_vars=*/0, &features, &feature_rows));
 
-    // The rule's slots, then (with_average) the EMA average.
-    std::array<S*, kNumSlots + 1> slots{};
+    // The rule's slots, then (with_average) the EMA average, then (on the
+    // applying step of gradient accumulation) the accumulator.
+    std::array<S*, kNumSlots + 2> all_slots{};
     int next = 1;
-    for (int k = 0; k <= kNumSlots; ++k) {
-      slots[k] = algo_.SlotPresent(k, num_slots_)
+    for (int k = 0; k < kNumSlots + 2; ++k) {
+      all_slots[k] = algo_.SlotPresent(k, num_slots_)
                      ? tensors[next++].template flat<S>().data()
                      : nullptr;
     }
@@ -228,16 +245,31 @@ class DenseApplyOp : public OpKernel {
     const T* g = grad.template flat<T>().data();
     if constexpr (Algo::kTakesStepFeatures) {
       if (feature_rows > 0) {
+        const StepFeatures<C> step_features =
+            StepFeatures<C>::Make(features, algo_.LearningRate(ctx), var.NumElements(),
+                                  algo_.with_average(), algo_.accumulation_steps());
+        if constexpr (std::is_same_v<T, C> && std::is_same_v<S, C>) {
+          if (algo_.accumulates()) {
+            using Accumulating = typename Algo::template AccumulatingRule<C>;
+            Driver::Apply(Accumulating{rule, step_features}, var.NumElements(), w, all_slots, g,
+                          parallel_for);
+            return;
+          }
+        }
+        OP_REQUIRES(ctx, !algo_.accumulates(),
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "kerasopt: ", type_string(), ": accumulation_steps takes slots of the "
+                        "variable's dtype, float32 or float64")));
         using Featured = typename Algo::template FeaturedRule<C>;
-        const Featured featured{rule, StepFeatures<C>::Make(features, algo_.LearningRate(ctx),
-                                                             var.NumElements(),
-                                                             algo_.with_average())};
-        Driver::Apply(featured, var.NumElements(), w, slots, g, parallel_for);
+        std::array<S*, kNumSlots + 1> slots;
+        std::copy_n(all_slots.begin(), kNumSlots + 1, slots.begin());
+        Driver::Apply(Featured{rule, step_features}, var.NumElements(), w, slots, g,
+                      parallel_for);
         return;
       }
     }
     std::array<S*, kNumSlots> rule_slots;
-    std::copy_n(slots.begin(), kNumSlots, rule_slots.begin());
+    std::copy_n(all_slots.begin(), kNumSlots, rule_slots.begin());
     Driver::Apply(rule, var.NumElements(), w, rule_slots, g, parallel_for);
   }
 

@@ -154,6 +154,10 @@ class GpuApplyOpBase : public OpKernel {
     OP_REQUIRES(ctx, !algo_.with_average(),
                 absl::UnimplementedError(absl::StrCat(
                     "kerasopt: ", type_string(), " on a GPU takes no EMA slot (with_average)")));
+    OP_REQUIRES(ctx, !algo_.accumulates(),
+                absl::UnimplementedError(absl::StrCat(
+                    "kerasopt: ", type_string(),
+                    " on a GPU takes no gradient accumulator (accumulation_steps)")));
   }
 
  protected:

@@ -42,11 +42,12 @@ class MultiApplyOp : public OpKernel {
   explicit MultiApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx), algo_(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_vars_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_slots", &num_slots_));
-    OP_REQUIRES(ctx, num_slots_ <= kNumSlots + algo_.with_average(),
+    OP_REQUIRES(ctx, num_slots_ <= kNumSlots + algo_.NumFeatureSlots(),
                 absl::InvalidArgumentError(absl::StrCat(
-                    "kerasopt: at most ", kNumSlots + algo_.with_average(), " slots, got ",
+                    "kerasopt: at most ", kNumSlots + algo_.NumFeatureSlots(), " slots, got ",
                     num_slots_)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+    OP_REQUIRES_OK(ctx, CheckAccumulationDtype<T>(algo_, type_string()));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -100,9 +101,11 @@ class MultiApplyOp : public OpKernel {
 
     const int first_grad = num_vars_ + 1;
     const int first_slot = num_vars_;
-    // Each variable's rule slots, then (with_average) its EMA average.
+    // Each variable's rule slots, then (with_average) its EMA average, then
+    // (the applying step of gradient accumulation) its accumulator.
     using Featured = WithStepFeatures<Rule, C>;
-    std::vector<cpu::TensorRef<Featured, T, S>> refs(num_vars_);
+    using Accumulating = WithStepFeatures<Rule, C, /*kAccumulates=*/true>;
+    std::vector<cpu::TensorRef<Accumulating, T, S>> refs(num_vars_);
     for (int i = 0; i < num_vars_; ++i) {
       const Tensor& var = tensors[i];
       const Tensor& grad = ctx->input(first_grad + i);
@@ -116,14 +119,14 @@ class MultiApplyOp : public OpKernel {
       ref.var = tensors[i].template flat<T>().data();
       ref.grad = grad.template flat<T>().data();
       int next = first_slot + i * num_slots_;
-      for (int k = 0; k <= kNumSlots; ++k) {
+      for (int k = 0; k < kNumSlots + 2; ++k) {
         if (!algo_.SlotPresent(k, num_slots_)) {
           ref.slots[k] = nullptr;
           continue;
         }
         // As in dense_apply_op.h: the rule's trailing layer slots hold one
         // value per variable (shape ()), the others (and the EMA average)
-        // have the variable's shape.
+        // have the variable's shape (the accumulator too).
         const bool one_value = k < kNumSlots && k >= kNumSlots - LayerSlotsOf<Rule>::value;
         const Tensor& slot = tensors[next];
         OP_REQUIRES(ctx, slot.shape() == (one_value ? ::tensorflow::TensorShape({}) : var.shape()),
@@ -156,15 +159,40 @@ class MultiApplyOp : public OpKernel {
         // One rule per variable: the decay's rounding depends on its size
         // (decoupled_decay.h), and a row may be the variable's own.
         const double lr = algo_.LearningRate(ctx);
-        std::vector<Featured> featured;
-        featured.reserve(num_vars_);
+        std::vector<StepFeatures<C>> rows;
+        rows.reserve(num_vars_);
         for (int i = 0; i < num_vars_; ++i) {
           const double* row = features + (feature_rows == 1 ? 0 : i) * kNumStepFeatures;
-          featured.push_back(Featured{rules[rules.size() == 1 ? 0 : i],
-                                      StepFeatures<C>::Make(row, lr, refs[i].n,
-                                                            algo_.with_average())});
+          rows.push_back(StepFeatures<C>::Make(row, lr, refs[i].n, algo_.with_average(),
+                                               algo_.accumulation_steps()));
         }
-        MultiDriver::Apply(featured, refs, parallel_for);
+        auto rule_of = [&](int i) -> const Rule& { return rules[rules.size() == 1 ? 0 : i]; };
+        if constexpr (std::is_same_v<T, C> && std::is_same_v<S, C>) {
+          if (algo_.accumulates()) {
+            std::vector<Accumulating> accumulating;
+            accumulating.reserve(num_vars_);
+            for (int i = 0; i < num_vars_; ++i) {
+              accumulating.push_back(Accumulating{rule_of(i), rows[i]});
+            }
+            MultiDriver::Apply(accumulating, refs, parallel_for);
+            return;
+          }
+        }
+        OP_REQUIRES(ctx, !algo_.accumulates(),
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "kerasopt: ", type_string(), ": accumulation_steps takes slots of the "
+                        "variable's dtype, float32 or float64")));
+        std::vector<Featured> featured;
+        featured.reserve(num_vars_);
+        std::vector<cpu::TensorRef<Featured, T, S>> featured_refs(num_vars_);
+        for (int i = 0; i < num_vars_; ++i) {
+          featured.push_back(Featured{rule_of(i), rows[i]});
+          featured_refs[i].n = refs[i].n;
+          featured_refs[i].var = refs[i].var;
+          featured_refs[i].grad = refs[i].grad;
+          std::copy_n(refs[i].slots.begin(), kNumSlots + 1, featured_refs[i].slots.begin());
+        }
+        MultiDriver::Apply(featured, featured_refs, parallel_for);
         return;
       }
     }

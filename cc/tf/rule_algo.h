@@ -46,6 +46,9 @@ class RuleAlgo {
   static constexpr bool kTakesStepFeatures = Decl::kDriver == Driver::kElementwise;
   template <typename C>
   using FeaturedRule = WithStepFeatures<Rule<C>, C>;
+  // The applying step of gradient accumulation (the accumulator as one more slot).
+  template <typename C>
+  using AccumulatingRule = WithStepFeatures<Rule<C>, C, /*kAccumulates=*/true>;
 
   explicit RuleAlgo(::tensorflow::OpKernelConstruction* ctx) : op_(ctx->def().op()) {
     for (int i = 0; i < kNumFlags; ++i) {
@@ -59,6 +62,13 @@ class RuleAlgo {
                 absl::InvalidArgumentError(absl::StrCat(
                     "kerasopt: ", op_, " takes no EMA slot (with_average): its rule is not "
                     "element-wise, so Keras's own EMA pass runs for it")));
+    if (ctx->HasAttr("accumulation_steps")) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("accumulation_steps", &accumulation_steps_));
+    }
+    OP_REQUIRES(ctx, accumulation_steps_ == 0 || kTakesStepFeatures,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: ", op_, " takes no gradient accumulator (accumulation_steps): "
+                    "its rule is not element-wise, so Keras's own accumulation runs for it")));
   }
 
   const bool* flags() const { return flags_.data(); }
@@ -66,10 +76,18 @@ class RuleAlgo {
   // The op was given the EMA average as one more slot after the rule's own.
   bool with_average() const { return with_average_; }
 
+  // k > 0: the applying step of gradient accumulation; the accumulator is
+  // one more slot after the EMA average (or after the rule's slots).
+  int accumulation_steps() const { return accumulation_steps_; }
+  bool accumulates() const { return accumulation_steps_ > 0; }
+
+  // The slots after the rule's own (the EMA average, the accumulator).
+  int NumFeatureSlots() const { return with_average_ + accumulates(); }
+
   // The op takes the required slots, and the optional one if the rule has one
   // (and the EMA average after them with with_average).
   absl::Status CheckNumSlots(int num_slots_with_average) const {
-    const int num_slots = num_slots_with_average - with_average_;
+    const int num_slots = num_slots_with_average - NumFeatureSlots();
     const int required = RequiredSlots<Decl>(flags_.data());
     const bool optional = HasOptionalSlot<Decl>();
     if (num_slots == required || (optional && num_slots == required + 1)) {
@@ -87,17 +105,20 @@ class RuleAlgo {
     return absl::InvalidArgumentError(absl::StrCat(
         "kerasopt: ", op_, " takes ", required, optional ? absl::StrCat(" or ", required + 1) : "",
         " slots (", absl::StrJoin(names, ", "), ")", FlagsText(),
-        with_average_ ? " and the EMA average" : "", ", got ", num_slots_with_average));
+        with_average_ ? " and the EMA average" : "",
+        accumulates() ? " and the gradient accumulator" : "", ", got ", num_slots_with_average));
   }
 
-  // Whether rule slot `slot` (kNumSlots<Decl>: the EMA average) was passed.
+  // Whether rule slot `slot` (kNumSlots<Decl>: the EMA average; + 1: the
+  // gradient accumulator) was passed.
   bool SlotPresent(int slot, int num_slots) const {
-    if (slot >= kerasopt::kNumSlots<Decl>) return with_average_;
-    return SlotPassed<Decl>(slot, num_slots - with_average_, flags_.data());
+    if (slot == kerasopt::kNumSlots<Decl>) return with_average_;
+    if (slot > kerasopt::kNumSlots<Decl>) return accumulates();
+    return SlotPassed<Decl>(slot, num_slots - NumFeatureSlots(), flags_.data());
   }
 
   bool OptionalSlotPassed(int num_slots) const {
-    return num_slots - with_average_ > RequiredSlots<Decl>(flags_.data());
+    return num_slots - NumFeatureSlots() > RequiredSlots<Decl>(flags_.data());
   }
 
   // The op's learning rate (read and checked by MakeRule), for the features.
@@ -121,10 +142,12 @@ class RuleAlgo {
     const bool per_var = num_vars > 0 && shape.dims() == 2 && shape.dim_size(0) == num_vars &&
                          shape.dim_size(1) == kNumStepFeatures;
     if (features->NumElements() == 0 && shape.dims() == 1) {
-      if (with_average_) {
+      if (with_average_ || accumulates()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "kerasopt: ", ctx->op_kernel().type_string(),
-            ": with_average needs the step's features (the EMA momentum), got none"));
+            "kerasopt: ", ctx->op_kernel().type_string(), ": ",
+            with_average_ ? "with_average needs the step's features (the EMA momentum)"
+                          : "accumulation_steps needs the step's features",
+            ", got none"));
       }
       return absl::OkStatus();
     }
@@ -201,6 +224,7 @@ class RuleAlgo {
   std::string op_;
   std::array<bool, (kNumFlags > 0 ? kNumFlags : 1)> flags_{};
   bool with_average_ = false;
+  int accumulation_steps_ = 0;
 };
 
 }  // namespace tf

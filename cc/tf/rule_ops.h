@@ -75,6 +75,9 @@ void AddRuleInputs(::tensorflow::register_op::OpDefBuilderWrapper& op, bool step
     // [0]: a plain step; [kNumStepFeatures]; the multi-tensor op also [N, kNumStepFeatures].
     op.Input("features: double");
     op.Attr("with_average: bool = false");  // the last slot is Keras's EMA average
+    // k > 0: the applying step of gradient_accumulation_steps=k; Keras's
+    // gradient accumulator is one more slot, after the average.
+    op.Attr("accumulation_steps: int >= 0 = 0");
   }
   op.Attr("T: {half, bfloat16, float, double}").Attr("num_slots: int >= 0");
   for (const Flag& flag : Decl::kFlags) {

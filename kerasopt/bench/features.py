@@ -7,7 +7,8 @@ take turns (the median of ``--repeats`` calls each):
 * ``kerasopt``: kerasopt.Adam with the features inside its fused update
   (kerasopt/optimizers/step_features.py);
 * ``passes``: the same, with ``KERASOPT_STEP_FEATURES=0``: Keras's own
-  clipping, decay and EMA passes around kerasopt's update (what main did);
+  clipping, decay, EMA passes (and gradient accumulation) around kerasopt's
+  update (what main did);
 * ``keras``: keras.optimizers.Adam with the same config;
 
 and, once per case, kerasopt's plain step (no features). Reported: each
@@ -42,7 +43,13 @@ CONFIGS = {
     "ema": dict(use_ema=True),
     "all": dict(global_clipnorm=1.0, weight_decay=0.01, use_ema=True),
     "lso": dict(),  # LossScaleOptimizer around Adam (the unscale fused: loss_scale.py)
+    # gradient_accumulation_steps=4 (gradient_accumulation.py): timed over one
+    # whole cycle (3 accumulating steps and the applying one) per sample, and
+    # reported per step (the "mean step"), as is the plain step beside it.
+    "accum": dict(gradient_accumulation_steps=4),
 }
+# Calls per timed sample (the time reported is per call).
+CALLS_PER_SAMPLE = {"accum": 4}
 CASES = {"1x8M": (1, 8 * 1024 * 1024), "200x40K": (200, 40 * 1024)}
 
 
@@ -96,13 +103,15 @@ def run(configs, cases, repeats, warmup, out=print):
                        "passes": _stepper(kerasopt, config, case, False),
                        "keras": _stepper(keras.optimizers, config, case, True),
                        "plain": plain}
+            calls = CALLS_PER_SAMPLE.get(config, 1)
             times = {k: [] for k in columns}
             for i in range(warmup + repeats):
                 for key, step in columns.items():
                     start = time.perf_counter()
-                    step().numpy()
+                    for _ in range(calls):
+                        step().numpy()
                     if i >= warmup:
-                        times[key].append(time.perf_counter() - start)
+                        times[key].append((time.perf_counter() - start) / calls)
             ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
             row = dict(case=case, config=config, **{f"{k}_ms": v for k, v in ms.items()},
                        vs_plain=ms["kerasopt"] / ms["plain"],

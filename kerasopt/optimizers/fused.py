@@ -28,7 +28,7 @@ import tensorflow as tf
 from kerasopt import op_library
 from kerasopt.backend_check import require_tensorflow_backend
 from kerasopt.optimizers import multi_tensor, saved_name, slot_storage, sparse_update, step_checks
-from kerasopt.optimizers import step_features
+from kerasopt.optimizers import gradient_accumulation, step_features
 from kerasopt.optimizers import nonfinite as nonfinite_policy
 from kerasopt.optimizers.step_checks import variable_name
 
@@ -413,7 +413,12 @@ class FusedOptimizer(KERAS_BASE):
 
     def _backend_apply_gradients(self, grads, trainable_variables):
         """Keras's, with its clipping, decay and EMA passes inside the fused
-        update where the plan says so (step_features.py)."""
+        update where the plan says so (step_features.py), and its gradient
+        accumulation in kerasopt's ops where they can (gradient_accumulation.py)."""
+        if gradient_accumulation.fusable(self, grads, trainable_variables,
+                                         unscale=self._grad_unscale):
+            gradient_accumulation.apply(self, grads, trainable_variables)
+            return None
         plan = step_features.plan_for(self, grads, trainable_variables,
                                       unscale=self._grad_unscale)
         if plan is None:

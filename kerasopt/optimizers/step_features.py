@@ -29,9 +29,11 @@ and :meth:`StepPlan.finish` runs Keras's EMA for the variables no kernel
 averaged (those without a gradient this step, or with float32 slots of a
 16-bit variable). Not fused (Keras's passes as before): a step with any
 variable the dense kernel cannot update (the fallback: ``KERASOPT_IMPL=tf``,
-XLA, a GPU variable, whose kernels take no features yet), gradient
-accumulation, tf.distribute strategies, and optimizers whose rule is not
-element-wise (Muon too: its matrices go through its list ops).
+XLA, a GPU variable, whose kernels take no features yet), tf.distribute
+strategies, and optimizers whose rule is not element-wise (Muon too: its
+matrices go through its list ops). Gradient accumulation has its own plan
+(gradient_accumulation.py): on its applying step a StepPlan made with the
+accumulators hands each op its accumulator as one more slot.
 """
 
 from __future__ import annotations
@@ -110,13 +112,29 @@ def _f64(value, dtype):
 class StepPlan:
     """One step's clipping, decay and EMA values, shared by every variable."""
 
-    def __init__(self, optimizer, grads, trainable_variables, unscale=None):
+    def __init__(self, optimizer, grads, trainable_variables, unscale=None, accumulators=None):
         self.optimizer = optimizer
         self.unscale = unscale
         self.clipping = clipping(optimizer)
         self.decay = _decays_in_keras_pass(optimizer)
         self.use_ema = bool(optimizer.use_ema)
         self.global_scale = None
+        # The applying step of gradient accumulation (gradient_accumulation.py):
+        # each op takes its variable's accumulator and computes Keras's mean
+        # (g + acc) / k itself. Only the norms need the mean as a tensor
+        # (Keras's order: the norm of the rounded mean).
+        self.accumulation_steps = 0
+        self._accumulators = {}  # var key -> Keras's "<var>_gradient_accumulator"
+        self._means = {}  # var key -> Keras's mean, where a norm needs it
+        if accumulators is not None:
+            self.accumulation_steps = int(optimizer.gradient_accumulation_steps)
+            for variable, accumulator in zip(trainable_variables, accumulators):
+                self._accumulators[optimizer._var_key(variable)] = accumulator
+            if self.clipping in ("global_clipnorm", "clipnorm"):
+                grads = [None if g is None else (g + acc) / self.accumulation_steps
+                         for g, acc in zip(grads, accumulators)]
+                for variable, mean in zip(trainable_variables, grads):
+                    self._means[optimizer._var_key(variable)] = mean
         if self.clipping == "global_clipnorm":
             self.global_scale = _global_clip_scale(grads, optimizer.global_clipnorm)
         if self.use_ema:
@@ -149,7 +167,8 @@ class StepPlan:
         dtype = variable.dtype
         decayed = self.decay and self.optimizer._use_weight_decay(variable)
         if self.clipping == "clipnorm":
-            return self._features(dtype, decayed, gradient)
+            mean = self._means.get(self.optimizer._var_key(variable))
+            return self._features(dtype, decayed, gradient if mean is None else mean)
         key = (tf.as_dtype(dtype).name, decayed)
         if key not in self._shared:
             self._shared[key] = self._features(dtype, decayed, None)
@@ -173,14 +192,18 @@ class StepPlan:
         return tf.stack([unscale, multiplier, divisor, clip, decay, ema, overwrite])
 
     def kernel_inputs(self, variable, gradient, slots):
-        """(slots with the average appended, extra op keywords) for the kernel."""
+        """(slots with the average and the accumulator appended, extra op
+        keywords) for the kernel."""
         average = self.average_for(variable)
         if average is not None:
             self._averaged.add(self.optimizer._var_key(variable))
-            slots = list(slots) + [average.value if isinstance(average, keras.Variable)
-                                   else average]
+            slots = list(slots) + [_tf(average)]
+        extra = {}
+        if self.accumulation_steps:
+            slots = list(slots) + [_tf(self._accumulators[self.optimizer._var_key(variable)])]
+            extra["accumulation_steps"] = self.accumulation_steps
         return slots, dict(features=self.features_for(variable, gradient),
-                           with_average=average is not None)
+                           with_average=average is not None, **extra)
 
     # --- any other path: Keras's own operations, per variable ------------
 
@@ -189,6 +212,10 @@ class StepPlan:
         that takes no features); returns the clipped gradient."""
         opt = self.optimizer
         self._averaged.discard(opt._var_key(variable))
+        accumulator = self._accumulators.get(opt._var_key(variable))
+        if accumulator is not None:  # Keras's mean, and its reset
+            gradient = (gradient + accumulator) / self.accumulation_steps
+            accumulator.assign(kops.zeros(accumulator.shape, dtype=accumulator.dtype))
         if self.unscale is not None:  # LossScaleOptimizer's own division
             gradient = kops.divide(gradient, self.unscale)
         if self.clipping == "global_clipnorm":
@@ -221,6 +248,11 @@ class StepPlan:
                 for var, average in rest:
                     var.assign(average)
             kops.cond(tf.cast(self.overwrite, tf.bool), overwrite, lambda: None)
+
+
+def _tf(variable):
+    """The tf.Variable behind a keras.Variable (the ops take its handle)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 class _AveragesOf:

@@ -1,0 +1,124 @@
+// KerasoptMultiAccumulateGradients: acc[i] += grads[i] for N accumulators in
+// one launch, the accumulating steps of Keras's `gradient_accumulation_steps`
+// (kerasopt/optimizers/gradient_accumulation.py).
+//
+// Keras runs `acc.assign(g + acc)` per variable: one op launch (and, for a
+// small variable, most of its cost) per variable per step. Here one op reads
+// each gradient and accumulator once and writes the accumulator once, in
+// place (12 bytes per float32 parameter), sharded over all elements of all
+// variables. `acc + g` is one IEEE addition, commutative, so the bits are
+// Keras's `g + acc`. The applying step (the k-th) reads the accumulator inside
+// the update op instead (cc/kernels/step_features.h: AccumulatedMean).
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/kernels/training_op_helpers.h"
+
+namespace kerasopt {
+namespace tf {
+
+REGISTER_OP("KerasoptMultiAccumulateGradients")
+    .Input("accumulators: N * resource")
+    .Input("grads: N * T")
+    .Attr("N: int >= 1")
+    .Attr("T: {float, double}")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("accumulators[i] += grads[i] for every i, in one pass (Keras's gradient "
+         "accumulation); see cc/tf/accumulate_gradients_op.cc.");
+
+template <typename T>
+class MultiAccumulateGradientsOp : public ::tensorflow::OpKernel {
+ public:
+  explicit MultiAccumulateGradientsOp(::tensorflow::OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_vars_));
+  }
+
+  void Compute(::tensorflow::OpKernelContext* ctx) override {
+    using CPUDevice = Eigen::ThreadPoolDevice;
+    std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>> vars(num_vars_);
+    std::vector<const ::tensorflow::ResourceHandle*> handles(num_vars_);
+    for (int i = 0; i < num_vars_; ++i) {
+      handles[i] = &::tensorflow::HandleFromInput(ctx, i);
+      OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(ctx, *handles[i], &vars[i]));
+    }
+    // Every mutex once, in address order (as multi-tensor ops lock: no deadlock).
+    std::vector<::tensorflow::mutex*> mutexes(num_vars_);
+    for (int i = 0; i < num_vars_; ++i) mutexes[i] = vars[i]->mu();
+    std::sort(mutexes.begin(), mutexes.end());
+    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
+    std::vector<::tensorflow::mutex_lock> locks;
+    locks.reserve(mutexes.size());
+    for (auto* mu : mutexes) locks.emplace_back(*mu);
+
+    // Every check before any write: a refused call changes nothing.
+    for (int i = 0; i < num_vars_; ++i) {
+      const ::tensorflow::Tensor* acc = vars[i]->tensor();
+      const ::tensorflow::Tensor& grad = ctx->input(num_vars_ + i);
+      const std::string& name = handles[i]->name();
+      OP_REQUIRES(ctx, acc->IsInitialized(),
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "kerasopt: gradient accumulator '", name, "' is not initialized")));
+      OP_REQUIRES(ctx, acc->dtype() == ::tensorflow::DataTypeToEnum<T>::value,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "kerasopt: gradient accumulator '", name, "' has dtype ",
+                      ::tensorflow::DataTypeString(acc->dtype()), " but its gradient has dtype ",
+                      ::tensorflow::DataTypeString(::tensorflow::DataTypeToEnum<T>::value))));
+      OP_REQUIRES(ctx, acc->shape() == grad.shape(),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "kerasopt: gradient accumulator '", name, "' has shape ",
+                      acc->shape().DebugString(), " but its gradient has shape ",
+                      grad.shape().DebugString())));
+    }
+    std::vector<T*> accs(num_vars_);
+    std::vector<const T*> grads(num_vars_);
+    std::vector<int64_t> first(num_vars_ + 1, 0);  // first[i]: first element of variable i
+    for (int i = 0; i < num_vars_; ++i) {
+      ::tensorflow::Var* v = vars[i].get();
+      OP_REQUIRES_OK(ctx, ::tensorflow::PrepareToUpdateVariable<CPUDevice, T>(
+                              ctx, v->tensor(), v->copy_on_read_mode.load()));
+      accs[i] = v->tensor()->flat<T>().data();
+      grads[i] = ctx->input(num_vars_ + i).flat<T>().data();
+      first[i + 1] = first[i] + v->tensor()->NumElements();
+    }
+    auto add_range = [&](int64_t begin, int64_t end) {
+      int i = static_cast<int>(std::upper_bound(first.begin(), first.end(), begin) -
+                               first.begin()) - 1;
+      for (int64_t start = begin; start < end; ++i) {
+        const int64_t stop = std::min(end, first[i + 1]);
+        T* __restrict acc = accs[i] + (start - first[i]);
+        const T* __restrict grad = grads[i] + (start - first[i]);
+        const int64_t len = stop - start;
+        for (int64_t e = 0; e < len; ++e) acc[e] = acc[e] + grad[e];
+        start = stop;
+      }
+    };
+    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    // About 3 memory accesses per element.
+    pool->ParallelFor(first[num_vars_], /*cost_per_unit=*/12, add_range);
+  }
+
+ private:
+  int num_vars_ = 0;
+};
+
+REGISTER_KERNEL_BUILDER(Name("KerasoptMultiAccumulateGradients")
+                            .Device(::tensorflow::DEVICE_CPU)
+                            .TypeConstraint<float>("T"),
+                        MultiAccumulateGradientsOp<float>);
+REGISTER_KERNEL_BUILDER(Name("KerasoptMultiAccumulateGradients")
+                            .Device(::tensorflow::DEVICE_CPU)
+                            .TypeConstraint<double>("T"),
+                        MultiAccumulateGradientsOp<double>);
+
+}  // namespace tf
+}  // namespace kerasopt
