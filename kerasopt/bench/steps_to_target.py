@@ -1,6 +1,6 @@
 """``python -m kerasopt.bench.steps_to_target``: steps to a target training loss
-on the MNIST MLP or a small CNN, K-FAC against Adam, each at its best learning
-rate of a grid.
+on the MNIST MLP or a small CNN, K-FAC and Shampoo against Adam, each at its
+best learning rate of a grid.
 
 The MNIST MLP 784-512-512-10 (ReLU, softmax, cross-entropy), or with
 ``--model cnn`` two strided 3 x 3 Conv2D layers (16 and 32 filters, ReLU) and
@@ -9,11 +9,14 @@ a softmax Dense head, trains on real MNIST (``kerasopt.datasets.load_mnist``;
 same for every run. Every ``--every`` steps the loss on the first 10,000
 training images is measured; a run's score is the first such step at which
 that loss is at or below ``--target`` (runs stop there or at ``--max-steps``).
-Each optimizer reports its best setting's steps (Adam: learning rate;
-K-FAC: learning rate and ``kl_clip``), and the median
+Each optimizer reports its best setting's steps (Adam and Shampoo: learning
+rate; K-FAC: learning rate and ``kl_clip``), and the median
 wall-clock of its steps in that run (the training step only, in a
 ``tf.function``; K-FAC's step is ``KFACModel.train_step``, its inverse
-refreshes included). Timings of a shared machine: compare within one run.
+refreshes included; Shampoo's refreshes its roots every
+``--inverse-frequency`` steps too, blocks of 128, grafted onto Adam, as
+``kerasopt.bench.second_order`` runs it). Timings of a shared machine: compare
+within one run.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ MODELS = {"mlp": (mlp, (784,), "MNIST MLP"), "cnn": (cnn, (28, 28, 1), "MNIST CN
 def make_optimizer(name, rate, kl_clip, inverse_frequency):
     if name == "adam":
         return kerasopt.Adam(rate)
+    if name == "shampoo":
+        return kerasopt.Shampoo(rate, block_size=128, precondition_frequency=inverse_frequency,
+                                start_preconditioning_step=1)
     return kerasopt.KFAC(rate, kl_clip=kl_clip, inverse_frequency=inverse_frequency)
 
 
@@ -122,6 +128,7 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=10, help="steps between loss checks")
     parser.add_argument("--inverse-frequency", type=int, default=10)
     parser.add_argument("--adam-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    parser.add_argument("--shampoo-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
     parser.add_argument("--kfac-rates", type=float, nargs="+", default=[0.1, 0.3])
     # While the KL clip binds, K-FAC's step is sqrt(kl_clip / v.g) v whatever the
     # rate: the clip is the step size to search.
@@ -138,10 +145,11 @@ def main(argv=None):
     x_np, y_np = x.numpy(), tf.constant(y, tf.int64).numpy()
     print(f"{title}, batch {BATCH}, target training loss {args.target} "
           f"(first {EVAL_EXAMPLES} images, checked every {args.every} steps), "
-          f"K-FAC inverses every {args.inverse_frequency} steps")
+          f"K-FAC inverses and Shampoo roots every {args.inverse_frequency} steps")
     print(f"{'optimizer':<10} {'rate':>8} {'kl_clip':>8} {'steps':>7} {'step ms':>8}")
     best = {}
     runs = [("adam", rate, None) for rate in args.adam_rates] + [
+        ("shampoo", rate, None) for rate in args.shampoo_rates] + [
         ("kfac", rate, clip) for rate in args.kfac_rates for clip in args.kfac_kl_clips]
     for name, rate, clip in runs:
         steps, step_time = train(name, rate, clip, x_np, y_np, args)
@@ -152,10 +160,13 @@ def main(argv=None):
     for name, (steps, step_time, rate, clip) in best.items():
         print(f"best {name}: {steps} steps at rate {rate:g}"
               f"{f', kl_clip {clip:g}' if clip else ''}, {step_time * 1e3:.2f} ms/step")
-    if len(best) == 2:
-        (s_a, t_a, *_), (s_k, t_k, *_) = best["adam"], best["kfac"]
-        print(f"K-FAC / Adam: {s_k / s_a:.2f}x the steps, {t_k / t_a:.2f}x the time per step, "
-              f"{s_k * t_k / (s_a * t_a):.2f}x the time to target")
+    if "adam" in best:
+        s_a, t_a, *_ = best["adam"]
+        for name, title in (("kfac", "K-FAC"), ("shampoo", "Shampoo")):
+            if name in best:
+                s_k, t_k, *_ = best[name]
+                print(f"{title} / Adam: {s_k / s_a:.2f}x the steps, {t_k / t_a:.2f}x the time "
+                      f"per step, {s_k * t_k / (s_a * t_a):.2f}x the time to target")
 
 
 if __name__ == "__main__":
