@@ -1,15 +1,21 @@
 """End to end: ``model.fit`` step time with kerasopt against Keras (``python -m kerasopt.bench --fit``).
 
-Two models, each trained on synthetic data of the right shape (the data do not
-change the time of a step):
+Three models, each trained on synthetic data of the right shape (the data do
+not change the time of a step):
 
 * ``mnist``: the convnet of ``examples/mnist_fit.py`` (8 variables, 0.2M
-  parameters; the step is dominated by the convolutions);
+  parameters; the step is dominated by the convolutions), with Adam;
 * ``many``: 64 blocks of Dense(128) + LayerNormalization (258 variables, 1.1M
-  parameters; many small variables, as in transformers).
+  parameters; many small variables, as in transformers), with Adam;
+* ``lm``: a small transformer language model (2 pre-norm blocks of causal
+  self-attention and a GELU MLP, width 256, 64 tokens of a 4,000-token
+  vocabulary; 32 variables, 3.2M parameters) trained as language models are,
+  with AdamW (weight decay 0.01) and ``global_clipnorm=1.0``: the training
+  configuration whose clipping and decay kerasopt fuses
+  (docs/training-configs.md).
 
-Configurations: Keras Adam with ``jit_compile=False`` and with Keras's default
-(``"auto"``: XLA), kerasopt Adam with ``jit_compile=False`` (the fused kernels;
+Configurations: Keras's optimizer with ``jit_compile=False`` and with Keras's default
+(``"auto"``: XLA), kerasopt's with ``jit_compile=False`` (the fused kernels;
 one launch for all variables, and one op per variable), and kerasopt with the
 default (inside XLA kerasopt uses its composed fallback). The time of a step
 is the interval between consecutive ``on_train_batch_end`` callbacks; the
@@ -49,9 +55,51 @@ def many_variable_model(blocks: int = 64, width: int = 128):
     return keras.Sequential(layers)
 
 
+LM_VOCAB, LM_TOKENS, LM_WIDTH, LM_BLOCKS, LM_HEADS = 4000, 64, 256, 2, 4
+
+
+def transformer_lm():
+    import keras
+
+    tokens = keras.Input(shape=(LM_TOKENS,), dtype="int32")
+    positions = keras.ops.arange(LM_TOKENS)
+    h = (keras.layers.Embedding(LM_VOCAB, LM_WIDTH)(tokens)
+         + keras.layers.Embedding(LM_TOKENS, LM_WIDTH)(positions))
+    for _ in range(LM_BLOCKS):
+        a = keras.layers.LayerNormalization()(h)
+        a = keras.layers.MultiHeadAttention(LM_HEADS, LM_WIDTH // LM_HEADS)(
+            a, a, use_causal_mask=True)
+        h = h + a
+        m = keras.layers.LayerNormalization()(h)
+        m = keras.layers.Dense(4 * LM_WIDTH, activation="gelu")(m)
+        h = h + keras.layers.Dense(LM_WIDTH)(m)
+    logits = keras.layers.Dense(LM_VOCAB)(keras.layers.LayerNormalization()(h))
+    return keras.Model(tokens, logits)
+
+
+def _features_and_classes(rng, rows, features):
+    return (rng.standard_normal((rows, features)).astype("float32"),
+            rng.integers(0, 10, rows))
+
+
+def _token_sequences(rng, rows, _):
+    text = rng.integers(0, LM_VOCAB, (rows, LM_TOKENS + 1))
+    return text[:, :-1].astype("int32"), text[:, 1:]  # each position predicts the next token
+
+
+def _adam(module):
+    return module.Adam(1e-3)
+
+
+def _adamw_clipped(module):
+    return module.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0)
+
+
+# key: (builder, data maker, its width argument, batch size, optimizer from a module)
 MODELS = {
-    "mnist": (mnist_model, 784, 128),  # (builder, input features, batch size)
-    "many": (many_variable_model, 128, 64),
+    "mnist": (mnist_model, _features_and_classes, 784, 128, _adam),
+    "many": (many_variable_model, _features_and_classes, 128, 64, _adam),
+    "lm": (transformer_lm, _token_sequences, None, 16, _adamw_clipped),
 }
 
 # (key, title, optimizer, jit_compile, multi-tensor switch)
@@ -87,14 +135,13 @@ def time_fit(model_key: str, config, steps: int = 60, warmup: int = 10, seed: in
     import kerasopt
     from kerasopt.optimizers import multi_tensor
 
-    build, features, batch = MODELS[model_key]
+    build, make_data, width, batch, make_optimizer = MODELS[model_key]
     _, title, which, jit, multi = config
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch * (steps + warmup + 1), features)).astype(np.float32)
-    y = rng.integers(0, 10, len(x))
+    x, y = make_data(rng, batch * (steps + warmup + 1), width)
     model = build()
-    optimizer = (keras.optimizers.Adam(1e-3) if which == "keras" else kerasopt.Adam(1e-3))
+    optimizer = make_optimizer(keras.optimizers if which == "keras" else kerasopt)
     model.compile(optimizer=optimizer, jit_compile=jit,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     saved = os.environ.get(multi_tensor.ENV_SWITCH)
@@ -116,7 +163,7 @@ def time_fit(model_key: str, config, steps: int = 60, warmup: int = 10, seed: in
             "median_ms": statistics.median(times), "times_ms": times}
 
 
-def run(console, models=("mnist", "many"), steps: int = 60, warmup: int = 10) -> list[dict]:
+def run(console, models=("mnist", "many", "lm"), steps: int = 60, warmup: int = 10) -> list[dict]:
     from rich.table import Table
 
     results = []

@@ -1051,7 +1051,7 @@ def _torch_version() -> str | None:
 
 
 # The models of --fit: kerasopt/bench/fit.py's, then the embedding recommender.
-FIT_MODELS = ("mnist", "many", "recommender")
+FIT_MODELS = ("mnist", "many", "lm", "recommender")
 
 
 def _choices(value: str, known: dict, what: str) -> list[str]:

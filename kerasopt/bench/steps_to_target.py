@@ -1,6 +1,6 @@
 """``python -m kerasopt.bench.steps_to_target``: steps to a target training loss
-on the MNIST MLP or a small CNN, K-FAC and Shampoo against Adam, each at its
-best learning rate of a grid.
+on the MNIST MLP or a small CNN, K-FAC, Shampoo and SOAP against Adam, each at
+its best learning rate of a grid.
 
 The MNIST MLP 784-512-512-10 (ReLU, softmax, cross-entropy), or with
 ``--model cnn`` two strided 3 x 3 Conv2D layers (16 and 32 filters, ReLU) and
@@ -9,13 +9,13 @@ a softmax Dense head, trains on real MNIST (``kerasopt.datasets.load_mnist``;
 same for every run. Every ``--every`` steps the loss on the first 10,000
 training images is measured; a run's score is the first such step at which
 that loss is at or below ``--target`` (runs stop there or at ``--max-steps``).
-Each optimizer reports its best setting's steps (Adam and Shampoo: learning
-rate; K-FAC: learning rate and ``kl_clip``), and the median
+Each optimizer reports its best setting's steps (Adam, Shampoo and SOAP:
+learning rate; K-FAC: learning rate and ``kl_clip``), and the median
 wall-clock of its steps in that run (the training step only, in a
 ``tf.function``; K-FAC's step is ``KFACModel.train_step``, its inverse
-refreshes included; Shampoo's refreshes its roots every
-``--inverse-frequency`` steps too, blocks of 128, grafted onto Adam, as
-``kerasopt.bench.second_order`` runs it). Timings of a shared machine: compare
+refreshes included; Shampoo refreshes its roots and SOAP its eigenbases every
+``--inverse-frequency`` steps too, blocks of 128, as
+``kerasopt.bench.second_order`` runs them). Timings of a shared machine: compare
 within one run.
 """
 
@@ -68,6 +68,8 @@ def make_optimizer(name, rate, kl_clip, inverse_frequency):
     if name == "shampoo":
         return kerasopt.Shampoo(rate, block_size=128, precondition_frequency=inverse_frequency,
                                 start_preconditioning_step=1)
+    if name == "soap":
+        return kerasopt.SOAP(rate, block_size=128, precondition_frequency=inverse_frequency)
     return kerasopt.KFAC(rate, kl_clip=kl_clip, inverse_frequency=inverse_frequency)
 
 
@@ -129,6 +131,7 @@ def main(argv=None):
     parser.add_argument("--inverse-frequency", type=int, default=10)
     parser.add_argument("--adam-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
     parser.add_argument("--shampoo-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    parser.add_argument("--soap-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
     parser.add_argument("--kfac-rates", type=float, nargs="+", default=[0.1, 0.3])
     # While the KL clip binds, K-FAC's step is sqrt(kl_clip / v.g) v whatever the
     # rate: the clip is the step size to search.
@@ -145,11 +148,12 @@ def main(argv=None):
     x_np, y_np = x.numpy(), tf.constant(y, tf.int64).numpy()
     print(f"{title}, batch {BATCH}, target training loss {args.target} "
           f"(first {EVAL_EXAMPLES} images, checked every {args.every} steps), "
-          f"K-FAC inverses and Shampoo roots every {args.inverse_frequency} steps")
+          f"K-FAC inverses, Shampoo roots and SOAP bases every {args.inverse_frequency} steps")
     print(f"{'optimizer':<10} {'rate':>8} {'kl_clip':>8} {'steps':>7} {'step ms':>8}")
     best = {}
     runs = [("adam", rate, None) for rate in args.adam_rates] + [
         ("shampoo", rate, None) for rate in args.shampoo_rates] + [
+        ("soap", rate, None) for rate in args.soap_rates] + [
         ("kfac", rate, clip) for rate in args.kfac_rates for clip in args.kfac_kl_clips]
     for name, rate, clip in runs:
         steps, step_time = train(name, rate, clip, x_np, y_np, args)
@@ -162,7 +166,7 @@ def main(argv=None):
               f"{f', kl_clip {clip:g}' if clip else ''}, {step_time * 1e3:.2f} ms/step")
     if "adam" in best:
         s_a, t_a, *_ = best["adam"]
-        for name, title in (("kfac", "K-FAC"), ("shampoo", "Shampoo")):
+        for name, title in (("kfac", "K-FAC"), ("shampoo", "Shampoo"), ("soap", "SOAP")):
             if name in best:
                 s_k, t_k, *_ = best[name]
                 print(f"{title} / Adam: {s_k / s_a:.2f}x the steps, {t_k / t_a:.2f}x the time "
