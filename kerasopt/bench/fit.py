@@ -9,7 +9,7 @@ not change the time of a step):
   parameters; many small variables, as in transformers), with Adam;
 * ``lm``: a small transformer language model (2 pre-norm blocks of causal
   self-attention and a GELU MLP, width 256, 64 tokens of a 4,000-token
-  vocabulary; 32 variables, 3.2M parameters) trained as language models are,
+  vocabulary; 37 variables, 3.6M parameters) trained as language models are,
   with AdamW (weight decay 0.01) and ``global_clipnorm=1.0``: the training
   configuration whose clipping and decay kerasopt fuses
   (docs/training-configs.md).
