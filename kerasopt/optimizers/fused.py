@@ -426,6 +426,12 @@ class FusedOptimizer(KERAS_BASE):
                 grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
                          for g in grads]
             return super()._backend_apply_gradients(grads, trainable_variables)
+        self._update_with_plan(plan, grads, trainable_variables)
+        return None
+
+    def _update_with_plan(self, plan, grads, trainable_variables):
+        """The update with `plan`'s clipping, decay and EMA fused into the ops
+        (step_features.py), then Keras's EMA for the variables no op averaged."""
         if self.weight_decay is not None and not plan.decay:
             self._apply_weight_decay(trainable_variables)  # a class's own (AdamW: none)
         self._step_plan = plan
@@ -434,7 +440,6 @@ class FusedOptimizer(KERAS_BASE):
         finally:
             self._step_plan = None
         plan.finish()
-        return None
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # The step count and the learning rate are the same for every variable

@@ -124,14 +124,7 @@ def apply(optimizer, grads, trainable_variables) -> None:
     def applying():
         plan = step_features.StepPlan(optimizer, grads, trainable_variables,
                                       accumulators=accumulators)
-        if optimizer.weight_decay is not None and not plan.decay:
-            optimizer._apply_weight_decay(trainable_variables)  # a class's own (AdamW: none)
-        optimizer._step_plan = plan
-        try:
-            optimizer._backend_update_step(grads, trainable_variables, optimizer.learning_rate)
-        finally:
-            optimizer._step_plan = None
-        plan.finish()  # Keras's EMA of the variables no op averaged
+        optimizer._update_with_plan(plan, grads, trainable_variables)
 
     def accumulating():
         accumulate(optimizer, grads, accumulators)
