@@ -165,6 +165,7 @@ TESTS = [
     "tests/test_lookahead_averaging.py::test_iterate_average_paths",
     "tests/test_lookahead_averaging.py::test_op_and_binding_errors",
     "tests/test_gradient_accumulation.py",
+    "tests/test_gradient_stats.py",
 ]
 # error paths of the raw ops and the bindings
 # (Not test_raw_sgd_shape_mismatch_writes_nothing nor test_raw_op_dtype_mismatch:

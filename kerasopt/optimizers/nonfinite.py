@@ -47,7 +47,9 @@ def _every_element_finite(values) -> tf.Tensor:
 def all_finite(grads) -> tf.Tensor:
     """A scalar bool: every element of every (non-None) gradient is finite.
 
-    One read of each gradient: a sum is finite only if every element is (an
+    On the CPU with the op library: KerasoptMultiGradientStats, one launch
+    that reads every gradient once. Elsewhere, one read of each gradient with
+    TensorFlow's ops: a sum is finite only if every element is (an
     inf or NaN element makes it inf or NaN), so a finite sum settles it; only
     a sum that is not (an overflowing step, or finite elements whose sum
     overflows) runs the element-wise check. The result is always the
@@ -57,11 +59,41 @@ def all_finite(grads) -> tf.Tensor:
     values = [_values(g) for g in grads if g is not None]
     if not values:
         return tf.constant(True)
+    if _stats_kernel_serves(values):
+        return _finite_by_kernel(values)
     if any(v.dtype.size < 4 for v in values):
         return _every_element_finite(values)
     total = tf.add_n([tf.cast(tf.reduce_sum(v), tf.float64) for v in values])
     return tf.cond(tf.math.is_finite(total), lambda: tf.constant(True),
                    lambda: _every_element_finite(values))
+
+
+STATS_OP = "KerasoptMultiGradientStats"
+
+
+def _stats_kernel_serves(values) -> bool:
+    """Whether KerasoptMultiGradientStats (cc/tf/gradient_stats_op.cc, CPU only)
+    can check `values`: the op library is in use here, and every value is on
+    the CPU (a value with no device yet counts only where there is no GPU: the
+    op would pull it to the CPU)."""
+    from kerasopt import op_library
+    if any(op_library.kernel_unavailable_reason(v, STATS_OP) is not None for v in values):
+        return False
+    if any(not getattr(v, "device", "") for v in values) and tf.config.list_logical_devices("GPU"):
+        return False
+    return all(v.dtype in (tf.float16, tf.bfloat16, tf.float32, tf.float64) for v in values)
+
+
+def _finite_by_kernel(values) -> tf.Tensor:
+    """One launch per dtype, one read of each value (the op's all_finite is
+    exactly "no element is inf or NaN", whatever the values' sizes)."""
+    from kerasopt import op_library
+    stats = op_library.library().ops.kerasopt_multi_gradient_stats
+    by_dtype: dict = {}
+    for v in values:
+        by_dtype.setdefault(v.dtype, []).append(v)
+    checks = [stats(group).all_finite for group in by_dtype.values()]
+    return checks[0] if len(checks) == 1 else tf.reduce_all(tf.stack(checks))
 
 
 def offending_names(grads, names) -> tf.Tensor:
