@@ -11,7 +11,10 @@ take turns (the median of ``--repeats`` calls each):
   update (what main did);
 * ``keras``: keras.optimizers.Adam with the same config;
 
-and, once per case, kerasopt's plain step (no features). Reported: each
+and kerasopt's plain step (no features). Each (case, config) runs in a
+process of its own (``--in-process``: all in this one): on the development
+machine the same columns measured 1.4x or 2.1x apart depending on which
+configs this process had allocated and freed before them. Reported: each
 column's median, ``kerasopt / plain`` (the issue's target: at most 1.5x for
 ``all``), and ``keras / kerasopt`` (target: at least 4x). Cases: one 8M
 variable, and 200 variables of 40K.
@@ -22,6 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
@@ -141,6 +146,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"comma-separated from {', '.join(CASES)}")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--in-process", action="store_true",
+                   help="measure every case and config in this process (default: a fresh "
+                        "process for each)")
     return p
 
 
@@ -160,7 +168,22 @@ def main(argv=None) -> int:
     print(f"Adam, float32, graph mode, CPU; {args.warmup} warmup + {args.repeats} timed calls "
           f"per column, columns interleaved; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
-    run(configs, cases, args.repeats, args.warmup)
+    if args.in_process:
+        run(configs, cases, args.repeats, args.warmup)
+        return 0
+    for case in cases:
+        for config in configs:
+            if config == "plain":
+                continue
+            child = subprocess.run(
+                [sys.executable, "-m", "kerasopt.bench.features", "--in-process",
+                 "--features", config, "--cases", case, "--repeats", str(args.repeats),
+                 "--warmup", str(args.warmup)],
+                stdout=subprocess.PIPE, text=True)
+            if child.returncode != 0:
+                raise SystemExit(f"the {case} {config} measurement failed "
+                                 f"(exit {child.returncode})")
+            print(child.stdout.strip().splitlines()[-1], flush=True)
     return 0
 
 
