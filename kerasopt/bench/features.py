@@ -100,11 +100,11 @@ def _stepper(module, config, case, fused, seed=0):
 def run(configs, cases, repeats, warmup, out=print):
     rows = []
     for case in cases:
-        # Untimed, kept alive: on this machine the first arrays of a case's
-        # size a process allocates ran its steps up to 1.5x slower than any
-        # allocated after them (same code, same bytes; seen for whichever
-        # column came first). Made first, this one takes that memory, and
-        # every timed column gets the same kind.
+        # Untimed, kept alive: on the development machine, in some runs (not
+        # all), the first arrays of a case's size a process allocated ran
+        # their steps 1.3-1.5x slower than any allocated after them (same
+        # code, same bytes; whichever column came first). Made first, this
+        # one takes that memory, and every timed column gets the same kind.
         ballast = _stepper(kerasopt, "plain", case, True, seed=1)
         plain = _stepper(kerasopt, "plain", case, True)
         for config in configs:
