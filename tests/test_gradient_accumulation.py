@@ -164,12 +164,76 @@ def test_accumulate_op_refuses_a_mismatch_and_writes_nothing():
     other = tf.Variable(np.ones(2, np.float32))
     with pytest.raises(tf.errors.InvalidArgumentError, match="has shape \\[2\\] but its grad"):
         lib.ops.kerasopt_multi_accumulate_gradients(
-            accumulators=[acc.handle, other.handle], grads=[tf.ones(3), tf.ones(3)])
+            accumulators=[acc.handle, other.handle], grads=[tf.ones(3), tf.ones(3)],
+            cycle_start=False)
+    np.testing.assert_array_equal(acc.numpy(), np.ones(3, np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="cycle_start must be a scalar"):
+        lib.ops.kerasopt_multi_accumulate_gradients(
+            accumulators=[acc.handle], grads=[tf.ones(3)], cycle_start=[False])
     np.testing.assert_array_equal(acc.numpy(), np.ones(3, np.float32))
     lib.ops.kerasopt_multi_accumulate_gradients(accumulators=[acc.handle, other.handle],
-                                                grads=[tf.fill([3], 2.0), tf.fill([2], 0.5)])
+                                                grads=[tf.fill([3], 2.0), tf.fill([2], 0.5)],
+                                                cycle_start=False)
     np.testing.assert_array_equal(acc.numpy(), np.full(3, 3.0, np.float32))
     np.testing.assert_array_equal(other.numpy(), np.full(2, 1.5, np.float32))
+
+
+def test_accumulate_op_at_a_cycle_start_writes_g_plus_zero():
+    """cycle_start: the accumulators are zero (Keras resets them all), so the
+    op writes g + 0 without reading them: Keras's g + acc, -0 becoming +0."""
+    lib = require_kernel_library()
+    acc = tf.Variable(np.full(4, 7.0, np.float32))  # not read
+    g = np.array([-0.0, 1.5, -2.0, np.nan], np.float32)
+    lib.ops.kerasopt_multi_accumulate_gradients(accumulators=[acc.handle], grads=[g],
+                                                cycle_start=True)
+    expected = g + np.zeros(4, np.float32)
+    assert acc.numpy().tobytes() == expected.tobytes()
+    assert not np.signbit(acc.numpy()[0])
+
+
+def test_four_steps_per_cycle_give_kerass_bits():
+    """k = 4: each cycle's first accumulating step writes g + 0, the next two
+    add; Adam with clipping, decay and EMA gives Keras's bits over two cycles
+    and one more step."""
+    require_kernel_library()
+    config = dict(CASES["Adam-all"][1])
+    rng = np.random.default_rng(44)
+    grads = [{k: (3.0 * rng.standard_normal(s)).astype(np.float32) for k, s in SHAPES.items()}
+             for _ in range(9)]
+    runs = {}
+    for name, module in (("kerasopt", kerasopt), ("keras", keras.optimizers)):
+        optimizer = module.Adam(name="opt", gradient_accumulation_steps=4, **config)
+        with kerasopt.implementation("kernel"):
+            runs[name], nodes = train(optimizer, grads)
+        if name == "kerasopt":
+            assert "KerasoptMultiAccumulateGradients" in nodes
+    assert_close(runs["kerasopt"], runs["keras"], True, "k=4")
+
+
+def test_applying_step_resets_every_accumulator_as_keras():
+    """Keras resets every accumulator when it applies, also one whose variable
+    has no gradient in that step (compared right after that step, so that
+    the next cycle's start, which writes g + 0, cannot hide it)."""
+    require_kernel_library()
+    weights, grads = problem()
+    runs = {}
+    for name, module in (("kerasopt", kerasopt), ("keras", keras.optimizers)):
+        variables = [keras.Variable(w, name=k) for k, w in weights.items()]
+        optimizer = module.Adam(name="opt", learning_rate=0.02, gradient_accumulation_steps=K)
+        optimizer.build(variables)
+
+        @tf.function
+        def step(gradients, count):
+            optimizer.apply_gradients(zip(gradients, variables[:count]))
+
+        with kerasopt.implementation("kernel"):
+            for i, g in enumerate(grads[:K]):
+                count = len(SHAPES) - 1 if i == K - 1 else len(SHAPES)  # "kernel": none on step K
+                step([tf.constant(g[k]) for k in list(SHAPES)[:count]], count)
+        runs[name] = {v.path: v.numpy() for v in variables + list(optimizer.variables)}
+    kernel_accumulator = [v for k, v in runs["keras"].items() if k.endswith("kernel_gradient_accumulator")]
+    assert len(kernel_accumulator) == 1 and not np.any(kernel_accumulator[0])
+    assert_close(runs["kerasopt"], runs["keras"], True, "a variable without a gradient")
 
 
 def test_k_not_a_power_of_two_keeps_kerass_accumulation():

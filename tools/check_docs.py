@@ -58,6 +58,10 @@ _LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
 _SHELLS = ("sh", "bash", "shell", "console")
 
 
+# A command that installs into (or recreates) the environment.
+_INSTALL = re.compile(r"(^|[\s/])pip3? install\b|-m pip install\b|-m venv\b")
+
+
 @dataclasses.dataclass
 class Command:
     doc: Path
@@ -70,6 +74,11 @@ class Command:
     @property
     def where(self) -> str:
         return f"{self.doc.relative_to(ROOT)}:{self.line}"
+
+    @property
+    def installs(self) -> bool:
+        """Whether it writes into the environment (a pip install, a new venv)."""
+        return bool(_INSTALL.search(self.text))
 
     @property
     def to_run(self) -> str:
@@ -267,6 +276,10 @@ def main(argv=None) -> int:
                        help="run every command but those of FILE (repeatable). CI runs "
                             "README.md's commands (which reinstall into .venv) first, then "
                             "the rest beside its other builds")
+    parser.add_argument("--installs", choices=("only", "skip"),
+                        help="run only the chosen docs' commands that install into the "
+                             "environment (pip install, python -m venv), or all but those. CI "
+                             "runs the installs before the suite and the rest beside it")
     args = parser.parse_args(argv)
     for name in args.only + args.skip:
         if not (ROOT / name).is_file() or (ROOT / name) not in doc_files():
@@ -295,6 +308,8 @@ def main(argv=None) -> int:
                 problems.append(why)
         elif c.needs:
             print(f"{c.where}: not run (needs {c.needs}): {c.text}")
+        elif args.installs and c.installs != (args.installs == "only"):
+            print(f"{c.where}: not run here (--installs {args.installs}): {c.text}")
         else:
             print(f"{c.where}: $ {c.to_run}", flush=True)
             if args.list:

@@ -1,8 +1,9 @@
 // One read of a list of gradients: each one's sum of squares (float64) and
 // whether every element of all of them is finite. The reduction behind
-// KerasoptMultiGradientStats (cc/tf/gradient_stats_op.cc), which serves
-// `global_clipnorm`, `clipnorm` and the finite check of loss scaling and
-// `nonfinite=` (kerasopt/optimizers/gradient_stats.py).
+// KerasoptMultiGradientStats (cc/tf/gradient_stats_op.cc), which serves the
+// finite check of loss scaling and `nonfinite=` (kerasopt/optimizers/
+// nonfinite.py: all_finite). The clipping norms do not use it: they keep
+// Keras's float32 sums, to the bit (docs/training-configs.md).
 //
 // Deterministic for any thread count: a gradient is cut into chunks of
 // kStatsChunk elements counted from its element 0 (the work items shared out

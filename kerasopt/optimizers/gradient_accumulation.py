@@ -17,8 +17,9 @@ variable's update on the CPU kernels:
 
 * the accumulating steps are one ``KerasoptMultiAccumulateGradients`` launch
   (cc/tf/accumulate_gradients_op.cc): each gradient and accumulator read once,
-  the accumulator written once, in place; Keras's EMA pass (if ``use_ema``)
-  stays as it is on these steps;
+  the accumulator written once, in place (on a cycle's first step, when
+  every accumulator is zero, ``g + 0`` is written without reading it);
+  Keras's EMA pass (if ``use_ema``) stays as it is on these steps;
 * the applying step is the fused update (step_features.py's StepPlan, dense
   and multi-tensor ops): each op takes its accumulator as one more slot and
   computes ``(g + acc) / k`` and zeroes the accumulator in the same pass
@@ -26,7 +27,8 @@ variable's update on the CPU kernels:
   already. ``clipnorm`` and ``global_clipnorm`` still need the norm of the
   mean, so for them Keras's mean is also computed as a tensor (its ``(g +
   acc) / k``: a read of g and acc, a write and a read of the mean) and only
-  the norm is taken from it.
+  the norm is taken from it. The accumulators of variables without a
+  gradient in that step are reset as Keras resets them (all of them).
 
 Everything else keeps Keras's own accumulation: a k that is not a power of
 two (see `_divides_exactly`), the fallback and GPU
@@ -101,18 +103,22 @@ def _handle(variable):
 
 def accumulate(optimizer, grads, accumulators) -> None:
     """acc += g for every pair, one op launch per dtype (Keras's bits); with
-    an op library that lacks the op, Keras's own operations."""
+    an op library that lacks the op, Keras's own operations. On a cycle's
+    first step every accumulator is zero (Keras resets all of them when it
+    applies, as `apply` does here), so the op writes g + 0 without reading
+    them (cc/tf/accumulate_gradients_op.cc)."""
     op = _accumulate_op()
     if op is None:
         optimizer._backend_increment_gradient_accumulators(grads, accumulators)
         return
+    cycle_start = tf.equal(optimizer._iterations % optimizer.gradient_accumulation_steps, 0)
     by_dtype: dict = {}
     for g, acc in zip(grads, accumulators):
         entry = by_dtype.setdefault(tf.as_dtype(acc.dtype).name, ([], []))
         entry[0].append(_handle(acc))
         entry[1].append(tf.cast(tf.convert_to_tensor(g), acc.dtype))
     for handles, tensors in by_dtype.values():
-        op(accumulators=handles, grads=tensors)
+        op(accumulators=handles, grads=tensors, cycle_start=cycle_start)
 
 
 def apply(optimizer, grads, trainable_variables) -> None:
@@ -125,6 +131,12 @@ def apply(optimizer, grads, trainable_variables) -> None:
         plan = step_features.StepPlan(optimizer, grads, trainable_variables,
                                       accumulators=accumulators)
         optimizer._update_with_plan(plan, grads, trainable_variables)
+        # The update ops zeroed this step's accumulators; Keras resets every
+        # one, also those of variables without a gradient in this step.
+        in_step = {id(a) for a in accumulators}
+        for accumulator in optimizer._accumulated_gradients:
+            if accumulator is not None and id(accumulator) not in in_step:
+                accumulator.assign(kops.zeros(accumulator.shape, dtype=accumulator.dtype))
 
     def accumulating():
         accumulate(optimizer, grads, accumulators)
