@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cc/cpu/apply_multi.h"  // FirstItems, ForItems
 #include "cc/cpu/gradient_stats.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -45,23 +46,21 @@ class MultiGradientStatsOp : public ::tensorflow::OpKernel {
   void Compute(::tensorflow::OpKernelContext* ctx) override {
     std::vector<const T*> data(num_grads_);
     std::vector<int64_t> size(num_grads_);
-    std::vector<int64_t> first(num_grads_ + 1, 0);  // first[i]: first chunk of gradient i
     for (int i = 0; i < num_grads_; ++i) {
-      const ::tensorflow::Tensor& grad = ctx->input(i);
-      data[i] = grad.flat<T>().data();
-      size[i] = grad.NumElements();
-      first[i + 1] = first[i] + (size[i] + cpu::kStatsChunk - 1) / cpu::kStatsChunk;
+      data[i] = ctx->input(i).flat<T>().data();
+      size[i] = ctx->input(i).NumElements();
     }
+    // The chunks of all gradients numbered in a row, as the multi-tensor
+    // drivers number their work items: first[i] is gradient i's first.
+    const std::vector<int64_t> first = cpu::internal::FirstItems(
+        size, [](int64_t n) { return (n + cpu::kStatsChunk - 1) / cpu::kStatsChunk; });
     std::vector<cpu::ChunkStats> chunks(first[num_grads_]);
     auto run = [&](int64_t begin, int64_t end) {
-      int i = static_cast<int>(std::upper_bound(first.begin(), first.end(), begin) -
-                               first.begin()) - 1;
-      for (int64_t c = begin; c < end; ++c) {
-        while (c >= first[i + 1]) ++i;
-        const int64_t start = (c - first[i]) * cpu::kStatsChunk;
-        chunks[c] = cpu::StatsOfChunk(data[i] + start,
-                                      std::min(cpu::kStatsChunk, size[i] - start));
-      }
+      cpu::internal::ForItems(first, begin, end, [&](size_t i, int64_t chunk) {
+        const int64_t start = chunk * cpu::kStatsChunk;
+        chunks[first[i] + chunk] = cpu::StatsOfChunk(
+            data[i] + start, std::min(cpu::kStatsChunk, size[i] - start));
+      });
     };
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
     // About one cycle per byte read, a chunk at a time.
