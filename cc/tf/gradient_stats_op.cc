@@ -1,9 +1,10 @@
 // KerasoptMultiGradientStats: every gradient's sum of squares and whether all
 // are finite, in one read of each and one launch for the whole list
 // (cc/cpu/gradient_stats.h says in what order; the result does not depend on
-// the number of threads). Keras computes these with an op or two per gradient
-// (`global_clipnorm`'s norms, LossScaleOptimizer's is_finite + reduce_all):
-// for 200 small variables, 400 launches.
+// the number of threads). It serves the finite check (nonfinite.all_finite:
+// LossScaleOptimizer's around kerasopt, and `nonfinite=`), which Keras runs
+// as is_finite + reduce_all per gradient: for 200 small variables, 400
+// launches. The clipping norms keep Keras's own sums (their bits).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
