@@ -35,8 +35,13 @@ CASES = {
     "RMSprop-clipvalue-wd": ("RMSprop", dict(learning_rate=0.01, momentum=0.5,
                                              clipvalue=0.05, weight_decay=0.1)),
     "AdaBelief-ema": ("AdaBelief", dict(learning_rate=0.02, use_ema=True)),
+    "AdamW": ("AdamW", dict(learning_rate=0.02, weight_decay=0.1)),
 }
-BITS = ("Adam", "SGD")
+BITS = ("Adam", "SGD", "AdamW")
+# Every pass of their applying step is inside the update ops: the accumulate
+# and update ops run on every step, each writing nothing on the other's
+# steps, with no cond between them (gradient_accumulation._runs_without_cond).
+WITHOUT_COND = {"Adam-plain", "RMSprop-clipvalue-wd", "AdamW"}
 
 
 def problem():
@@ -101,6 +106,8 @@ def test_accumulation_is_fused_and_gives_kerass_numbers(case):
     updates = [n for op, ns in nodes["kernel"].items() if op.startswith("KerasoptMultiApply")
                for n in ns]
     assert updates and all(n.attr["accumulation_steps"].i == K for n in updates), case
+    has_cond = any(op in nodes["kernel"] for op in ("If", "StatelessIf"))
+    assert has_cond == (case not in WITHOUT_COND), case
     keras_cls = getattr(keras.optimizers, name, None)
     reference = train(make(keras_cls, config))[0] if keras_cls else runs["tf"]
     assert any(k.endswith("_gradient_accumulator") for k in reference)
@@ -164,16 +171,25 @@ def test_accumulate_op_refuses_a_mismatch_and_writes_nothing():
     other = tf.Variable(np.ones(2, np.float32))
     with pytest.raises(tf.errors.InvalidArgumentError, match="has shape \\[2\\] but its grad"):
         lib.ops.kerasopt_multi_accumulate_gradients(
-            accumulators=[acc.handle, other.handle], grads=[tf.ones(3), tf.ones(3)],
-            cycle_start=False)
+            accumulators=tf.stack([acc.handle, other.handle]), grads=[tf.ones(3), tf.ones(3)],
+            cycle_start=False, skip=False)
     np.testing.assert_array_equal(acc.numpy(), np.ones(3, np.float32))
     with pytest.raises(tf.errors.InvalidArgumentError, match="cycle_start must be a scalar"):
         lib.ops.kerasopt_multi_accumulate_gradients(
-            accumulators=[acc.handle], grads=[tf.ones(3)], cycle_start=[False])
+            accumulators=tf.stack([acc.handle]), grads=[tf.ones(3)], cycle_start=[False], skip=False)
     np.testing.assert_array_equal(acc.numpy(), np.ones(3, np.float32))
-    lib.ops.kerasopt_multi_accumulate_gradients(accumulators=[acc.handle, other.handle],
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="2 gradients need a 1-D tensor of 2 accumulator handles, got shape \\[1\\]"):
+        lib.ops.kerasopt_multi_accumulate_gradients(
+            accumulators=tf.stack([acc.handle]), grads=[tf.ones(3), tf.ones(2)],
+            cycle_start=False, skip=False)
+    np.testing.assert_array_equal(acc.numpy(), np.ones(3, np.float32))
+    lib.ops.kerasopt_multi_accumulate_gradients(  # skip: the applying step, nothing written
+        accumulators=tf.stack([acc.handle]), grads=[tf.ones(3)], cycle_start=False, skip=True)
+    np.testing.assert_array_equal(acc.numpy(), np.ones(3, np.float32))
+    lib.ops.kerasopt_multi_accumulate_gradients(accumulators=tf.stack([acc.handle, other.handle]),
                                                 grads=[tf.fill([3], 2.0), tf.fill([2], 0.5)],
-                                                cycle_start=False)
+                                                cycle_start=False, skip=False)
     np.testing.assert_array_equal(acc.numpy(), np.full(3, 3.0, np.float32))
     np.testing.assert_array_equal(other.numpy(), np.full(2, 1.5, np.float32))
 
@@ -184,8 +200,8 @@ def test_accumulate_op_at_a_cycle_start_writes_g_plus_zero():
     lib = require_kernel_library()
     acc = tf.Variable(np.full(4, 7.0, np.float32))  # not read
     g = np.array([-0.0, 1.5, -2.0, np.nan], np.float32)
-    lib.ops.kerasopt_multi_accumulate_gradients(accumulators=[acc.handle], grads=[g],
-                                                cycle_start=True)
+    lib.ops.kerasopt_multi_accumulate_gradients(accumulators=tf.stack([acc.handle]), grads=[g],
+                                                cycle_start=True, skip=False)
     expected = g + np.zeros(4, np.float32)
     assert acc.numpy().tobytes() == expected.tobytes()
     assert not np.signbit(acc.numpy()[0])

@@ -327,10 +327,39 @@ def test_op_refuses_features_of_the_wrong_shape():
         np.testing.assert_array_equal(v.numpy(), np.ones(5))
 
 
+def test_skip_step_writes_nothing():
+    """SKIP_STEP (gradient accumulation's update op on an accumulating step):
+    the dense and multi-tensor ops write nothing; the multi-tensor op's rows
+    must agree on it, else a clear error and nothing written."""
+    row = np.zeros(step_features.NUM_FEATURES)
+    row[[step_features.GRAD_UNSCALE, step_features.GRAD_MULTIPLIER,
+         step_features.GRAD_DIVISOR]] = 1.0
+    skip = row.copy()
+    skip[step_features.SKIP_STEP] = 1.0
+    ops, variables, kwargs = _adam_op_inputs(tf.constant(skip))
+    ops.kerasopt_apply_adam(**kwargs)
+    for v in variables:
+        np.testing.assert_array_equal(v.numpy(), np.ones(5))
+    ops.kerasopt_apply_adam(**dict(kwargs, features=tf.constant(row)))  # not skipped: written
+    assert not np.array_equal(variables[0].numpy(), np.ones(5))
+
+    w = [tf.Variable(tf.ones(3)) for _ in range(2)]
+    slots = [tf.Variable(tf.ones(3)) for _ in range(4)]
+    multi = dict(vars=[v.handle for v in w], slots=tf.stack([s.handle for s in slots]),
+                 grads=[tf.ones(3)] * 2, learning_rate=0.1, step=tf.constant(1, tf.int64),
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, num_slots=2)
+    ops.kerasopt_multi_apply_adam(**multi, features=tf.constant(np.stack([skip, skip])))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"every row of `features` must agree on skip_step .*row 1 has 0"):
+        ops.kerasopt_multi_apply_adam(**multi, features=tf.constant(np.stack([skip, row])))
+    for v in w + slots:
+        np.testing.assert_array_equal(v.numpy(), np.ones(3))
+
+
 def test_non_elementwise_ops_refuse_features():
     ops = require_kernel_library().ops
     w, m, v = (tf.Variable(tf.ones(4)) for _ in range(3))
-    row = tf.constant([1.0, 1.0, 1.0, 0.0, 0.1, 0.0, 0.0], tf.float64)
+    row = tf.constant([1.0, 1.0, 1.0, 0.0, 0.1, 0.0, 0.0, 0.0], tf.float64)
     with pytest.raises(tf.errors.InvalidArgumentError, match="takes no step features"):
         ops.kerasopt_apply_lamb(var=w.handle, slots=[m.handle, v.handle], grad=tf.ones(4),
                                 learning_rate=0.1, step=tf.constant(1, tf.int64), beta_1=0.9,

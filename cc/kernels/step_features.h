@@ -20,6 +20,9 @@
 //   (the rule's update of w and its slots with g)
 //   avg = m * avg + (1 - m) * w                  (use_ema; m = ema_momentum, 0 on step 1)
 //   w  = avg                                     (ema_overwrite: this step overwrites)
+// and skip_step != 0 (every row alike): the op writes nothing at all. Gradient
+// accumulation's update op runs on every step, outside a cond, and is skipped
+// on the accumulating ones (kerasopt/optimizers/gradient_accumulation.py).
 // The EMA average is one more slot after the rule's own (the op's
 // `with_average` attr): Keras's own "<var>_average" variable, so checkpoints
 // stay Keras's. So is the gradient accumulator (Keras's "<var>_gradient_accumulator"),
@@ -57,6 +60,7 @@ enum StepFeature : int {
   kWeightDecay,
   kEmaMomentum,
   kEmaOverwrite,
+  kSkipStep,
   kNumStepFeatures,
 };
 

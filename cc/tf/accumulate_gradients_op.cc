@@ -2,6 +2,9 @@
 // one launch, the accumulating steps of Keras's `gradient_accumulation_steps`
 // (kerasopt/optimizers/gradient_accumulation.py).
 //
+// `skip`: this is the applying step; the update op, beside this one in the
+// step (no cond between them), reads and resets the accumulators instead.
+//
 // `cycle_start`: this is the first step of a cycle, when every accumulator is
 // zero (Keras resets all of them on each applying step, and they start at
 // zero). Then acc = g + 0 is written without reading acc: 8 bytes per float32
@@ -9,7 +12,10 @@
 // (x + 0 is x, and -0 + 0 is +0, as Keras's sum gives).
 //
 // Keras runs `acc.assign(g + acc)` per variable: one op launch (and, for a
-// small variable, most of its cost) per variable per step. Here one op reads
+// small variable, most of its cost) per variable per step. The accumulators
+// come as ONE 1-D tensor of handles, packed once outside the step (as the
+// multi-tensor ops take their slots, multi_apply_op.h): a step that captured
+// each handle paid about 1.7 us per accumulator per call. Here one op reads
 // each gradient and accumulator once and writes the accumulator once, in
 // place (12 bytes per float32 parameter), sharded over all elements of all
 // variables. `acc + g` is one IEEE addition, commutative, so the bits are
@@ -24,6 +30,7 @@
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_handle.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -33,15 +40,17 @@ namespace kerasopt {
 namespace tf {
 
 REGISTER_OP("KerasoptMultiAccumulateGradients")
-    .Input("accumulators: N * resource")
+    .Input("accumulators: resource")  // [N] handles, packed
     .Input("grads: N * T")
     .Input("cycle_start: bool")
+    .Input("skip: bool")
     .Attr("N: int >= 1")
     .Attr("T: {float, double}")
     .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
     .Doc("accumulators[i] += grads[i] for every i, in one pass (Keras's gradient "
          "accumulation); with cycle_start, accumulators[i] = grads[i] + 0 (they are "
-         "zero then); see cc/tf/accumulate_gradients_op.cc.");
+         "zero then); with skip, nothing (the applying step, when the update op runs "
+         "beside this one outside a cond); see cc/tf/accumulate_gradients_op.cc.");
 
 template <typename T>
 class MultiAccumulateGradientsOp : public ::tensorflow::OpKernel {
@@ -53,16 +62,28 @@ class MultiAccumulateGradientsOp : public ::tensorflow::OpKernel {
 
   void Compute(::tensorflow::OpKernelContext* ctx) override {
     using CPUDevice = Eigen::ThreadPoolDevice;
-    const ::tensorflow::Tensor& cycle_start_input = ctx->input(2 * num_vars_);
+    const ::tensorflow::Tensor& packed = ctx->input(0);
+    OP_REQUIRES(ctx, packed.dims() == 1 && packed.NumElements() == num_vars_,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: ", num_vars_, " gradients need a 1-D tensor of ", num_vars_,
+                    " accumulator handles, got shape ", packed.shape().DebugString())));
+    const ::tensorflow::Tensor& cycle_start_input = ctx->input(1 + num_vars_);
     OP_REQUIRES(ctx, ::tensorflow::TensorShapeUtils::IsScalar(cycle_start_input.shape()),
                 absl::InvalidArgumentError(absl::StrCat(
                     "kerasopt: cycle_start must be a scalar, got shape ",
                     cycle_start_input.shape().DebugString())));
     const bool cycle_start = cycle_start_input.scalar<bool>()();
+    const ::tensorflow::Tensor& skip_input = ctx->input(2 + num_vars_);
+    OP_REQUIRES(ctx, ::tensorflow::TensorShapeUtils::IsScalar(skip_input.shape()),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "kerasopt: skip must be a scalar, got shape ",
+                    skip_input.shape().DebugString())));
+    if (skip_input.scalar<bool>()()) return;
     std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>> vars(num_vars_);
     std::vector<const ::tensorflow::ResourceHandle*> handles(num_vars_);
+    const auto packed_handles = packed.flat<::tensorflow::ResourceHandle>();
     for (int i = 0; i < num_vars_; ++i) {
-      handles[i] = &::tensorflow::HandleFromInput(ctx, i);
+      handles[i] = &packed_handles(i);
       OP_REQUIRES_OK(ctx, ::tensorflow::LookupResource(ctx, *handles[i], &vars[i]));
     }
     // Every mutex once, in address order (as multi-tensor ops lock: no deadlock).
@@ -77,7 +98,7 @@ class MultiAccumulateGradientsOp : public ::tensorflow::OpKernel {
     // Every check before any write: a refused call changes nothing.
     for (int i = 0; i < num_vars_; ++i) {
       const ::tensorflow::Tensor* acc = vars[i]->tensor();
-      const ::tensorflow::Tensor& grad = ctx->input(num_vars_ + i);
+      const ::tensorflow::Tensor& grad = ctx->input(1 + i);
       const std::string& name = handles[i]->name();
       OP_REQUIRES(ctx, acc->IsInitialized(),
                   absl::FailedPreconditionError(absl::StrCat(
@@ -101,7 +122,7 @@ class MultiAccumulateGradientsOp : public ::tensorflow::OpKernel {
       OP_REQUIRES_OK(ctx, ::tensorflow::PrepareToUpdateVariable<CPUDevice, T>(
                               ctx, v->tensor(), v->copy_on_read_mode.load()));
       accs[i] = v->tensor()->flat<T>().data();
-      grads[i] = ctx->input(num_vars_ + i).flat<T>().data();
+      grads[i] = ctx->input(1 + i).flat<T>().data();
       first[i + 1] = first[i] + v->tensor()->NumElements();
     }
     auto add_range = [&](int64_t begin, int64_t end) {

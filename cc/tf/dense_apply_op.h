@@ -178,6 +178,9 @@ class DenseApplyOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    bool skip;
+    OP_REQUIRES_OK(ctx, algo_.SkipsStep(ctx, /*num_vars=*/0, &skip));
+    if (skip) return;  // (step_features.h: kSkipStep)
     const int grad_input = 1 + num_slots_;
     std::vector<int> variable_inputs(grad_input);
     for (int i = 0; i < grad_input; ++i) variable_inputs[i] = i;

@@ -51,6 +51,9 @@ class MultiApplyOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    bool skip;
+    OP_REQUIRES_OK(ctx, algo_.SkipsStep(ctx, num_vars_, &skip));
+    if (skip) return;  // (step_features.h: kSkipStep)
     LockedResourceList resources;
     OP_REQUIRES_OK(ctx, resources.Acquire(ctx, num_vars_, num_slots_));
     const int num_resources = resources.size();

@@ -169,6 +169,27 @@ class RuleAlgo {
     return absl::OkStatus();
   }
 
+  // Whether the op's `features` say this step writes nothing (kSkipStep;
+  // rows as ReadStepFeatures reads them, every one alike). Checked before the
+  // op locks anything.
+  absl::Status SkipsStep(::tensorflow::OpKernelContext* ctx, int num_vars, bool* skip) const {
+    const double* values;
+    int rows;
+    *skip = false;
+    TF_RETURN_IF_ERROR(ReadStepFeatures(ctx, num_vars, &values, &rows));
+    if (rows == 0) return absl::OkStatus();
+    *skip = values[kSkipStep] != 0.0;
+    for (int i = 1; i < rows; ++i) {
+      if ((values[i * kNumStepFeatures + kSkipStep] != 0.0) != *skip) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kerasopt: ", ctx->op_kernel().type_string(), ": every row of `features` must "
+            "agree on skip_step (column ", int{kSkipStep}, "): row 0 has ", values[kSkipStep],
+            ", row ", i, " has ", values[i * kNumStepFeatures + kSkipStep]));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   // The rule from the op's inputs (learning_rate, step, the declared scalars),
   // after the declaration's value checks.
   template <typename C>

@@ -110,6 +110,8 @@ class AdamW(Adam, keras.optimizers.AdamW):
             **kwargs,
         )
 
+    decays_in_rule = True
+
     def _apply_weight_decay(self, variables):
         # The decay is part of each variable's fused update (update_step).
         return

@@ -231,6 +231,10 @@ class FusedOptimizer(KERAS_BASE):
     # take the step's features) say so.
     fuses_step_features: bool = False
 
+    # Whether the weight decay is the rule's own (AdamW's, in its op): then
+    # `_apply_weight_decay` does nothing, and Keras's decay pass is none.
+    decays_in_rule: bool = False
+
     # kerasopt's own options that the class takes through **kwargs (so that
     # its signature stays Keras's), with their defaults: set to anything else,
     # the optimizer is saved under kerasopt's name (saved_name.py).
@@ -432,8 +436,8 @@ class FusedOptimizer(KERAS_BASE):
     def _update_with_plan(self, plan, grads, trainable_variables):
         """The update with `plan`'s clipping, decay and EMA fused into the ops
         (step_features.py), then Keras's EMA for the variables no op averaged."""
-        if self.weight_decay is not None and not plan.decay:
-            self._apply_weight_decay(trainable_variables)  # a class's own (AdamW: none)
+        if self.weight_decay is not None and not plan.decay and not self.decays_in_rule:
+            self._apply_weight_decay(trainable_variables)  # a class's own pass
         self._step_plan = plan
         try:
             self._backend_update_step(grads, trainable_variables, self.learning_rate)

@@ -16,7 +16,8 @@ Here, for the element-wise rules (``fuses_step_features``), with every
 variable's update on the CPU kernels:
 
 * the accumulating steps are one ``KerasoptMultiAccumulateGradients`` launch
-  (cc/tf/accumulate_gradients_op.cc): each gradient and accumulator read once,
+  (cc/tf/accumulate_gradients_op.cc; the accumulator handles packed into one
+  tensor once, as the update ops' slots): each gradient and accumulator read once,
   the accumulator written once, in place (on a cycle's first step, when
   every accumulator is zero, ``g + 0`` is written without reading it);
   Keras's EMA pass (if ``use_ema``) stays as it is on these steps;
@@ -101,12 +102,13 @@ def _handle(variable):
     return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
-def accumulate(optimizer, grads, accumulators) -> None:
+def accumulate(optimizer, grads, accumulators, skip=False) -> None:
     """acc += g for every pair, one op launch per dtype (Keras's bits); with
     an op library that lacks the op, Keras's own operations. On a cycle's
     first step every accumulator is zero (Keras resets all of them when it
     applies, as `apply` does here), so the op writes g + 0 without reading
-    them (cc/tf/accumulate_gradients_op.cc)."""
+    them (cc/tf/accumulate_gradients_op.cc). `skip` (a bool tensor): the op
+    writes nothing (the applying step, outside a cond)."""
     op = _accumulate_op()
     if op is None:
         optimizer._backend_increment_gradient_accumulators(grads, accumulators)
@@ -117,8 +119,11 @@ def accumulate(optimizer, grads, accumulators) -> None:
         entry = by_dtype.setdefault(tf.as_dtype(acc.dtype).name, ([], []))
         entry[0].append(_handle(acc))
         entry[1].append(tf.cast(tf.convert_to_tensor(g), acc.dtype))
+    # The handles packed once, outside the step, as the update ops' slots are.
+    packed_cache = optimizer.__dict__.setdefault("_packed_slot_handles", {})
     for handles, tensors in by_dtype.values():
-        op(accumulators=handles, grads=tensors, cycle_start=cycle_start)
+        op(accumulators=multi_tensor.pack_handles(handles, packed_cache, handles[0]),
+           grads=tensors, cycle_start=cycle_start, skip=skip)
 
 
 def apply(optimizer, grads, trainable_variables) -> None:
@@ -126,6 +131,18 @@ def apply(optimizer, grads, trainable_variables) -> None:
     steps = optimizer.gradient_accumulation_steps
     accumulators = _accumulators_of(optimizer, trainable_variables)
     is_update_step = (optimizer._iterations + 1) % steps == 0
+
+    if _runs_without_cond(optimizer, accumulators):
+        # Both ops run on every step and one of them writes nothing: the
+        # accumulate op on the applying step, the update ops (SKIP_STEP) on
+        # the others. A cond between them cost more than either op's own
+        # per-variable work (a Switch per input, each step).
+        accumulate(optimizer, grads, accumulators, skip=is_update_step)
+        plan = step_features.StepPlan(optimizer, grads, trainable_variables,
+                                      accumulators=accumulators,
+                                      skip=tf.logical_not(is_update_step))
+        optimizer._update_with_plan(plan, grads, trainable_variables)
+        return
 
     def applying():
         plan = step_features.StepPlan(optimizer, grads, trainable_variables,
@@ -144,6 +161,21 @@ def apply(optimizer, grads, trainable_variables) -> None:
             _keras_ema(optimizer)
 
     kops.cond(is_update_step, applying, accumulating)
+
+
+def _runs_without_cond(optimizer, accumulators) -> bool:
+    """Whether every pass of the applying step is inside the update ops, so
+    that they can run on every step and write nothing on the others: no EMA
+    (Keras's runs on every step), no norm to take of the mean, no decay pass
+    of the class's own, and every accumulator among this step's (the others
+    are reset on the applying step only)."""
+    if optimizer.use_ema or step_features.clipping(optimizer) not in (None, "clipvalue"):
+        return False
+    if (optimizer.weight_decay is not None and not step_features._decays_in_keras_pass(optimizer)
+            and not optimizer.decays_in_rule):
+        return False
+    in_step = {id(a) for a in accumulators}
+    return all(a is None or id(a) in in_step for a in optimizer._accumulated_gradients)
 
 
 def _keras_ema(optimizer) -> None:

@@ -76,6 +76,8 @@ class ScheduleFreeBase(FusedOptimizer):
             return [self._momentums[i], self._velocities[i]]
         return [self._momentums[i]]
 
+    decays_in_rule = True
+
     def _apply_weight_decay(self, variables):
         # The decay is part of each variable's fused update (update_step).
         return

@@ -46,8 +46,8 @@ from keras import ops as kops
 
 # Layout of the ops' `features` input (cc/kernels/step_features.h: StepFeature).
 GRAD_UNSCALE, GRAD_MULTIPLIER, GRAD_DIVISOR, CLIP_VALUE, WEIGHT_DECAY, EMA_MOMENTUM, \
-    EMA_OVERWRITE = range(7)
-NUM_FEATURES = 7
+    EMA_OVERWRITE, SKIP_STEP = range(8)
+NUM_FEATURES = 8
 
 
 def enabled() -> bool:
@@ -112,8 +112,12 @@ def _f64(value, dtype):
 class StepPlan:
     """One step's clipping, decay and EMA values, shared by every variable."""
 
-    def __init__(self, optimizer, grads, trainable_variables, unscale=None, accumulators=None):
+    def __init__(self, optimizer, grads, trainable_variables, unscale=None, accumulators=None,
+                 skip=None):
         self.optimizer = optimizer
+        # A bool tensor: when true the ops write nothing (SKIP_STEP), for an
+        # update op that runs on every step, outside a cond (gradient_accumulation.py).
+        self.skip = tf.constant(0.0, tf.float64) if skip is None else tf.cast(skip, tf.float64)
         self.unscale = unscale
         self.clipping = clipping(optimizer)
         self.decay = _decays_in_keras_pass(optimizer)
@@ -189,7 +193,7 @@ class StepPlan:
         decay = _f64(opt.weight_decay, dtype) if decayed else zero
         ema = self.ema_momentum if self.use_ema else zero
         overwrite = self.overwrite if self.use_ema else zero
-        return tf.stack([unscale, multiplier, divisor, clip, decay, ema, overwrite])
+        return tf.stack([unscale, multiplier, divisor, clip, decay, ema, overwrite, self.skip])
 
     def kernel_inputs(self, variable, gradient, slots):
         """(slots with the average and the accumulator appended, extra op
