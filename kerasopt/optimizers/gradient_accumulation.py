@@ -29,7 +29,11 @@ variable's update on the CPU kernels:
   mean, so for them Keras's mean is also computed as a tensor (its ``(g +
   acc) / k``: a read of g and acc, a write and a read of the mean) and only
   the norm is taken from it. The accumulators of variables without a
-  gradient in that step are reset as Keras resets them (all of them).
+  gradient in that step are reset as Keras resets them (all of them);
+* where every pass of the applying step is in the update ops
+  (`_runs_without_cond`), no cond: both ops run on every step, and the one
+  whose step it is not writes nothing (the accumulate op's ``skip``, the
+  update ops' SKIP_STEP feature).
 
 Everything else keeps Keras's own accumulation: a k that is not a power of
 two (see `_divides_exactly`), the fallback and GPU
