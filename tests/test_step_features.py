@@ -235,15 +235,71 @@ def test_kernel_equals_fallback(name, feature):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7, err_msg=f"{name} {feature} {k}")
 
 
-@pytest.mark.parametrize("feature", ["all", "clipnorm", "weight_decay"])
-def test_sparse_gradient_keeps_kerass_numbers(feature):
-    """A variable updated by rows (lazy Adam's sparse op takes no features)
-    gets Keras's own operations around it; the others stay fused."""
+# An IndexedSlices gradient (with a duplicate row): SGD with momentum and Adam
+# update every row (the dense op, its features fused: global_clipnorm scales
+# the summed gradient as Keras does), SGD without momentum only the rows
+# named (sparse_rows_exact: the sparse op, Keras's operations around it).
+SPARSE_CASES = [("SGD", "all"), ("SGD", "clipnorm"), ("SGD", "weight_decay"),
+                ("Adam", "global_clipnorm"), ("SGD-rows", "global_clipnorm"),
+                ("SGD-rows", "all")]
+
+
+@pytest.mark.parametrize("name,feature", SPARSE_CASES, ids=[f"{n}-{f}" for n, f in SPARSE_CASES])
+def test_sparse_gradient_keeps_kerass_numbers(name, feature):
+    """Keras's numbers, fused or with Keras's passes (KERASOPT_STEP_FEATURES=0)."""
     require_kernel_library()
+    cls_name, config = name.split("-")[0], dict(FUSING[name.split("-")[0]])
+    if name == "SGD-rows":
+        config["momentum"] = 0.0
+
+    def build(module):
+        optimizer = getattr(module, cls_name)(name="opt", **config, **FEATURES[feature])
+        if optimizer.weight_decay is not None:
+            optimizer.exclude_from_weight_decay(var_names=["bias"])
+        return optimizer
+
+    theirs, _ = train(build(keras.optimizers), sparse=True)
     with kerasopt.implementation("kernel"):
-        ours, _ = train(make(kerasopt.SGD, "SGD", feature), sparse=True)
-    theirs, _ = train(make(keras.optimizers.SGD, "SGD", feature), sparse=True)
-    assert_bits(ours, theirs, f"sparse SGD {feature}")
+        ours, _ = train(build(kerasopt), sparse=True)
+        with step_features_off():
+            passes, _ = train(build(kerasopt), sparse=True)
+    assert_bits(ours, theirs, f"sparse {name} {feature}")
+    assert_bits(passes, theirs, f"sparse {name} {feature}, Keras's passes")
+
+
+@pytest.mark.parametrize("impl", ["kernel", "tf"])
+def test_lazy_rows_stay_rows_under_global_clipnorm(impl):
+    """lazy=True with global_clipnorm updates only the rows named (Keras's
+    `v * scale` makes the IndexedSlices dense, which used to update every
+    row), clipped as TensorFlow's clip_by_global_norm clips rows (Keras 2's,
+    and TensorFlow Addons' LazyAdam's): the lazy update fed the rows that
+    clipped, without clipping of its own, within float32 rounding (the norm's
+    and the order of scaling and summing a repeated row)."""
+    require_kernel_library()
+    rng = np.random.default_rng(7)
+    table = rng.standard_normal((6, 3)).astype(np.float32)
+    steps = [([0, 2, 2], 4.0), ([1, 2], 0.5), ([5, 0, 5], 3.0)]  # rows, gradient size
+    grads = [(tf.constant((size * rng.standard_normal((len(rows), 3))).astype(np.float32)),
+              tf.constant(rows)) for rows, size in steps]
+    results = []
+    for clipped_by in ("optimizer", "tensorflow"):
+        variable = keras.Variable(table)
+        optimizer = kerasopt.Adam(0.1, lazy=True, **(
+            dict(global_clipnorm=1.0) if clipped_by == "optimizer" else {}))
+
+        @tf.function
+        def step(values, rows):
+            gradient = tf.IndexedSlices(values, rows, tf.constant([6, 3]))
+            if clipped_by == "tensorflow":
+                gradient = tf.clip_by_global_norm([gradient], 1.0)[0][0]
+            optimizer.apply_gradients([(gradient, variable)])
+
+        with kerasopt.implementation(impl):
+            for values, rows in grads:
+                step(values, rows)
+        results.append(variable.numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(results[0][[3, 4]], table[[3, 4]])  # never named
 
 
 @pytest.mark.parametrize("writer,reader", [("kerasopt", "keras"), ("keras", "kerasopt")])

@@ -415,6 +415,22 @@ class FusedOptimizer(KERAS_BASE):
                                            trainable_variables, names)
         return None
 
+    def _clip_gradients(self, grads):
+        """Keras's, except that ``global_clipnorm`` keeps an IndexedSlices
+        gradient as rows (step_features._globally_clipped: the values of
+        Keras's clipped tensor on those rows), where Keras's ``v * scale``
+        makes it a dense tensor: a pass over the whole variable, and a row
+        update (``lazy=True``) would then move every row. With ``lazy=True``
+        the norm, too, is of the rows (step_features._sum_of_squares)."""
+        if (self.clipnorm and self.clipnorm > 0) or not (
+                self.global_clipnorm and self.global_clipnorm > 0) or not any(
+                isinstance(g, tf.IndexedSlices) for g in grads):
+            return super()._clip_gradients(grads)
+        scale = step_features.keras_global_clip_scale(grads, self.global_clipnorm,
+                                                      rows=self.lazy)
+        return [None if g is None else step_features._globally_clipped(g, scale)
+                for g in grads]
+
     def _backend_apply_gradients(self, grads, trainable_variables):
         """Keras's, with its clipping, decay and EMA passes inside the fused
         update where the plan says so (step_features.py), and its gradient
@@ -548,9 +564,12 @@ class FusedOptimizer(KERAS_BASE):
         self.check_built_for(variable)
         plan = self._step_plan
         if plan is not None and (not self._uses_dense_kernel(gradient, variable) or (
-                plan.clipping and isinstance(gradient, tf.IndexedSlices))):
-            # No features on this path (or Keras clips the IndexedSlices
-            # itself): Keras's own operations, on this variable only.
+                plan.clipping in ("clipnorm", "clipvalue")
+                and isinstance(gradient, tf.IndexedSlices))):
+            # No features on this path (or Keras clips the IndexedSlices's
+            # rows before it sums their duplicates): Keras's own operations,
+            # on this variable only. (global_clipnorm scales the summed
+            # gradient, as the dense op's features do.)
             gradient = plan.before_update(variable, gradient)
             self._step_plan = None
             try:
