@@ -171,9 +171,14 @@ def _runs_without_cond(optimizer, accumulators) -> bool:
     """Whether every pass of the applying step is inside the update ops, so
     that they can run on every step and write nothing on the others: no EMA
     (Keras's runs on every step), no norm to take of the mean, no decay pass
-    of the class's own, and every accumulator among this step's (the others
-    are reset on the applying step only)."""
+    of the class's own, no state the class advances outside its ops once per
+    step (Nadam's u_product, in its _backend_update_step), and every
+    accumulator among this step's (the others are reset on the applying step
+    only)."""
+    from kerasopt.optimizers.fused import FusedOptimizer
     if optimizer.use_ema or step_features.clipping(optimizer) not in (None, "clipvalue"):
+        return False
+    if type(optimizer)._backend_update_step is not FusedOptimizer._backend_update_step:
         return False
     if (optimizer.weight_decay is not None and not step_features._decays_in_keras_pass(optimizer)
             and not optimizer.decays_in_rule):
