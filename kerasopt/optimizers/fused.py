@@ -417,7 +417,7 @@ class FusedOptimizer(KERAS_BASE):
 
     def _clip_gradients(self, grads):
         """Keras's, except that ``global_clipnorm`` keeps an IndexedSlices
-        gradient as rows (step_features._globally_clipped: the values of
+        gradient as rows (step_features.globally_clipped: the values of
         Keras's clipped tensor on those rows), where Keras's ``v * scale``
         makes it a dense tensor: a pass over the whole variable, and a row
         update (``lazy=True``) would then move every row. With ``lazy=True``
@@ -428,7 +428,7 @@ class FusedOptimizer(KERAS_BASE):
             return super()._clip_gradients(grads)
         scale = step_features.keras_global_clip_scale(grads, self.global_clipnorm,
                                                       rows=self.lazy)
-        return [None if g is None else step_features._globally_clipped(g, scale)
+        return [None if g is None else step_features.globally_clipped(g, scale)
                 for g in grads]
 
     def _backend_apply_gradients(self, grads, trainable_variables):

@@ -224,7 +224,7 @@ class StepPlan:
         if self.unscale is not None:  # LossScaleOptimizer's own division
             gradient = kops.divide(gradient, self.unscale)
         if self.clipping == "global_clipnorm":
-            gradient = _globally_clipped(gradient, self.global_scale)
+            gradient = globally_clipped(gradient, self.global_scale)
         elif self.clipping:
             gradient = opt._clip_gradients([gradient])[0]
         if self.decay and opt._use_weight_decay(variable):
@@ -293,7 +293,7 @@ def _sum_of_squares(gradient, rows=False):
     return 2.0 * tf.nn.l2_loss(gradient)
 
 
-def _globally_clipped(gradient, scale):
+def globally_clipped(gradient, scale):
     """Keras's ``v * scale`` of ``clip_by_global_norm``. An IndexedSlices is
     made a dense tensor there first (its duplicate rows summed by
     unsorted_segment_sum), then scaled: a pass over the whole variable, and a
