@@ -101,10 +101,11 @@ def test_recommender_fit_bench_runs(monkeypatch, capsys):
                               keras_steps=3)
     titles = {r["config"] for r in results}
     assert titles == {"Keras Adagrad", "kerasopt Adagrad", "Keras Ftrl", "kerasopt Ftrl",
-                      "Keras Adam", "kerasopt Adam(lazy=True)", recommender.FROZEN,
+                      "Keras Adam", "kerasopt Adam(lazy=True)", "Keras Adam(global_clipnorm=1.0)",
+                      "kerasopt Adam(lazy=True, global_clipnorm=1.0)", recommender.FROZEN,
                       recommender.FORWARD_BACKWARD}
     by_config = {r["config"]: r for r in results}
-    assert len(by_config[recommender.FROZEN]["times_ms"]) == 3 * 2 * 2  # shared by 3 algorithms
+    assert len(by_config[recommender.FROZEN]["times_ms"]) == 4 * 2 * 2  # shared by 4 configs
     assert len(by_config["kerasopt Ftrl"]["times_ms"]) == 2 * 2
     assert len(by_config["kerasopt Ftrl"]["frozen_beside_ms"]) == 2 * 2
     assert len(by_config["Keras Ftrl"]["times_ms"]) == 3
