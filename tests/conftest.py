@@ -43,6 +43,30 @@ def pytest_collection(session):
         session.config.pluginmanager.register(OpCoverage(op_library.library()), "op_coverage")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Drops the gradient functions a test's traces left in TensorFlow's
+    global registry, so its graphs can be freed.
+
+    TensorFlow keeps every graph-mode tf.custom_gradient function in a global
+    registry forever, and with it the whole graph it was traced in
+    (tensorflow/tensorflow#97697); Keras's tf.distribute all_reduce in every
+    traced apply_gradients of the fallback path registers one. Over the suite
+    that kept millions of objects alive, which every full garbage collection
+    (and each gc.collect() of the benchmarks the tests run) walked again.
+    A registered function is only looked up while a gradient through its op is
+    traced, and no test differentiates a graph an earlier test traced; entries
+    made while fixtures are set up (module-scoped ones may be reused) stay.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = ops.gradient_registry._registry
+    before = set(registry)
+    yield
+    for name in [n for n in registry if n.startswith("CustomGradient-") and n not in before]:
+        del registry[name]
+
+
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 FLOAT16_DTYPES = ("float16", "bfloat16")
 

@@ -7,7 +7,8 @@
   pieces (as a ``parallel_for`` would split it, at offsets that are not
   multiples of the block or the vector width) gives the bits of one pass.
   Rules with per-variable norms (LAMB) are left out of the split: a piece is
-  not the variable; their thread test is tests/test_lamb.py. Rules that round
+  not the variable; their thread test is LAMB's below (its norms over many
+  blocks, in the same two interpreters). Rules that round
   by the variable's size get no one-element piece (CUTS_OF_TWO_OR_MORE).
 """
 
@@ -49,18 +50,54 @@ SCRIPT = textwrap.dedent("""
             for v in [var] + list(optimizer.variables):
                 digest.update(np.ascontiguousarray(v.numpy()).tobytes())
             out[f"{name}/{dtype}"] = digest.hexdigest()
+
+    # LAMB's norms over many blocks, on both paths: float32 over 586 blocks;
+    # float64 over 4400 blocks (more partials than TensorFlow's cumsum handles
+    # on one thread).
+    for dtype, n in (("float32", 300_001), ("float64", 2_252_800)):
+        rng = np.random.default_rng(0)
+        w0 = rng.standard_normal(n).astype(dtype)
+        grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
+        for impl in ("kernel", "tf"):
+            var = keras.Variable(w0)
+            opt = kerasopt.Lamb(learning_rate=0.05)
+            with kerasopt.implementation(impl):
+                for g in grads:
+                    opt.apply_gradients([(tf.constant(g), var)])
+            digest = hashlib.sha256()
+            for v in [var] + list(opt.variables[1:]):
+                digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+            out[f"lamb-norms/{dtype}/{impl}"] = digest.hexdigest()
     print(json.dumps(out))
 """)
 
 
-def test_same_bits_with_1_or_2_intra_op_threads(tmp_path):
+@pytest.fixture(scope="module")
+def thread_runs(tmp_path_factory):
+    """SCRIPT's digests with 1 and 2 intra-op threads (two interpreters at once)."""
     require_kernel_library()
     names = ",".join(cls.__name__ for cls in OPTIMIZERS)
-    runs = [isolated.start(SCRIPT, threads, names, cwd=tmp_path) for threads in (1, 2)]
-    one, two = [isolated.finish(run, timeout=400) for run in runs]
-    assert len(one) == 3 * len(OPTIMIZERS)
+    cwd = tmp_path_factory.mktemp("threads")
+    runs = [isolated.start(SCRIPT, threads, names, cwd=cwd) for threads in (1, 2)]
+    return [isolated.finish(run, timeout=400) for run in runs]
+
+
+def test_same_bits_with_1_or_2_intra_op_threads(thread_runs):
+    one, two = thread_runs
+    assert len([key for key in one if not key.startswith("lamb-norms/")]) == 3 * len(OPTIMIZERS)
     for key in one:
         assert one[key] == two[key], key
+
+
+def test_lamb_norms_same_bits_with_1_or_2_threads_and_on_both_paths(thread_runs):
+    """LAMB's per-variable norms sum over blocks in a fixed order: the thread
+    count does not change a bit, on either path, and kernel == fallback."""
+    one, two = thread_runs
+    for dtype in ("float32", "float64"):
+        for impl in ("kernel", "tf"):
+            assert one[f"lamb-norms/{dtype}/{impl}"] == two[f"lamb-norms/{dtype}/{impl}"], \
+                (dtype, impl)
+        assert one[f"lamb-norms/{dtype}/kernel"] == one[f"lamb-norms/{dtype}/tf"], dtype
 
 
 ELEMENTWISE = sorted(name for name in CASES if name != "Lamb")

@@ -22,7 +22,9 @@ import isolated
 from conftest import require_kernel_library
 from optimizer_table import OPTIMIZERS
 
-MIRRORED_SCRIPT = textwrap.dedent("""
+# Both MirroredStrategy scenarios run in one interpreter (TensorFlow's import
+# costs seconds): MIRRORED_SETUP, then the functions below, then MIRRORED_MAIN.
+MIRRORED_SETUP = textwrap.dedent("""
     import json, math, sys
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -30,9 +32,15 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np, keras, kerasopt
 
-    cases = [case.split(":") for case in sys.argv[1].split(",")]  # name:path
+    # One strategy for both: a second one in the process would number its
+    # collective ops from the start again, and they would clash.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+""")
+
+# dense_checks(cases): every optimizer's dense step on two replicas.
+DENSE_CHECKS = textwrap.dedent("""
+    cases = [case.split(":") for case in cases.split(",")]  # name:path
     devices = ["/cpu:0", "/cpu:1"]
-    strategy = tf.distribute.MirroredStrategy(devices)
     shapes = [(3, 4), (1030,)]
     rng = np.random.default_rng(0)
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -152,19 +160,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     out["fit"] = dict(
         max_diff=max(float(np.max(np.abs(a - b))) for a, b in zip(w_dist, w_one)),
         losses=[loss_dist, loss_one])
-    print(json.dumps(out))
+    return out
 """)
 
 
-SPARSE_MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import numpy as np, keras, kerasopt
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+# sparse_checks(): IndexedSlices steps of the sparse rules on two replicas.
+SPARSE_CHECKS = textwrap.dedent("""
     rng = np.random.default_rng(0)
     init = np.zeros((50, 4), np.float32)  # FTRL's exact form: rows start at its solution
     # grads[step][replica] = (indices, values); rows repeat within and across replicas
@@ -229,28 +230,43 @@ SPARSE_MIRRORED_SCRIPT = textwrap.dedent("""
             max_diff=float(np.max(np.abs(parts[0] - single.numpy()))),
             replicas_agree=parts[0].tobytes() == parts[1].tobytes(),
             untouched_rows_unchanged=bool(np.all(parts[0][~touched] == init[~touched])))
-    print(json.dumps(out))
+    return out
 """)
 
+MIRRORED_SCRIPT = (MIRRORED_SETUP
+                   + "def dense_checks(cases):\n" + textwrap.indent(DENSE_CHECKS, "    ")
+                   + "def sparse_checks():\n" + textwrap.indent(SPARSE_CHECKS, "    ")
+                   + 'print(json.dumps({"dense": dense_checks(sys.argv[1]), '
+                   + '"sparse": sparse_checks()}))\n')
 
-def test_mirrored_sparse_updates_equal_one_device_with_the_gathered_rows(tmp_path):
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    """Both scenarios' results, from one child: {"dense": ..., "sparse": ...}.
+    Every optimizer on the kernel path (the kernel op must be in the traced
+    step, once per variable and replica), plus Adam on the fallback path."""
+    require_kernel_library()
+    cases = ",".join(f"{cls.__name__}:kernel" for cls in OPTIMIZERS) + ",Adam:tf"
+    return isolated.run(MIRRORED_SCRIPT, cases, cwd=tmp_path_factory.mktemp("mirrored"),
+                        timeout=500)
+
+
+def test_mirrored_sparse_updates_equal_one_device_with_the_gathered_rows(mirrored):
     """IndexedSlices gradients under MirroredStrategy: the sparse kernels run
     (once per replica), the replicas agree, only touched rows change, and the
     result is one device's step on both replicas' rows (repeats summed)."""
-    require_kernel_library()
-    result = isolated.run(SPARSE_MIRRORED_SCRIPT, cwd=tmp_path, timeout=300)
+    result = mirrored["sparse"]
+    assert result, "no sparse case ran"
     for name, r in result.items():
         assert r["sparse_ops"] == 2, (name, r)
         assert r["replicas_agree"] and r["untouched_rows_unchanged"], (name, r)
         assert r["max_diff"] <= 1e-6, (name, r)
 
 
-def test_mirrored_two_devices_equals_one_device_with_summed_gradient(tmp_path):
+def test_mirrored_two_devices_equals_one_device_with_summed_gradient(mirrored):
     """Every optimizer, kernel path (the kernel op must be in the traced step,
     once per variable and replica), plus Adam on the fallback path."""
-    require_kernel_library()
-    cases = ",".join(f"{cls.__name__}:kernel" for cls in OPTIMIZERS) + ",Adam:tf"
-    result = isolated.run(MIRRORED_SCRIPT, cases, cwd=tmp_path, timeout=500)
+    result = mirrored["dense"]
     for cls in OPTIMIZERS:
         r = result[f"{cls.__name__}/kernel"]
         assert r["kernel_ops"] == 2 * 2, (cls.__name__, r)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import pickle
 import textwrap
 
@@ -47,36 +48,34 @@ KERAS_ONLY = textwrap.dedent("""
         x = rng.standard_normal((32, 8)).astype("float32")
         return x, x[:, :1] * 0.5
 
-    action, folder, names, mapped = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
+    # One interpreter does every job (importing TensorFlow costs seconds):
+    # argv[1] is a JSON list of [action, folder, names]; out[folder][name].
     out = {}
-    for name in names:
-        path = f"{folder}/{name}.keras"
-        if action == "save":
-            keras.utils.set_random_seed(0)
-            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="tanh"),
-                                      keras.layers.Dense(1)])
-            model.compile(optimizer=getattr(keras.optimizers, name)(learning_rate=0.01),
-                          loss="mse")
-            model.fit(*data(), batch_size=16, epochs=1, verbose=0)
-            model.save(path)
-            out[name] = described(model)
-            continue
-        custom = {f"kerasopt>{name}": getattr(keras.optimizers, name)} if mapped == "1" else None
-        try:
-            model = keras.models.load_model(path, custom_objects=custom)
-        except Exception as error:
-            out[name] = {"error": f"{type(error).__name__}: {error}"}
-            continue
-        out[name] = described(model)
-        model.fit(*data(), batch_size=16, epochs=1, verbose=0)  # and it trains on
-        out[name]["iterations"] = int(model.optimizer.iterations.numpy())
+    for action, folder, names in json.loads(sys.argv[1]):
+        out[folder] = {}
+        for name in names:
+            path = f"{folder}/{name}.keras"
+            if action == "save":
+                keras.utils.set_random_seed(0)
+                model = keras.Sequential([keras.Input((8,)),
+                                          keras.layers.Dense(4, activation="tanh"),
+                                          keras.layers.Dense(1)])
+                model.compile(optimizer=getattr(keras.optimizers, name)(learning_rate=0.01),
+                              loss="mse")
+                model.fit(*data(), batch_size=16, epochs=1, verbose=0)
+                model.save(path)
+                out[folder][name] = described(model)
+                continue
+            try:
+                model = keras.models.load_model(path)
+            except Exception as error:
+                out[folder][name] = {"error": f"{type(error).__name__}: {error}"}
+                continue
+            out[folder][name] = described(model)
+            model.fit(*data(), batch_size=16, epochs=1, verbose=0)  # and it trains on
+            out[folder][name]["iterations"] = int(model.optimizer.iterations.numpy())
     print(json.dumps(out))
 """)
-
-
-def keras_only(action, folder, names, mapped=False):
-    return isolated.run(KERAS_ONLY, action, folder, ",".join(names), int(mapped),
-                        cwd=folder, timeout=600)
 
 
 def save_with_kerasopt(folder, names, **options):
@@ -105,21 +104,43 @@ def _unpatched():
     kerasopt.unpatch_keras()
 
 
-def test_saved_patched_loads_with_keras_alone(tmp_path):
-    kerasopt.patch_keras()
-    saved = save_with_kerasopt(tmp_path, NAMES)
-    kerasopt.unpatch_keras()
-    loaded = keras_only("load", tmp_path, NAMES)
-    for name in NAMES:
-        assert loaded[name]["type"] == f"{getattr(keras.optimizers, name).__module__}.{name}", \
-            loaded[name]
-        assert_same_state(saved[name], loaded[name]["variables"], name)
-        assert loaded[name]["iterations"] == 4
+@pytest.fixture(scope="module")
+def keras_alone(tmp_path_factory):
+    """The files the tests hand to Keras alone, and what one Keras-only child
+    made of them: {folder: (path, kerasopt's saved state or None, child's result)}.
+
+    "patched", "unpatched": every name saved by kerasopt under patch_keras() or
+    not; "lazy-unpatched", "lazy-patched": Adam(lazy=True) likewise; "keras":
+    saved by the child. One child loads and saves them all."""
+    root = tmp_path_factory.mktemp("drop_in")
+    names = {"patched": NAMES, "unpatched": NAMES, "lazy-unpatched": ["Adam"],
+             "lazy-patched": ["Adam"], "keras": NAMES}
+    folders = {key: root / key for key in names}
+    for folder in folders.values():
+        folder.mkdir()
+    saved = {}
+    try:
+        kerasopt.patch_keras()
+        saved["patched"] = save_with_kerasopt(folders["patched"], NAMES)
+        kerasopt.unpatch_keras()
+        saved["unpatched"] = save_with_kerasopt(folders["unpatched"], NAMES)
+        saved["lazy-unpatched"] = save_with_kerasopt(folders["lazy-unpatched"], ["Adam"],
+                                                     lazy=True)
+        kerasopt.patch_keras("adam")
+        saved["lazy-patched"] = save_with_kerasopt(folders["lazy-patched"], ["Adam"], lazy=True)
+    finally:
+        kerasopt.unpatch_keras()
+    jobs = [["save" if key == "keras" else "load", str(folders[key]), names[key]]
+            for key in names]
+    child = isolated.run(KERAS_ONLY, json.dumps(jobs), cwd=root, timeout=600)
+    return {key: (folders[key], saved.get(key), child[str(folders[key])]) for key in names}
 
 
-def test_saved_unpatched_loads_with_keras_alone(tmp_path):
-    saved = save_with_kerasopt(tmp_path, NAMES)
-    loaded = keras_only("load", tmp_path, NAMES)
+@pytest.mark.parametrize("key", ["patched", "unpatched"])
+def test_saved_loads_with_keras_alone(key, keras_alone):
+    """Saved by kerasopt's class, under patch_keras() or not: Keras alone loads
+    its own class with the same optimizer state, and trains on."""
+    _, saved, loaded = keras_alone[key]
     for name in NAMES:
         assert loaded[name]["type"] == f"{getattr(keras.optimizers, name).__module__}.{name}", \
             loaded[name]
@@ -180,33 +201,29 @@ def test_a_pickled_optimizer_unpickles_as_kerasopt(options):
     assert copied.get_config() == optimizer.get_config()
 
 
-@pytest.mark.parametrize("patched", [False, True], ids=["unpatched", "patched"])
-def test_kerasopt_options_are_saved_under_kerasopts_name(patched, tmp_path):
+@pytest.mark.parametrize("key", ["lazy-unpatched", "lazy-patched"])
+def test_kerasopt_options_are_saved_under_kerasopts_name(key, keras_alone):
     """lazy=True is kerasopt's: Keras alone refuses the file (naming
     kerasopt>Adam) rather than drop the option; kerasopt loads it back as
     kerasopt.Adam with the option, patched or not."""
-    if patched:
-        kerasopt.patch_keras("adam")
-    saved = save_with_kerasopt(tmp_path, ["Adam"], lazy=True)["Adam"]
-    kerasopt.unpatch_keras()
-    loaded = keras_only("load", tmp_path, ["Adam"])
+    folder, saved, loaded = keras_alone[key]
     assert "kerasopt>Adam" in loaded["Adam"]["error"], loaded
-    optimizer = keras.models.load_model(str(tmp_path / "Adam.keras")).optimizer
+    optimizer = keras.models.load_model(str(folder / "Adam.keras")).optimizer
     assert isinstance(optimizer, kerasopt.Adam) and optimizer.lazy
-    assert_same_state([v.numpy() for v in optimizer.variables], saved, "Adam")
+    assert_same_state([v.numpy() for v in optimizer.variables], saved["Adam"], "Adam")
 
 
-def test_saved_by_keras_alone_loads_into_kerasopt_patched(tmp_path):
-    saved = keras_only("save", tmp_path, NAMES)
+def test_saved_by_keras_alone_loads_into_kerasopt_patched(keras_alone):
+    folder, _, saved = keras_alone["keras"]
     kerasopt.patch_keras()
     x, y = regression_data(n=32, features=8)
     for name in NAMES:
-        model = keras.models.load_model(str(tmp_path / f"{name}.keras"))
+        model = keras.models.load_model(str(folder / f"{name}.keras"))
         assert isinstance(model.optimizer, getattr(kerasopt, name))
         assert_same_state([v.numpy() for v in model.optimizer.variables],
                           saved[name]["variables"], name)
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
         assert int(model.optimizer.iterations.numpy()) == 4
     kerasopt.unpatch_keras()
-    model = keras.models.load_model(str(tmp_path / "Adam.keras"))
+    model = keras.models.load_model(str(folder / "Adam.keras"))
     assert type(model.optimizer) is keras.optimizers.Adam

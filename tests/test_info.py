@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import kerasopt
 from kerasopt import info
 from kerasopt.optimizers import ALL, AWAITING_KERNELS
@@ -80,14 +82,18 @@ def test_fallback_column_is_measured(monkeypatch):
     assert all(w["fallback"] for w in report["wrappers"].values())
 
 
-def test_cli_prints_no_tensorflow_log_lines(tmp_path):
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """`python -m kerasopt info` as a user runs it (TF_CPP_MIN_LOG_LEVEL unset),
+    once for the tests of its output."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    run = subprocess.run([sys.executable, "-P", "-m", "kerasopt", "info"], capture_output=True,
-                         text=True, check=True, cwd=tmp_path, env=env)
-    assert run.stderr == "", run.stderr[:500]
+    return subprocess.run([sys.executable, "-P", "-m", "kerasopt", "info"], capture_output=True,
+                          text=True, check=True, cwd=tmp_path_factory.mktemp("info"), env=env)
 
 
-def test_gpu_columns_say_built_not_tested(tmp_path):
-    out = subprocess.run([sys.executable, "-P", "-m", "kerasopt", "info"], capture_output=True,
-                         text=True, check=True, cwd=tmp_path).stdout
-    assert "whether it has run on a GPU is not shown" in " ".join(out.split())
+def test_cli_prints_no_tensorflow_log_lines(plain_run):
+    assert plain_run.stderr == "", plain_run.stderr[:500]
+
+
+def test_gpu_columns_say_built_not_tested(plain_run):
+    assert "whether it has run on a GPU is not shown" in " ".join(plain_run.stdout.split())

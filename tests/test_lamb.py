@@ -1,6 +1,6 @@
 """Lamb: kernel, fallback and NumPy binding against the float64 reference
 (tests/references.py), against each other, against Keras, across thread
-counts, and as a Keras optimizer.
+counts (in tests/test_determinism.py), and as a Keras optimizer.
 
 Tolerances against the reference, as in tests/test_ftrl.py: every path is
 compared one step at a time from its own state before the step (widened to
@@ -23,11 +23,6 @@ are |w| and |r| exactly on both sides) are checked bit for bit.
 """
 
 import inspect
-import json
-import os
-import subprocess
-import sys
-import textwrap
 import zlib
 
 import keras
@@ -193,53 +188,8 @@ def test_binding_zero_variable_and_scalar():
                       epsilon=0.0, step=0)
 
 
-# ------------------------------------------------------------------ threads
-
-_THREAD_SCRIPT = textwrap.dedent("""
-    import hashlib, json, os, sys
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[1]))
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    import numpy as np, keras, kerasopt
-
-    out = {}
-    # float32 over 586 blocks; float64 over 4400 blocks (more partials than
-    # TensorFlow's cumsum handles on one thread).
-    for dtype, n in (("float32", 300_001), ("float64", 2_252_800)):
-        rng = np.random.default_rng(0)
-        w0 = rng.standard_normal(n).astype(dtype)
-        grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
-        for impl in ("kernel", "tf"):
-            var = keras.Variable(w0)
-            opt = kerasopt.Lamb(learning_rate=0.05)
-            with kerasopt.implementation(impl):
-                for g in grads:
-                    opt.apply_gradients([(tf.constant(g), var)])
-            digest = hashlib.sha256()
-            for v in [var] + list(opt.variables[1:]):
-                digest.update(np.ascontiguousarray(v.numpy()).tobytes())
-            out[f"{dtype}/{impl}"] = digest.hexdigest()
-    print(json.dumps(out))
-""")
-
-
-def test_same_bits_with_one_or_two_intra_op_threads(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    # -P: import the installed kerasopt, never a source tree in the working directory.
-    runs = [subprocess.Popen([sys.executable, "-P", "-c", _THREAD_SCRIPT, str(n)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env, cwd=tmp_path)
-            for n in (1, 2)]
-    results = []
-    for run in runs:
-        stdout, stderr = run.communicate(timeout=300)
-        assert run.returncode == 0, stderr[-3000:]
-        results.append(json.loads(stdout.strip().splitlines()[-1]))
-    one, two = results
-    assert one == two  # thread count does not change a bit, on either path
-    for dtype in ("float32", "float64"):
-        assert one[f"{dtype}/kernel"] == one[f"{dtype}/tf"], dtype  # and kernel == fallback
+# LAMB's thread test (its norms with 1 and 2 intra-op threads, both paths):
+# tests/test_determinism.py, in the interpreters of the other rules' one.
 
 
 # ------------------------------------------------------------------ one op
@@ -298,6 +248,18 @@ def _run_parity(make, implementation, hyper, steps=100, seed=0):
     return [v.numpy() for v in variables], slots
 
 
+_KERAS_PARITY = {}
+
+
+def _keras_parity(hyper):
+    """Keras's run of _run_parity, once per case: it does not depend on the
+    kerasopt path the test is parametrized by."""
+    key = repr(sorted(hyper.items()))
+    if key not in _KERAS_PARITY:
+        _KERAS_PARITY[key] = _run_parity(keras.optimizers.Lamb, None, hyper)
+    return _KERAS_PARITY[key]
+
+
 PARITY = [
     {},
     dict(learning_rate=0.01),
@@ -310,7 +272,7 @@ PARITY = [
 @pytest.mark.parametrize("hyper", PARITY, ids=str)
 def test_matches_keras_over_100_steps(hyper, implementation):
     ours_w, ours_s = _run_parity(kerasopt.Lamb, implementation, hyper)
-    keras_w, keras_s = _run_parity(keras.optimizers.Lamb, None, hyper)
+    keras_w, keras_s = _keras_parity(hyper)
     for a, b in zip(ours_w, keras_w):  # atol: see the module docstring
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * float(np.max(np.abs(b))))
     for a, b in zip(ours_w[3:], keras_w[3:]):  # one element: |w| and |r| exactly
