@@ -60,7 +60,12 @@ def pytest_runtest_call(item):
     """
     from tensorflow.python.framework import ops
 
-    registry = ops.gradient_registry._registry
+    # (A private registry: where a TensorFlow has none by that name, nothing
+    # is dropped and the tests run as they would without this hook.)
+    registry = getattr(getattr(ops, "gradient_registry", None), "_registry", None)
+    if not isinstance(registry, dict):
+        yield
+        return
     before = set(registry)
     yield
     for name in [n for n in registry if n.startswith("CustomGradient-") and n not in before]:
