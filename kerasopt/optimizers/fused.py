@@ -422,8 +422,7 @@ class FusedOptimizer(KERAS_BASE):
         makes it a dense tensor: a pass over the whole variable, and a row
         update (``lazy=True``) would then move every row. With ``lazy=True``
         the norm, too, is of the rows (step_features._sum_of_squares)."""
-        if (self.clipnorm and self.clipnorm > 0) or not (
-                self.global_clipnorm and self.global_clipnorm > 0) or not any(
+        if step_features.clipping(self) != "global_clipnorm" or not any(
                 isinstance(g, tf.IndexedSlices) for g in grads):
             return super()._clip_gradients(grads)
         scale = step_features.keras_global_clip_scale(grads, self.global_clipnorm,
