@@ -233,11 +233,84 @@ SPARSE_CHECKS = textwrap.dedent("""
     return out
 """)
 
+# feature_checks(): Keras's per-step features (clipping, decay, EMA, loss
+# scaling) under the strategy give keras.optimizers' bits; the two whose step
+# Keras cannot run there are refused up front, nothing written.
+FEATURE_CHECKS = textwrap.dedent("""
+    shapes = [(3, 4), (1030,)]
+    rng = np.random.default_rng(2)
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(2)]
+             for _ in range(4)]
+    configs = {
+        "clip_wd_ema": dict(global_clipnorm=1.0, weight_decay=0.01, use_ema=True),
+        "clipnorm_wd": dict(clipnorm=0.5, weight_decay=0.01),
+        "clipvalue_ema": dict(clipvalue=0.1, use_ema=True),
+        "loss_scale": dict(),  # LossScaleOptimizer(initial_scale=8)
+    }
+
+    def per_replica(step):
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: [tf.constant(g) for g in grads[step][ctx.replica_id_in_sync_group]])
+
+    def train(module, name, config, steps, eager=False):
+        with strategy.scope():
+            variables = [keras.Variable(w) for w in init]
+            kwargs = config if isinstance(config, dict) else configs[config]
+            optimizer = getattr(module, name)(learning_rate=0.01, **kwargs)
+            if config == "loss_scale":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=8.0)
+            optimizer.build(variables)
+
+        def step(per_replica):
+            strategy.run(lambda g: optimizer.apply_gradients(zip(g, variables)),
+                         args=(per_replica,))
+        if not eager:
+            step = tf.function(step)
+
+        error = None
+        for s in range(steps):
+            try:
+                step(per_replica(s))
+            except (ValueError, RuntimeError) as e:
+                error = f"{type(e).__name__}: {e}"
+                break
+        values = [np.asarray(v.numpy()) for v in list(variables) + list(optimizer.variables)]
+        return values, error
+
+    out = {}
+    for config in configs:
+        for name, impl in (("Adam", "kernel"), ("SGD", "kernel"), ("Adam", "tf")):
+            with kerasopt.implementation(impl):
+                got, error = train(kerasopt, name, config, 4)
+            want, _ = train(keras.optimizers, name, config, 4)
+            out[f"{config}/{name}/{impl}"] = dict(
+                error=error, identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)])
+    refused = {"accumulation": dict(gradient_accumulation_steps=2),
+               "ema_overwrite": dict(use_ema=True, ema_overwrite_frequency=2)}
+    for config, kwargs in refused.items():
+        with kerasopt.implementation("kernel"):
+            before, _ = train(kerasopt, "Adam", kwargs, 0)
+            after, error = train(kerasopt, "Adam", kwargs, 1)
+        _, keras_error = train(keras.optimizers, "Adam", kwargs, 1)
+        # Eagerly Keras runs them, and so does kerasopt.
+        with kerasopt.implementation("kernel"):
+            got, eager_error = train(kerasopt, "Adam", kwargs, 3, eager=True)
+        want, _ = train(keras.optimizers, "Adam", kwargs, 3, eager=True)
+        out[f"refused/{config}"] = dict(
+            error=error, keras_error=(keras_error or "")[:300],
+            unchanged=[a.tobytes() == b.tobytes() for a, b in zip(before, after)],
+            eager_error=eager_error,
+            eager_identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)])
+    return out
+""")
+
 MIRRORED_SCRIPT = (MIRRORED_SETUP
                    + "def dense_checks(cases):\n" + textwrap.indent(DENSE_CHECKS, "    ")
                    + "def sparse_checks():\n" + textwrap.indent(SPARSE_CHECKS, "    ")
+                   + "def feature_checks():\n" + textwrap.indent(FEATURE_CHECKS, "    ")
                    + 'print(json.dumps({"dense": dense_checks(sys.argv[1]), '
-                   + '"sparse": sparse_checks()}))\n')
+                   + '"sparse": sparse_checks(), "features": feature_checks()}))\n')
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +352,37 @@ def test_mirrored_two_devices_equals_one_device_with_summed_gradient(mirrored):
     assert result["fit"]["max_diff"] < 1e-5, result["fit"]
     losses = result["fit"]["losses"][0]
     assert losses[-1] < losses[0], losses
+
+
+def test_mirrored_step_features_give_kerass_bits(mirrored):
+    """global_clipnorm, clipnorm, clipvalue, weight decay, EMA and
+    LossScaleOptimizer under MirroredStrategy: kerasopt's Adam and SGD (kernel
+    path) and Adam (fallback) end with keras.optimizers' bits, every variable
+    and slot (Keras clips each replica's gradient before the all-reduce)."""
+    result = {k: r for k, r in mirrored["features"].items() if not k.startswith("refused/")}
+    assert len(result) == 12, sorted(result)
+    for key, r in result.items():
+        assert r["error"] is None, (key, r)
+        assert r["identical"] and all(r["identical"]), (key, r)
+
+
+def test_mirrored_refuses_what_keras_cannot_run_there(mirrored):
+    """gradient_accumulation_steps and ema_overwrite_frequency in a
+    tf.function under MirroredStrategy: a ValueError naming them, before
+    anything is written. keras.optimizers still fails there with
+    tf.distribute's RuntimeError (keras-team/keras#20582); when it no longer
+    does, kerasopt should run them as Keras does instead of refusing.
+    Eagerly both run them, to the same bits."""
+    for config, name in (("accumulation", "gradient_accumulation_steps=2"),
+                         ("ema_overwrite", "ema_overwrite_frequency=2")):
+        r = mirrored["features"][f"refused/{config}"]
+        assert r["error"] and r["error"].startswith("ValueError"), r
+        assert name in r["error"] and "MirroredStrategy" in r["error"], r
+        assert "nothing was updated" in r["error"], r
+        assert r["unchanged"] and all(r["unchanged"]), r
+        assert r["keras_error"].startswith("RuntimeError") and "merge_call" in r["keras_error"], r
+        assert r["eager_error"] is None, r
+        assert r["eager_identical"] and all(r["eager_identical"]), r
 
 
 # Keras 3's model.fit cannot drive MultiWorkerMirroredStrategy (it hands a

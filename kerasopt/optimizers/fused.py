@@ -393,6 +393,7 @@ class FusedOptimizer(KERAS_BASE):
         ``iterations``) included: a failed step writes nothing.
         """
         grads = step_checks.normalize_gradients(grads)
+        step_checks.check_strategy(self)
         if trainable_variables is not None:
             trainable_variables = list(trainable_variables)
             if not self.built and grads:

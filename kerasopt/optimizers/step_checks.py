@@ -65,6 +65,37 @@ def _fail(variable, what):
         f"{tf.TensorShape(variable.shape).as_list()} but {what}; nothing was updated")
 
 
+def check_strategy(optimizer) -> None:
+    """Raises ValueError, before the step writes anything, for the two Keras
+    features whose step puts a cross-replica update inside a ``cond``
+    (``gradient_accumulation_steps``, ``ema_overwrite_frequency``) when a
+    MirroredStrategy (or MultiWorkerMirroredStrategy) replica runs it:
+    tf.distribute refuses a ``merge_call`` in a ``cond`` with a long
+    RuntimeError about nested tf.functions, Keras's own optimizers alike
+    (keras-team/keras#20582). Eagerly (``run_eagerly=True``) the ``cond`` is
+    Python's ``if`` and they run; so they do under OneDeviceStrategy or no
+    strategy."""
+    if (not tf.inside_function() or not tf.distribute.has_strategy()
+            or tf.distribute.in_cross_replica_context()):
+        return
+    from tensorflow.python.distribute import mirrored_strategy
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy.extended, mirrored_strategy.MirroredExtended):
+        return
+    features = [f"{name}={value}" for name, value in (
+        ("gradient_accumulation_steps", optimizer.gradient_accumulation_steps),
+        ("ema_overwrite_frequency", optimizer.ema_overwrite_frequency if optimizer.use_ema
+         else None)) if value]
+    if features:
+        raise ValueError(
+            f"kerasopt: {type(optimizer).__name__}'s {' and '.join(features)} cannot run in "
+            f"a tf.function under {type(strategy).__name__}: Keras's step puts the "
+            "cross-replica update of these inside a cond, which tf.distribute refuses "
+            "(keras.optimizers fails the same way: keras-team/keras#20582). Run the step "
+            "eagerly (model.compile(run_eagerly=True)), train without the strategy, or drop "
+            "them (a larger batch instead of accumulation); nothing was updated")
+
+
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 
