@@ -234,8 +234,10 @@ SPARSE_CHECKS = textwrap.dedent("""
 """)
 
 # feature_checks(): Keras's per-step features (clipping, decay, EMA, loss
-# scaling) under the strategy give keras.optimizers' bits; the two whose step
-# Keras cannot run there are refused up front, nothing written.
+# scaling) under the strategy give keras.optimizers' bits. Gradient
+# accumulation, which Keras cannot run in a tf.function there, runs as Keras's
+# eager step does (kerasopt/optimizers/replica_accumulation.py); what kerasopt
+# cannot run either is refused up front, nothing written.
 FEATURE_CHECKS = textwrap.dedent("""
     shapes = [(3, 4), (1030,)]
     rng = np.random.default_rng(2)
@@ -254,6 +256,7 @@ FEATURE_CHECKS = textwrap.dedent("""
             lambda ctx: [tf.constant(g) for g in grads[step][ctx.replica_id_in_sync_group]])
 
     def train(module, name, config, steps, eager=False):
+        # Every variable's and slot's copies, device by device, and the error.
         with strategy.scope():
             variables = [keras.Variable(w) for w in init]
             kwargs = config if isinstance(config, dict) else configs[config]
@@ -275,8 +278,14 @@ FEATURE_CHECKS = textwrap.dedent("""
             except (ValueError, RuntimeError) as e:
                 error = f"{type(e).__name__}: {e}"
                 break
-        values = [np.asarray(v.numpy()) for v in list(variables) + list(optimizer.variables)]
-        return values, error
+        values = [[np.asarray(p.numpy()) for p in strategy.experimental_local_results(v.value)]
+                  for v in list(variables) + list(optimizer.variables)]
+        return [copy for copies in zip(*values) for copy in copies], error
+
+    def compare(got, want):
+        return dict(identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)],
+                    max_diff=max(float(np.max(np.abs(a - b))) for a, b in zip(got, want)),
+                    count=[len(got), len(want)])
 
     out = {}
     for config in configs:
@@ -284,24 +293,42 @@ FEATURE_CHECKS = textwrap.dedent("""
             with kerasopt.implementation(impl):
                 got, error = train(kerasopt, name, config, 4)
             want, _ = train(keras.optimizers, name, config, 4)
-            out[f"{config}/{name}/{impl}"] = dict(
-                error=error, identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)])
-    refused = {"accumulation": dict(gradient_accumulation_steps=2),
-               "ema_overwrite": dict(use_ema=True, ema_overwrite_frequency=2)}
-    for config, kwargs in refused.items():
+            out[f"{config}/{name}/{impl}"] = dict(error=error, **compare(got, want))
+
+    # Accumulation in a tf.function, against keras.optimizers' eager step.
+    accumulating = {
+        "Adam": dict(gradient_accumulation_steps=2),
+        "SGD": dict(gradient_accumulation_steps=2, momentum=0.9),
+        "AdamW": dict(gradient_accumulation_steps=4, clipvalue=0.1),
+        "Adam-all": dict(gradient_accumulation_steps=2, global_clipnorm=1.0,
+                         weight_decay=0.01, use_ema=True),
+    }
+    for case, kwargs in accumulating.items():
+        name = case.split("-")[0]
+        want, _ = train(keras.optimizers, name, kwargs, 4, eager=True)
+        for impl in ("kernel", "tf"):
+            with kerasopt.implementation(impl):
+                got, error = train(kerasopt, name, kwargs, 4)
+            out[f"accumulation/{case}/{impl}"] = dict(error=error, **compare(got, want))
+    _, keras_error = train(keras.optimizers, "Adam", accumulating["Adam"], 1)
+    out["accumulation/keras_error"] = (keras_error or "")[:300]
+
+    refused = {"Nadam-accumulation": dict(gradient_accumulation_steps=2),
+               "Adam-ema_overwrite": dict(use_ema=True, ema_overwrite_frequency=2)}
+    for case, kwargs in refused.items():
+        name = case.split("-")[0]
         with kerasopt.implementation("kernel"):
-            before, _ = train(kerasopt, "Adam", kwargs, 0)
-            after, error = train(kerasopt, "Adam", kwargs, 1)
-        _, keras_error = train(keras.optimizers, "Adam", kwargs, 1)
+            before, _ = train(kerasopt, name, kwargs, 0)
+            after, error = train(kerasopt, name, kwargs, 1)
+        _, keras_error = train(keras.optimizers, name, kwargs, 1)
         # Eagerly Keras runs them, and so does kerasopt.
         with kerasopt.implementation("kernel"):
-            got, eager_error = train(kerasopt, "Adam", kwargs, 3, eager=True)
-        want, _ = train(keras.optimizers, "Adam", kwargs, 3, eager=True)
-        out[f"refused/{config}"] = dict(
+            got, eager_error = train(kerasopt, name, kwargs, 3, eager=True)
+        want, _ = train(keras.optimizers, name, kwargs, 3, eager=True)
+        out[f"refused/{case}"] = dict(
             error=error, keras_error=(keras_error or "")[:300],
             unchanged=[a.tobytes() == b.tobytes() for a, b in zip(before, after)],
-            eager_error=eager_error,
-            eager_identical=[a.tobytes() == b.tobytes() for a, b in zip(got, want)])
+            eager_error=eager_error, eager=compare(got, want))
     return out
 """)
 
@@ -357,32 +384,57 @@ def test_mirrored_two_devices_equals_one_device_with_summed_gradient(mirrored):
 def test_mirrored_step_features_give_kerass_bits(mirrored):
     """global_clipnorm, clipnorm, clipvalue, weight decay, EMA and
     LossScaleOptimizer under MirroredStrategy: kerasopt's Adam and SGD (kernel
-    path) and Adam (fallback) end with keras.optimizers' bits, every variable
-    and slot (Keras clips each replica's gradient before the all-reduce)."""
-    result = {k: r for k, r in mirrored["features"].items() if not k.startswith("refused/")}
+    path) and Adam (fallback) end with keras.optimizers' bits, every copy of
+    every variable and slot (Keras clips each replica's gradient before the
+    all-reduce)."""
+    result = {k: r for k, r in mirrored["features"].items() if k.count("/") == 2
+              and not k.startswith(("accumulation/", "refused/"))}
     assert len(result) == 12, sorted(result)
     for key, r in result.items():
         assert r["error"] is None, (key, r)
-        assert r["identical"] and all(r["identical"]), (key, r)
+        assert r["count"][0] == r["count"][1] and all(r["identical"]), (key, r)
+
+
+def test_mirrored_gradient_accumulation_runs_where_kerass_cannot(mirrored):
+    """gradient_accumulation_steps in a tf.function under MirroredStrategy:
+    keras.optimizers fails (tf.distribute's RuntimeError, keras-team/keras#20582);
+    kerasopt's step (replica_accumulation.py) ends where Keras's eager step
+    does, every device's copy of every variable, slot and accumulator: the
+    same bits, but for 1 float32 ulp where the decay or EMA rounds
+    differently in a graph than eagerly (w * wd * lr)."""
+    result = mirrored["features"]
+    keras_error = result["accumulation/keras_error"]
+    assert keras_error.startswith("RuntimeError") and "merge_call" in keras_error, keras_error
+    cases = [k for k in result if k.startswith("accumulation/") and k.count("/") == 2]
+    assert len(cases) == 8, cases
+    for key in cases:
+        r = result[key]
+        assert r["error"] is None, (key, r)
+        assert r["count"][0] == r["count"][1], (key, r)
+        if "-all/" in key:
+            assert r["max_diff"] <= 2.4e-7, (key, r)
+        else:
+            assert all(r["identical"]), (key, r)
 
 
 def test_mirrored_refuses_what_keras_cannot_run_there(mirrored):
-    """gradient_accumulation_steps and ema_overwrite_frequency in a
-    tf.function under MirroredStrategy: a ValueError naming them, before
-    anything is written. keras.optimizers still fails there with
-    tf.distribute's RuntimeError (keras-team/keras#20582); when it no longer
-    does, kerasopt should run them as Keras does instead of refusing.
-    Eagerly both run them, to the same bits."""
-    for config, name in (("accumulation", "gradient_accumulation_steps=2"),
-                         ("ema_overwrite", "ema_overwrite_frequency=2")):
-        r = mirrored["features"][f"refused/{config}"]
+    """ema_overwrite_frequency, and gradient_accumulation_steps for a class
+    with per-step state of its own (Nadam's u_product), in a tf.function
+    under MirroredStrategy: a ValueError naming them, before anything is
+    written. keras.optimizers still fails there with tf.distribute's
+    RuntimeError (keras-team/keras#20582); when it no longer does, kerasopt
+    should run them as Keras does instead of refusing. Eagerly both run
+    them, to the same bits."""
+    for case, name in (("Nadam-accumulation", "gradient_accumulation_steps=2"),
+                       ("Adam-ema_overwrite", "ema_overwrite_frequency=2")):
+        r = mirrored["features"][f"refused/{case}"]
         assert r["error"] and r["error"].startswith("ValueError"), r
         assert name in r["error"] and "MirroredStrategy" in r["error"], r
         assert "nothing was updated" in r["error"], r
         assert r["unchanged"] and all(r["unchanged"]), r
         assert r["keras_error"].startswith("RuntimeError") and "merge_call" in r["keras_error"], r
         assert r["eager_error"] is None, r
-        assert r["eager_identical"] and all(r["eager_identical"]), r
+        assert all(r["eager"]["identical"]), r
 
 
 # Keras 3's model.fit cannot drive MultiWorkerMirroredStrategy (it hands a

@@ -20,6 +20,7 @@ See :mod:`kerasopt.optimizers.sparse_update`.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 
 import keras
@@ -28,7 +29,7 @@ import tensorflow as tf
 from kerasopt import op_library
 from kerasopt.backend_check import require_tensorflow_backend
 from kerasopt.optimizers import multi_tensor, saved_name, slot_storage, sparse_update, step_checks
-from kerasopt.optimizers import gradient_accumulation, step_features
+from kerasopt.optimizers import gradient_accumulation, replica_accumulation, step_features
 from kerasopt.optimizers import nonfinite as nonfinite_policy
 from kerasopt.optimizers.step_checks import variable_name
 
@@ -434,7 +435,17 @@ class FusedOptimizer(KERAS_BASE):
     def _backend_apply_gradients(self, grads, trainable_variables):
         """Keras's, with its clipping, decay and EMA passes inside the fused
         update where the plan says so (step_features.py), and its gradient
-        accumulation in kerasopt's ops where they can (gradient_accumulation.py)."""
+        accumulation in kerasopt's ops where they can (gradient_accumulation.py),
+        and in a tf.function under MirroredStrategy, where Keras's cannot run
+        (replica_accumulation.py)."""
+        if replica_accumulation.runs(self):
+            if self._grad_unscale is not None:  # Keras accumulates unscaled gradients
+                grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
+                         for g in grads]
+            replica_accumulation.apply(self, grads, trainable_variables)
+            if self.use_ema:  # Keras's, on every step (ema_overwrite_frequency: refused)
+                self._update_model_variables_moving_average(self._trainable_variables)
+            return None
         if gradient_accumulation.fusable(self, grads, trainable_variables,
                                          unscale=self._grad_unscale):
             gradient_accumulation.apply(self, grads, trainable_variables)
@@ -462,19 +473,25 @@ class FusedOptimizer(KERAS_BASE):
         plan.finish()
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        # The step count and the learning rate are the same for every variable
-        # of a step: compute them once, not once per variable (with 1000 small
-        # variables, per-variable ops are most of the step's cost).
-        self._step_inputs = (learning_rate, tf.cast(self.iterations, tf.int64) + 1,
-                             tf.cast(learning_rate, tf.float64))
-        self._hyperparameter_reads = {}
-        self._no_features = tf.zeros([0], tf.float64)
-        try:
+        with self._update_inputs(learning_rate):
             if self._multi_tensor_allowed():
                 grads, trainable_variables = self._multi_tensor_update(
                     grads, trainable_variables)
             if trainable_variables:
                 KERAS_BASE._backend_update_step(self, grads, trainable_variables, learning_rate)
+
+    @contextlib.contextmanager
+    def _update_inputs(self, learning_rate):
+        """The inputs update_step reads, for the updates made inside.
+        The step count and the learning rate are the same for every variable
+        of a step: computed once, not once per variable (with 1000 small
+        variables, per-variable ops are most of the step's cost)."""
+        self._step_inputs = (learning_rate, tf.cast(self.iterations, tf.int64) + 1,
+                             tf.cast(learning_rate, tf.float64))
+        self._hyperparameter_reads = {}
+        self._no_features = tf.zeros([0], tf.float64)
+        try:
+            yield
         finally:
             self._step_inputs = None
             self._hyperparameter_reads = None

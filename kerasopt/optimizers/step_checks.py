@@ -66,27 +66,26 @@ def _fail(variable, what):
 
 
 def check_strategy(optimizer) -> None:
-    """Raises ValueError, before the step writes anything, for the two Keras
-    features whose step puts a cross-replica update inside a ``cond``
-    (``gradient_accumulation_steps``, ``ema_overwrite_frequency``) when a
-    MirroredStrategy (or MultiWorkerMirroredStrategy) replica runs it:
-    tf.distribute refuses a ``merge_call`` in a ``cond`` with a long
-    RuntimeError about nested tf.functions, Keras's own optimizers alike
-    (keras-team/keras#20582). Eagerly (``run_eagerly=True``) the ``cond`` is
-    Python's ``if`` and they run; so they do under OneDeviceStrategy or no
-    strategy."""
-    if (not tf.inside_function() or not tf.distribute.has_strategy()
-            or tf.distribute.in_cross_replica_context()):
+    """Raises ValueError, before the step writes anything, for what Keras's
+    step puts inside a ``cond`` around a cross-replica update when a
+    MirroredStrategy (or MultiWorkerMirroredStrategy) replica runs it in a
+    tf.function: tf.distribute refuses a ``merge_call`` in a ``cond``, with a
+    long RuntimeError about nested tf.functions, Keras's own optimizers alike
+    (keras-team/keras#20582). That is ``ema_overwrite_frequency``, and
+    ``gradient_accumulation_steps`` for the classes that
+    replica_accumulation.py cannot run (a decay pass or per-step state of
+    their own). Eagerly (``run_eagerly=True``) the ``cond`` is Python's
+    ``if`` and Keras's step runs; so it does under OneDeviceStrategy."""
+    from kerasopt.optimizers import replica_accumulation
+    if not replica_accumulation.in_mirrored_replica_function():
         return
-    from tensorflow.python.distribute import mirrored_strategy
-    strategy = tf.distribute.get_strategy()
-    if not isinstance(strategy.extended, mirrored_strategy.MirroredExtended):
-        return
-    features = [f"{name}={value}" for name, value in (
-        ("gradient_accumulation_steps", optimizer.gradient_accumulation_steps),
-        ("ema_overwrite_frequency", optimizer.ema_overwrite_frequency if optimizer.use_ema
-         else None)) if value]
+    features = []
+    if optimizer.gradient_accumulation_steps and not replica_accumulation.supported(optimizer):
+        features.append(f"gradient_accumulation_steps={optimizer.gradient_accumulation_steps}")
+    if optimizer.use_ema and optimizer.ema_overwrite_frequency:
+        features.append(f"ema_overwrite_frequency={optimizer.ema_overwrite_frequency}")
     if features:
+        strategy = tf.distribute.get_strategy()
         raise ValueError(
             f"kerasopt: {type(optimizer).__name__}'s {' and '.join(features)} cannot run in "
             f"a tf.function under {type(strategy).__name__}: Keras's step puts the "

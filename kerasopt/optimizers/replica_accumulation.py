@@ -1,0 +1,125 @@
+"""Gradient accumulation in a tf.function under MirroredStrategy, where Keras's cannot run.
+
+Keras's step (``Optimizer._backend_apply_gradients``) chooses between
+accumulating and applying with ``ops.cond``, and on the TensorFlow backend
+both branches reach a ``merge_call`` (the all-reduce and the update of
+mirrored variables). tf.distribute refuses a ``merge_call`` inside a ``cond``,
+so keras.optimizers fails there with a RuntimeError about nested tf.functions
+(keras-team/keras#20582). Eagerly the ``cond`` is Python's ``if`` and Keras's
+step runs; its numbers are the ones kept here:
+
+* each replica accumulates its own gradients: its copy of the accumulator
+  holds its own sum (Keras's eager increment updates each device's copy with
+  that device's gradient);
+* on the applying step each replica takes its mean ``(g + acc) / k`` and
+  clips it (Keras clips before the all-reduce), the means are summed across
+  replicas, and every variable is decayed and updated with the sum; every
+  accumulator is reset.
+
+Here nothing sits between a ``cond`` and a ``merge_call``:
+
+* in the replica: the mean and the clipping on every step, and each
+  replica's accumulators written through their local handles
+  (``g + acc``, or zeros on the applying step): no cross-replica write;
+* the all-reduce of the clipped means, on every step (outside any cond);
+* in the cross-replica update of each variable (on its device, where no
+  ``merge_call`` can happen): ``tf.cond`` on the applying step around
+  Keras's decay and the optimizer's own ``update_step``.
+
+The cost: an all-reduce and a clipping on every step, not every k-th. The
+decay is Keras's expression (``w - w * wd * lr``); the classes with a decay
+pass or per-step state of their own (LARS, NovoGrad, Muon, Nadam) are
+refused instead (step_checks.check_strategy).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from kerasopt.optimizers import step_features
+
+
+def in_mirrored_replica_function() -> bool:
+    """Whether this is a MirroredStrategy (or MultiWorkerMirroredStrategy)
+    replica's step being traced: where Keras's conds around a merge_call fail."""
+    if (not tf.inside_function() or not tf.distribute.has_strategy()
+            or tf.distribute.in_cross_replica_context()):
+        return False
+    from tensorflow.python.distribute import mirrored_strategy
+    return isinstance(tf.distribute.get_strategy().extended, mirrored_strategy.MirroredExtended)
+
+
+def supported(optimizer) -> bool:
+    """Whether this module can run the optimizer's accumulation: no state it
+    advances outside update_step (its own _backend_update_step), and no decay
+    pass of its own (Keras's pass, the rule's own, or none)."""
+    from kerasopt.optimizers.fused import FusedOptimizer
+    if type(optimizer)._backend_update_step is not FusedOptimizer._backend_update_step:
+        return False
+    return (optimizer.weight_decay is None or optimizer.decays_in_rule
+            or step_features._decays_in_keras_pass(optimizer))
+
+
+def runs(optimizer) -> bool:
+    """Whether this step's accumulation is this module's."""
+    return bool(optimizer.gradient_accumulation_steps) and in_mirrored_replica_function() \
+        and supported(optimizer)
+
+
+def _local_assign(variable, value):
+    """Writes this replica's copy of a mirrored variable (its handle in a
+    replica context is the local one's), with no cross-replica merge."""
+    return tf.raw_ops.AssignVariableOp(resource=variable.handle, value=value)
+
+
+def apply(optimizer, grads, trainable_variables) -> None:
+    """One replica's accumulating-or-applying step (module doc)."""
+    steps = optimizer.gradient_accumulation_steps
+    is_update_step = tf.equal((optimizer._iterations + 1) % steps, 0)
+    variables = [v.value if hasattr(v, "value") else v for v in trainable_variables]
+    accumulators = [optimizer._accumulated_gradients[optimizer._get_variable_index(v)]
+                    for v in trainable_variables]
+    grads = [tf.convert_to_tensor(g) for g in grads]  # an IndexedSlices sums as Keras's + does
+    acc_values = [a.value.read_value() for a in accumulators]
+    means = [(g + acc) / steps for g, acc in zip(grads, acc_values)]  # Keras's expression
+    writes = []
+    for g, acc, accumulator in zip(grads, acc_values, accumulators):
+        writes.append(_local_assign(accumulator.value, tf.where(
+            is_update_step, tf.zeros_like(acc), g + acc)))
+    in_step = {id(a) for a in accumulators}
+    for accumulator in optimizer._accumulated_gradients:  # Keras resets every one
+        if accumulator is not None and id(accumulator) not in in_step:
+            value = accumulator.value.read_value()
+            writes.append(_local_assign(accumulator.value, tf.where(
+                is_update_step, tf.zeros_like(value), value)))
+    with tf.control_dependencies([w for w in writes if w is not None]):
+        means = [tf.identity(m) for m in means]
+    means = optimizer._clip_gradients(means)
+    grads_and_vars = optimizer._all_reduce_sum_gradients(list(zip(means, variables)))
+    tf.__internal__.distribute.interim.maybe_merge_call(
+        lambda distribution, *args: _update_on_applying_step(distribution, optimizer, *args),
+        optimizer._distribution_strategy, grads_and_vars, is_update_step)
+
+
+def _update_on_applying_step(distribution, optimizer, grads_and_vars, is_update_step):
+    """Cross-replica: each variable's decay and update, on its devices, under
+    a cond on the applying step (no merge_call in it)."""
+    learning_rate = optimizer.learning_rate
+    keras_decay = optimizer.weight_decay is not None and not optimizer.decays_in_rule
+
+    def update(variable, gradient, is_update_step):
+        def applying():
+            if keras_decay and optimizer._use_weight_decay(variable):
+                lr = tf.cast(learning_rate, variable.dtype)
+                wd = tf.cast(optimizer.weight_decay, variable.dtype)
+                variable.assign_sub(variable * wd * lr)
+            optimizer.update_step(gradient, variable, learning_rate)
+            return tf.constant(True)
+        return tf.cond(is_update_step, applying, lambda: tf.constant(False))
+
+    with optimizer._update_inputs(learning_rate):
+        for gradient, variable in grads_and_vars:
+            if gradient is None:
+                continue
+            distribution.extended.update(variable, update, args=(gradient, is_update_step),
+                                         group=False)
