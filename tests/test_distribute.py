@@ -235,9 +235,9 @@ SPARSE_CHECKS = textwrap.dedent("""
 
 # feature_checks(): Keras's per-step features (clipping, decay, EMA, loss
 # scaling) under the strategy give keras.optimizers' bits. Gradient
-# accumulation, which Keras cannot run in a tf.function there, runs as Keras's
-# eager step does (kerasopt/optimizers/replica_accumulation.py); what kerasopt
-# cannot run either is refused up front, nothing written.
+# accumulation and the EMA overwrite, which Keras cannot run in a tf.function
+# there, run as Keras's eager step does (kerasopt/optimizers/mirrored_conds.py);
+# what kerasopt cannot run either is refused up front, nothing written.
 FEATURE_CHECKS = textwrap.dedent("""
     shapes = [(3, 4), (1030,)]
     rng = np.random.default_rng(2)
@@ -295,26 +295,30 @@ FEATURE_CHECKS = textwrap.dedent("""
             want, _ = train(keras.optimizers, name, config, 4)
             out[f"{config}/{name}/{impl}"] = dict(error=error, **compare(got, want))
 
-    # Accumulation in a tf.function, against keras.optimizers' eager step.
-    accumulating = {
+    # Gradient accumulation and the EMA overwrite in a tf.function, against
+    # keras.optimizers' eager step (its tf.function fails).
+    conds = {
         "Adam": dict(gradient_accumulation_steps=2),
         "SGD": dict(gradient_accumulation_steps=2, momentum=0.9),
         "AdamW": dict(gradient_accumulation_steps=4, clipvalue=0.1),
         "Adam-all": dict(gradient_accumulation_steps=2, global_clipnorm=1.0,
                          weight_decay=0.01, use_ema=True),
+        "Adam-overwrite": dict(use_ema=True, ema_overwrite_frequency=2),
+        "SGD-accumulation-overwrite": dict(gradient_accumulation_steps=2, use_ema=True,
+                                           ema_overwrite_frequency=2),
     }
-    for case, kwargs in accumulating.items():
+    for case, kwargs in conds.items():
         name = case.split("-")[0]
         want, _ = train(keras.optimizers, name, kwargs, 4, eager=True)
         for impl in ("kernel", "tf"):
             with kerasopt.implementation(impl):
                 got, error = train(kerasopt, name, kwargs, 4)
-            out[f"accumulation/{case}/{impl}"] = dict(error=error, **compare(got, want))
-    _, keras_error = train(keras.optimizers, "Adam", accumulating["Adam"], 1)
-    out["accumulation/keras_error"] = (keras_error or "")[:300]
+            out[f"conds/{case}/{impl}"] = dict(error=error, **compare(got, want))
+    for case in ("Adam", "Adam-overwrite"):
+        _, keras_error = train(keras.optimizers, "Adam", conds[case], 1)
+        out[f"conds/keras_error/{case}"] = (keras_error or "")[:300]
 
-    refused = {"Nadam-accumulation": dict(gradient_accumulation_steps=2),
-               "Adam-ema_overwrite": dict(use_ema=True, ema_overwrite_frequency=2)}
+    refused = {"Nadam-accumulation": dict(gradient_accumulation_steps=2)}
     for case, kwargs in refused.items():
         name = case.split("-")[0]
         with kerasopt.implementation("kernel"):
@@ -387,26 +391,28 @@ def test_mirrored_step_features_give_kerass_bits(mirrored):
     path) and Adam (fallback) end with keras.optimizers' bits, every copy of
     every variable and slot (Keras clips each replica's gradient before the
     all-reduce)."""
-    result = {k: r for k, r in mirrored["features"].items() if k.count("/") == 2
-              and not k.startswith(("accumulation/", "refused/"))}
+    result = {k: r for k, r in mirrored["features"].items()
+              if not k.startswith(("conds/", "refused/"))}
     assert len(result) == 12, sorted(result)
     for key, r in result.items():
         assert r["error"] is None, (key, r)
         assert r["count"][0] == r["count"][1] and all(r["identical"]), (key, r)
 
 
-def test_mirrored_gradient_accumulation_runs_where_kerass_cannot(mirrored):
-    """gradient_accumulation_steps in a tf.function under MirroredStrategy:
-    keras.optimizers fails (tf.distribute's RuntimeError, keras-team/keras#20582);
-    kerasopt's step (replica_accumulation.py) ends where Keras's eager step
-    does, every device's copy of every variable, slot and accumulator: the
-    same bits, but for 1 float32 ulp where the decay or EMA rounds
-    differently in a graph than eagerly (w * wd * lr)."""
+def test_mirrored_runs_the_conds_kerass_step_cannot(mirrored):
+    """gradient_accumulation_steps and ema_overwrite_frequency in a
+    tf.function under MirroredStrategy: keras.optimizers fails (tf.distribute's
+    RuntimeError, keras-team/keras#20582); kerasopt's step (mirrored_conds.py)
+    ends where Keras's eager step does, every device's copy of every
+    variable, slot, average and accumulator: the same bits, but for 1 float32
+    ulp where the decay rounds differently in a graph than eagerly."""
     result = mirrored["features"]
-    keras_error = result["accumulation/keras_error"]
-    assert keras_error.startswith("RuntimeError") and "merge_call" in keras_error, keras_error
-    cases = [k for k in result if k.startswith("accumulation/") and k.count("/") == 2]
-    assert len(cases) == 8, cases
+    for case in ("Adam", "Adam-overwrite"):
+        keras_error = result[f"conds/keras_error/{case}"]
+        assert keras_error.startswith("RuntimeError") and "merge_call" in keras_error, \
+            (case, keras_error)
+    cases = [k for k in result if k.startswith("conds/") and "keras_error" not in k]
+    assert len(cases) == 12, cases
     for key in cases:
         r = result[key]
         assert r["error"] is None, (key, r)
@@ -417,24 +423,20 @@ def test_mirrored_gradient_accumulation_runs_where_kerass_cannot(mirrored):
             assert all(r["identical"]), (key, r)
 
 
-def test_mirrored_refuses_what_keras_cannot_run_there(mirrored):
-    """ema_overwrite_frequency, and gradient_accumulation_steps for a class
-    with per-step state of its own (Nadam's u_product), in a tf.function
-    under MirroredStrategy: a ValueError naming them, before anything is
-    written. keras.optimizers still fails there with tf.distribute's
-    RuntimeError (keras-team/keras#20582); when it no longer does, kerasopt
-    should run them as Keras does instead of refusing. Eagerly both run
-    them, to the same bits."""
-    for case, name in (("Nadam-accumulation", "gradient_accumulation_steps=2"),
-                       ("Adam-ema_overwrite", "ema_overwrite_frequency=2")):
-        r = mirrored["features"][f"refused/{case}"]
-        assert r["error"] and r["error"].startswith("ValueError"), r
-        assert name in r["error"] and "MirroredStrategy" in r["error"], r
-        assert "nothing was updated" in r["error"], r
-        assert r["unchanged"] and all(r["unchanged"]), r
-        assert r["keras_error"].startswith("RuntimeError") and "merge_call" in r["keras_error"], r
-        assert r["eager_error"] is None, r
-        assert all(r["eager"]["identical"]), r
+def test_mirrored_refuses_accumulation_it_cannot_run(mirrored):
+    """gradient_accumulation_steps for a class with per-step state of its own
+    (Nadam's u_product) in a tf.function under MirroredStrategy: a ValueError
+    naming it, before anything is written. keras.optimizers fails there too
+    (tf.distribute's RuntimeError, keras-team/keras#20582). Eagerly both run
+    it, to the same bits."""
+    r = mirrored["features"]["refused/Nadam-accumulation"]
+    assert r["error"] and r["error"].startswith("ValueError"), r
+    assert "gradient_accumulation_steps=2" in r["error"] and "MirroredStrategy" in r["error"], r
+    assert "nothing was updated" in r["error"], r
+    assert r["unchanged"] and all(r["unchanged"]), r
+    assert r["keras_error"].startswith("RuntimeError") and "merge_call" in r["keras_error"], r
+    assert r["eager_error"] is None, r
+    assert all(r["eager"]["identical"]), r
 
 
 # Keras 3's model.fit cannot drive MultiWorkerMirroredStrategy (it hands a

@@ -29,7 +29,7 @@ import tensorflow as tf
 from kerasopt import op_library
 from kerasopt.backend_check import require_tensorflow_backend
 from kerasopt.optimizers import multi_tensor, saved_name, slot_storage, sparse_update, step_checks
-from kerasopt.optimizers import gradient_accumulation, replica_accumulation, step_features
+from kerasopt.optimizers import gradient_accumulation, mirrored_conds, step_features
 from kerasopt.optimizers import nonfinite as nonfinite_policy
 from kerasopt.optimizers.step_checks import variable_name
 
@@ -434,31 +434,41 @@ class FusedOptimizer(KERAS_BASE):
 
     def _backend_apply_gradients(self, grads, trainable_variables):
         """Keras's, with its clipping, decay and EMA passes inside the fused
-        update where the plan says so (step_features.py), and its gradient
+        update where the plan says so (step_features.py), its gradient
         accumulation in kerasopt's ops where they can (gradient_accumulation.py),
-        and in a tf.function under MirroredStrategy, where Keras's cannot run
-        (replica_accumulation.py)."""
-        if replica_accumulation.runs(self):
+        and, in a tf.function under MirroredStrategy, its two conds around a
+        cross-replica update, which Keras cannot run there (mirrored_conds.py)."""
+        if mirrored_conds.runs_accumulation(self):
             if self._grad_unscale is not None:  # Keras accumulates unscaled gradients
                 grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
                          for g in grads]
-            replica_accumulation.apply(self, grads, trainable_variables)
-            if self.use_ema:  # Keras's, on every step (ema_overwrite_frequency: refused)
+            mirrored_conds.apply_accumulation(self, grads, trainable_variables)
+            if self.use_ema:  # Keras's, on every step
                 self._update_model_variables_moving_average(self._trainable_variables)
-            return None
-        if gradient_accumulation.fusable(self, grads, trainable_variables,
-                                         unscale=self._grad_unscale):
+        elif gradient_accumulation.fusable(self, grads, trainable_variables,
+                                           unscale=self._grad_unscale):
             gradient_accumulation.apply(self, grads, trainable_variables)
-            return None
-        plan = step_features.plan_for(self, grads, trainable_variables,
-                                      unscale=self._grad_unscale)
-        if plan is None:
-            if self._grad_unscale is not None:  # LossScaleOptimizer's own division
-                grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
-                         for g in grads]
-            return super()._backend_apply_gradients(grads, trainable_variables)
-        self._update_with_plan(plan, grads, trainable_variables)
+        else:
+            plan = step_features.plan_for(self, grads, trainable_variables,
+                                          unscale=self._grad_unscale)
+            if plan is None:
+                if self._grad_unscale is not None:  # LossScaleOptimizer's own division
+                    grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
+                             for g in grads]
+                super()._backend_apply_gradients(grads, trainable_variables)
+            else:
+                self._update_with_plan(plan, grads, trainable_variables)
+        if mirrored_conds.runs_overwrite(self):
+            mirrored_conds.overwrite_with_average(self)
         return None
+
+    def _overwrite_model_variables_with_average_value(self, trainable_variables):
+        # In a MirroredStrategy replica's tf.function Keras calls this inside
+        # its cond, where the update cannot run; the step runs it after
+        # (_backend_apply_gradients, mirrored_conds.py).
+        if mirrored_conds.in_mirrored_replica_function():
+            return
+        super()._overwrite_model_variables_with_average_value(trainable_variables)
 
     def _update_with_plan(self, plan, grads, trainable_variables):
         """The update with `plan`'s clipping, decay and EMA fused into the ops

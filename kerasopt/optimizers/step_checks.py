@@ -66,33 +66,30 @@ def _fail(variable, what):
 
 
 def check_strategy(optimizer) -> None:
-    """Raises ValueError, before the step writes anything, for what Keras's
-    step puts inside a ``cond`` around a cross-replica update when a
-    MirroredStrategy (or MultiWorkerMirroredStrategy) replica runs it in a
-    tf.function: tf.distribute refuses a ``merge_call`` in a ``cond``, with a
-    long RuntimeError about nested tf.functions, Keras's own optimizers alike
-    (keras-team/keras#20582). That is ``ema_overwrite_frequency``, and
-    ``gradient_accumulation_steps`` for the classes that
-    replica_accumulation.py cannot run (a decay pass or per-step state of
-    their own). Eagerly (``run_eagerly=True``) the ``cond`` is Python's
-    ``if`` and Keras's step runs; so it does under OneDeviceStrategy."""
-    from kerasopt.optimizers import replica_accumulation
-    if not replica_accumulation.in_mirrored_replica_function():
+    """Raises ValueError, before the step writes anything, where a
+    MirroredStrategy (or MultiWorkerMirroredStrategy) replica traces a step
+    with ``gradient_accumulation_steps`` that mirrored_conds.py cannot run
+    (a class with a decay pass or per-step state of its own): Keras's step
+    puts its update inside a ``cond``, and tf.distribute refuses the
+    ``merge_call`` in it with a long RuntimeError about nested tf.functions,
+    Keras's own optimizers alike (keras-team/keras#20582). Eagerly
+    (``run_eagerly=True``) the ``cond`` is Python's ``if`` and Keras's step
+    runs; so it does under OneDeviceStrategy."""
+    from kerasopt.optimizers import mirrored_conds
+    if not (optimizer.gradient_accumulation_steps
+            and mirrored_conds.in_mirrored_replica_function()
+            and not mirrored_conds.accumulation_supported(optimizer)):
         return
-    features = []
-    if optimizer.gradient_accumulation_steps and not replica_accumulation.supported(optimizer):
-        features.append(f"gradient_accumulation_steps={optimizer.gradient_accumulation_steps}")
-    if optimizer.use_ema and optimizer.ema_overwrite_frequency:
-        features.append(f"ema_overwrite_frequency={optimizer.ema_overwrite_frequency}")
-    if features:
-        strategy = tf.distribute.get_strategy()
-        raise ValueError(
-            f"kerasopt: {type(optimizer).__name__}'s {' and '.join(features)} cannot run in "
-            f"a tf.function under {type(strategy).__name__}: Keras's step puts the "
-            "cross-replica update of these inside a cond, which tf.distribute refuses "
-            "(keras.optimizers fails the same way: keras-team/keras#20582). Run the step "
-            "eagerly (model.compile(run_eagerly=True)), train without the strategy, or drop "
-            "them (a larger batch instead of accumulation); nothing was updated")
+    strategy = tf.distribute.get_strategy()
+    raise ValueError(
+        f"kerasopt: {type(optimizer).__name__}'s gradient_accumulation_steps="
+        f"{optimizer.gradient_accumulation_steps} cannot run in a tf.function under "
+        f"{type(strategy).__name__}: Keras's step puts the cross-replica update inside a "
+        "cond, which tf.distribute refuses (keras.optimizers fails the same way: "
+        "keras-team/keras#20582), and kerasopt runs it there only for the optimizers "
+        "without a decay pass or per-step state of their own. Run the step eagerly "
+        "(model.compile(run_eagerly=True)), train without the strategy, or use a larger "
+        "batch instead; nothing was updated")
 
 
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)

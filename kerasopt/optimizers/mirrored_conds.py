@@ -1,35 +1,43 @@
-"""Gradient accumulation in a tf.function under MirroredStrategy, where Keras's cannot run.
+"""Keras's two conds around a cross-replica update, in a tf.function under MirroredStrategy.
 
-Keras's step (``Optimizer._backend_apply_gradients``) chooses between
-accumulating and applying with ``ops.cond``, and on the TensorFlow backend
-both branches reach a ``merge_call`` (the all-reduce and the update of
-mirrored variables). tf.distribute refuses a ``merge_call`` inside a ``cond``,
-so keras.optimizers fails there with a RuntimeError about nested tf.functions
-(keras-team/keras#20582). Eagerly the ``cond`` is Python's ``if`` and Keras's
-step runs; its numbers are the ones kept here:
+Keras's step (``Optimizer._backend_apply_gradients``) has two ``ops.cond``
+whose branches update mirrored variables, which on the TensorFlow backend is
+a ``merge_call``: gradient accumulation (accumulate, or apply the mean) and
+``ema_overwrite_frequency`` (copy the EMA average into the variables).
+tf.distribute refuses a ``merge_call`` inside a ``cond``, so in a
+tf.function under MirroredStrategy (``model.fit``'s step) keras.optimizers
+fails with a RuntimeError about nested tf.functions (keras-team/keras#20582).
+Eagerly the ``cond`` is Python's ``if`` and Keras's step runs; its numbers are
+the ones kept here. Nothing here sits between a ``cond`` and a
+``merge_call``: the ``cond`` moves inside each variable's cross-replica
+update (``extended.update``, on the variable's devices), where no
+``merge_call`` happens.
+
+Gradient accumulation (`apply_accumulation`). Keras's eager step:
 
 * each replica accumulates its own gradients: its copy of the accumulator
-  holds its own sum (Keras's eager increment updates each device's copy with
-  that device's gradient);
+  holds its own sum (the increment updates each device's copy with that
+  device's gradient);
 * on the applying step each replica takes its mean ``(g + acc) / k`` and
   clips it (Keras clips before the all-reduce), the means are summed across
   replicas, and every variable is decayed and updated with the sum; every
   accumulator is reset.
 
-Here nothing sits between a ``cond`` and a ``merge_call``:
-
-* in the replica: the mean and the clipping on every step, and each
-  replica's accumulators written through their local handles
-  (``g + acc``, or zeros on the applying step): no cross-replica write;
-* the all-reduce of the clipped means, on every step (outside any cond);
-* in the cross-replica update of each variable (on its device, where no
-  ``merge_call`` can happen): ``tf.cond`` on the applying step around
-  Keras's decay and the optimizer's own ``update_step``.
-
+Here, on every step: the mean and its clipping in the replica, each
+replica's accumulators written through their local handles (``g + acc``, or
+zeros on the applying step: no cross-replica write), the all-reduce of the
+clipped means; then, in each variable's cross-replica update, ``tf.cond`` on
+the applying step around Keras's decay and the optimizer's ``update_step``.
 The cost: an all-reduce and a clipping on every step, not every k-th. The
 decay is Keras's expression (``w - w * wd * lr``); the classes with a decay
-pass or per-step state of their own (LARS, NovoGrad, Muon, Nadam) are
-refused instead (step_checks.check_strategy).
+pass or per-step state of their own (LARS, NovoGrad, Muon, Nadam) are refused
+instead (step_checks.check_strategy).
+
+The EMA overwrite (`overwrite_with_average`): after the step, the copy of
+each average into its variable, under a ``cond`` on Keras's
+``(iterations + 1) % ema_overwrite_frequency == 0`` inside each variable's
+update; Keras's own overwrite (in its cond) does nothing then
+(FusedOptimizer._overwrite_model_variables_with_average_value).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ def in_mirrored_replica_function() -> bool:
     return isinstance(tf.distribute.get_strategy().extended, mirrored_strategy.MirroredExtended)
 
 
-def supported(optimizer) -> bool:
+def accumulation_supported(optimizer) -> bool:
     """Whether this module can run the optimizer's accumulation: no state it
     advances outside update_step (its own _backend_update_step), and no decay
     pass of its own (Keras's pass, the rule's own, or none)."""
@@ -60,10 +68,16 @@ def supported(optimizer) -> bool:
             or step_features._decays_in_keras_pass(optimizer))
 
 
-def runs(optimizer) -> bool:
+def runs_accumulation(optimizer) -> bool:
     """Whether this step's accumulation is this module's."""
     return bool(optimizer.gradient_accumulation_steps) and in_mirrored_replica_function() \
-        and supported(optimizer)
+        and accumulation_supported(optimizer)
+
+
+def runs_overwrite(optimizer) -> bool:
+    """Whether this step's EMA overwrite is this module's."""
+    return bool(optimizer.use_ema and optimizer.ema_overwrite_frequency) \
+        and in_mirrored_replica_function()
 
 
 def _local_assign(variable, value):
@@ -72,7 +86,7 @@ def _local_assign(variable, value):
     return tf.raw_ops.AssignVariableOp(resource=variable.handle, value=value)
 
 
-def apply(optimizer, grads, trainable_variables) -> None:
+def apply_accumulation(optimizer, grads, trainable_variables) -> None:
     """One replica's accumulating-or-applying step (module doc)."""
     steps = optimizer.gradient_accumulation_steps
     is_update_step = tf.equal((optimizer._iterations + 1) % steps, 0)
@@ -123,3 +137,23 @@ def _update_on_applying_step(distribution, optimizer, grads_and_vars, is_update_
                 continue
             distribution.extended.update(variable, update, args=(gradient, is_update_step),
                                          group=False)
+
+
+def overwrite_with_average(optimizer) -> None:
+    """Keras's EMA overwrite, with its cond inside each variable's update."""
+    should_overwrite = tf.equal(
+        (optimizer.iterations + 1) % optimizer.ema_overwrite_frequency, 0)
+
+    def overwrite(variable, average, should_overwrite):
+        return tf.cond(should_overwrite, lambda: tf.identity(variable.assign(average)),
+                       lambda: tf.identity(variable))
+
+    def merged(distribution, should_overwrite):
+        for variable, average in zip(optimizer._trainable_variables,
+                                     optimizer._model_variables_moving_average):
+            variable = variable.value if hasattr(variable, "value") else variable
+            distribution.extended.update(variable, overwrite,
+                                         args=(average.value, should_overwrite), group=False)
+
+    tf.__internal__.distribute.interim.maybe_merge_call(
+        merged, optimizer._distribution_strategy, should_overwrite)
