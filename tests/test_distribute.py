@@ -288,12 +288,14 @@ FEATURE_CHECKS = textwrap.dedent("""
                     count=[len(got), len(want)])
 
     out = {}
-    for config in configs:
-        for name, impl in (("Adam", "kernel"), ("SGD", "kernel"), ("Adam", "tf")):
-            with kerasopt.implementation(impl):
-                got, error = train(kerasopt, name, config, 4)
-            want, _ = train(keras.optimizers, name, config, 4)
-            out[f"{config}/{name}/{impl}"] = dict(error=error, **compare(got, want))
+    # Adam on the kernel path in every config; SGD and the fallback in one.
+    runs = [(config, "Adam", "kernel") for config in configs] + [
+        ("clip_wd_ema", "SGD", "kernel"), ("clip_wd_ema", "Adam", "tf")]
+    for config, name, impl in runs:
+        with kerasopt.implementation(impl):
+            got, error = train(kerasopt, name, config, 4)
+        want, _ = train(keras.optimizers, name, config, 4)
+        out[f"{config}/{name}/{impl}"] = dict(error=error, **compare(got, want))
 
     # Gradient accumulation and the EMA overwrite in a tf.function, against
     # keras.optimizers' eager step (its tf.function fails).
@@ -310,13 +312,35 @@ FEATURE_CHECKS = textwrap.dedent("""
     for case, kwargs in conds.items():
         name = case.split("-")[0]
         want, _ = train(keras.optimizers, name, kwargs, 4, eager=True)
-        for impl in ("kernel", "tf"):
+        for impl in ("kernel", "tf") if case in ("Adam-all", "Adam-overwrite") else ("kernel",):
             with kerasopt.implementation(impl):
                 got, error = train(kerasopt, name, kwargs, 4)
             out[f"conds/{case}/{impl}"] = dict(error=error, **compare(got, want))
     for case in ("Adam", "Adam-overwrite"):
         _, keras_error = train(keras.optimizers, "Adam", conds[case], 1)
         out[f"conds/keras_error/{case}"] = (keras_error or "")[:300]
+
+    # model.fit (its train step is a tf.function) against Keras's eager fit.
+    def fit(make_optimizer, run_eagerly):
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((32, 6)).astype(np.float32)
+        y = (x @ rng.standard_normal((6, 1))).astype(np.float32)
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="tanh"),
+                                      keras.layers.Dense(1)])
+            model.compile(optimizer=make_optimizer(**fit_config), loss="mse",
+                          run_eagerly=run_eagerly)
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        return model.get_weights(), history.history["loss"]
+
+    fit_config = dict(learning_rate=0.05, gradient_accumulation_steps=2, use_ema=True,
+                      ema_overwrite_frequency=2)
+    with kerasopt.implementation("kernel"):
+        (got, losses) = fit(kerasopt.Adam, False)
+    want, _ = fit(keras.optimizers.Adam, True)
+    out["conds/fit"] = dict(losses=losses, max_diff=max(
+        float(np.max(np.abs(a - b))) for a, b in zip(got, want)))
 
     refused = {"Nadam-accumulation": dict(gradient_accumulation_steps=2)}
     for case, kwargs in refused.items():
@@ -387,13 +411,13 @@ def test_mirrored_two_devices_equals_one_device_with_summed_gradient(mirrored):
 
 def test_mirrored_step_features_give_kerass_bits(mirrored):
     """global_clipnorm, clipnorm, clipvalue, weight decay, EMA and
-    LossScaleOptimizer under MirroredStrategy: kerasopt's Adam and SGD (kernel
-    path) and Adam (fallback) end with keras.optimizers' bits, every copy of
-    every variable and slot (Keras clips each replica's gradient before the
-    all-reduce)."""
+    LossScaleOptimizer under MirroredStrategy: kerasopt's Adam (kernel path;
+    with all three features also SGD, and Adam on the fallback) ends with
+    keras.optimizers' bits, every copy of every variable and slot (Keras clips
+    each replica's gradient before the all-reduce)."""
     result = {k: r for k, r in mirrored["features"].items()
               if not k.startswith(("conds/", "refused/"))}
-    assert len(result) == 12, sorted(result)
+    assert len(result) == 6, sorted(result)
     for key, r in result.items():
         assert r["error"] is None, (key, r)
         assert r["count"][0] == r["count"][1] and all(r["identical"]), (key, r)
@@ -405,14 +429,18 @@ def test_mirrored_runs_the_conds_kerass_step_cannot(mirrored):
     RuntimeError, keras-team/keras#20582); kerasopt's step (mirrored_conds.py)
     ends where Keras's eager step does, every device's copy of every
     variable, slot, average and accumulator: the same bits, but for 1 float32
-    ulp where the decay rounds differently in a graph than eagerly."""
+    ulp where the decay rounds differently in a graph than eagerly. And
+    model.fit with both, against Keras's fit with run_eagerly=True."""
     result = mirrored["features"]
     for case in ("Adam", "Adam-overwrite"):
         keras_error = result[f"conds/keras_error/{case}"]
         assert keras_error.startswith("RuntimeError") and "merge_call" in keras_error, \
             (case, keras_error)
-    cases = [k for k in result if k.startswith("conds/") and "keras_error" not in k]
-    assert len(cases) == 12, cases
+    r = result["conds/fit"]  # model.fit, against Keras's run_eagerly=True fit
+    assert r["max_diff"] < 1e-6 and r["losses"][-1] < r["losses"][0], r
+    cases = [k for k in result if k.startswith("conds/") and k.count("/") == 2
+             and "keras_error" not in k]
+    assert len(cases) == 8, cases
     for key in cases:
         r = result[key]
         assert r["error"] is None, (key, r)

@@ -40,7 +40,8 @@ two (see `_divides_exactly`), the fallback and GPU
 variables (as step_features.plan_for), a loss-scaled step, sparse
 (IndexedSlices) gradients, float16/bfloat16 variables (Keras rounds ``g +
 acc`` to 16 bits before dividing; the op computes in float32), float32 slots
-of a 16-bit variable, tf.distribute strategies, and the rules that are not
+of a 16-bit variable, tf.distribute strategies (under MirroredStrategy in a
+tf.function, mirrored_conds.py's), and the rules that are not
 element-wise (LAMB, LARS, NovoGrad, Muon, Adafactor, the preconditioned ones).
 The variables, their names and checkpoints are Keras's own.
 """
