@@ -259,9 +259,10 @@ FEATURE_CHECKS = textwrap.dedent("""
         # Every variable's and slot's copies, device by device, and the error.
         with strategy.scope():
             variables = [keras.Variable(w) for w in init]
-            kwargs = config if isinstance(config, dict) else configs[config]
+            kwargs = dict(config if isinstance(config, dict) else configs[config])
+            loss_scale = kwargs.pop("loss_scale", config == "loss_scale")
             optimizer = getattr(module, name)(learning_rate=0.01, **kwargs)
-            if config == "loss_scale":
+            if loss_scale:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=8.0)
             optimizer.build(variables)
 
@@ -308,6 +309,7 @@ FEATURE_CHECKS = textwrap.dedent("""
         "Adam-overwrite": dict(use_ema=True, ema_overwrite_frequency=2),
         "SGD-accumulation-overwrite": dict(gradient_accumulation_steps=2, use_ema=True,
                                            ema_overwrite_frequency=2),
+        "Adam-loss_scale-accumulation": dict(gradient_accumulation_steps=2, loss_scale=True),
     }
     for case, kwargs in conds.items():
         name = case.split("-")[0]
@@ -427,8 +429,9 @@ def test_mirrored_runs_the_conds_kerass_step_cannot(mirrored):
     """gradient_accumulation_steps and ema_overwrite_frequency in a
     tf.function under MirroredStrategy: keras.optimizers fails (tf.distribute's
     RuntimeError, keras-team/keras#20582); kerasopt's step (mirrored_conds.py)
-    ends where Keras's eager step does, every device's copy of every
-    variable, slot, average and accumulator: the same bits, but for 1 float32
+    ends where Keras's eager step does (also under LossScaleOptimizer),
+    every device's copy of every variable, slot, average and accumulator:
+    the same bits, but for 1 float32
     ulp where the decay rounds differently in a graph than eagerly. And
     model.fit with both, against Keras's fit with run_eagerly=True."""
     result = mirrored["features"]
@@ -440,7 +443,7 @@ def test_mirrored_runs_the_conds_kerass_step_cannot(mirrored):
     assert r["max_diff"] < 1e-6 and r["losses"][-1] < r["losses"][0], r
     cases = [k for k in result if k.startswith("conds/") and k.count("/") == 2
              and "keras_error" not in k]
-    assert len(cases) == 8, cases
+    assert len(cases) == 9, cases
     for key in cases:
         r = result[key]
         assert r["error"] is None, (key, r)
