@@ -439,10 +439,8 @@ class FusedOptimizer(KERAS_BASE):
         and, in a tf.function under MirroredStrategy, its two conds around a
         cross-replica update, which Keras cannot run there (mirrored_conds.py)."""
         if mirrored_conds.runs_accumulation(self):
-            if self._grad_unscale is not None:  # Keras accumulates unscaled gradients
-                grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
-                         for g in grads]
-            mirrored_conds.apply_accumulation(self, grads, trainable_variables)
+            # Keras accumulates the unscaled gradients.
+            mirrored_conds.apply_accumulation(self, self._unscaled(grads), trainable_variables)
             if self.use_ema:  # Keras's, on every step
                 self._update_model_variables_moving_average(self._trainable_variables)
         elif gradient_accumulation.fusable(self, grads, trainable_variables,
@@ -452,15 +450,19 @@ class FusedOptimizer(KERAS_BASE):
             plan = step_features.plan_for(self, grads, trainable_variables,
                                           unscale=self._grad_unscale)
             if plan is None:
-                if self._grad_unscale is not None:  # LossScaleOptimizer's own division
-                    grads = [g if g is None else keras.ops.divide(g, self._grad_unscale)
-                             for g in grads]
-                super()._backend_apply_gradients(grads, trainable_variables)
+                super()._backend_apply_gradients(self._unscaled(grads), trainable_variables)
             else:
                 self._update_with_plan(plan, grads, trainable_variables)
         if mirrored_conds.runs_overwrite(self):
             mirrored_conds.overwrite_with_average(self)
         return None
+
+    def _unscaled(self, grads):
+        """`grads` divided by LossScaleOptimizer's scale where the update does
+        not take it in (loss_scale.py), as LossScaleOptimizer's own division."""
+        if self._grad_unscale is None:
+            return grads
+        return [g if g is None else keras.ops.divide(g, self._grad_unscale) for g in grads]
 
     def _overwrite_model_variables_with_average_value(self, trainable_variables):
         # In a MirroredStrategy replica's tf.function Keras calls this inside

@@ -75,7 +75,7 @@ def fusable(optimizer, grads, trainable_variables, unscale=None) -> bool:
         return False
     if any(isinstance(g, tf.IndexedSlices) for g in grads):
         return False
-    accumulators = _accumulators_of(optimizer, trainable_variables)
+    accumulators = accumulators_of(optimizer, trainable_variables)
     for variable, accumulator in zip(trainable_variables, accumulators):
         dtype = keras.backend.standardize_dtype(variable.dtype)
         if (dtype not in ("float32", "float64") or accumulator is None
@@ -98,7 +98,8 @@ def _divides_exactly(steps) -> bool:
     return steps >= 2 and steps & (steps - 1) == 0
 
 
-def _accumulators_of(optimizer, trainable_variables):
+def accumulators_of(optimizer, trainable_variables):
+    """Keras's accumulator of each variable (None where it has none)."""
     return [optimizer._accumulated_gradients[optimizer._get_variable_index(v)]
             for v in trainable_variables]
 
@@ -134,7 +135,7 @@ def accumulate(optimizer, grads, accumulators, skip=False) -> None:
 def apply(optimizer, grads, trainable_variables) -> None:
     """Keras's accumulating-or-applying step, with kerasopt's ops (`fusable`)."""
     steps = optimizer.gradient_accumulation_steps
-    accumulators = _accumulators_of(optimizer, trainable_variables)
+    accumulators = accumulators_of(optimizer, trainable_variables)
     is_update_step = (optimizer._iterations + 1) % steps == 0
 
     if _runs_without_cond(optimizer, accumulators):

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kerasopt.optimizers import step_features
+from kerasopt.optimizers import gradient_accumulation, step_features
 
 
 def in_mirrored_replica_function() -> bool:
@@ -88,11 +88,11 @@ def _local_assign(variable, value):
 
 def apply_accumulation(optimizer, grads, trainable_variables) -> None:
     """One replica's accumulating-or-applying step (module doc)."""
+    from kerasopt.optimizers.fused import tf_variable
     steps = optimizer.gradient_accumulation_steps
     is_update_step = tf.equal((optimizer._iterations + 1) % steps, 0)
-    variables = [v.value if hasattr(v, "value") else v for v in trainable_variables]
-    accumulators = [optimizer._accumulated_gradients[optimizer._get_variable_index(v)]
-                    for v in trainable_variables]
+    variables = [tf_variable(v) for v in trainable_variables]
+    accumulators = gradient_accumulation.accumulators_of(optimizer, trainable_variables)
     grads = [tf.convert_to_tensor(g) for g in grads]  # an IndexedSlices sums as Keras's + does
     acc_values = [a.value.read_value() for a in accumulators]
     means = [(g + acc) / steps for g, acc in zip(grads, acc_values)]  # Keras's expression
@@ -106,7 +106,7 @@ def apply_accumulation(optimizer, grads, trainable_variables) -> None:
             value = accumulator.value.read_value()
             writes.append(_local_assign(accumulator.value, tf.where(
                 is_update_step, tf.zeros_like(value), value)))
-    with tf.control_dependencies([w for w in writes if w is not None]):
+    with tf.control_dependencies(writes):
         means = [tf.identity(m) for m in means]
     means = optimizer._clip_gradients(means)
     grads_and_vars = optimizer._all_reduce_sum_gradients(list(zip(means, variables)))
@@ -149,10 +149,10 @@ def overwrite_with_average(optimizer) -> None:
                        lambda: tf.identity(variable))
 
     def merged(distribution, should_overwrite):
+        from kerasopt.optimizers.fused import tf_variable
         for variable, average in zip(optimizer._trainable_variables,
                                      optimizer._model_variables_moving_average):
-            variable = variable.value if hasattr(variable, "value") else variable
-            distribution.extended.update(variable, overwrite,
+            distribution.extended.update(tf_variable(variable), overwrite,
                                          args=(average.value, should_overwrite), group=False)
 
     tf.__internal__.distribute.interim.maybe_merge_call(
