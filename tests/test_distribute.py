@@ -518,8 +518,38 @@ WORKER_SCRIPT = textwrap.dedent("""
 
     losses = [float(train_step(iterator)) for _ in range(steps)]
     digest = [np.asarray(w).tobytes().hex()[:64] for w in model.get_weights()]
+
+    # gradient_accumulation_steps=2 (which Keras's optimizers cannot run in a
+    # tf.function under this strategy: kerasopt/optimizers/mirrored_conds.py),
+    # 4 more steps on the trained model: 2 updates.
+    with strategy.scope():
+        accumulating = kerasopt.Adam(learning_rate=0.01, gradient_accumulation_steps=2)
+        accumulating.build(model.trainable_variables)
+    before = [np.asarray(w) for w in model.get_weights()]
+
+    @tf.function
+    def accumulating_step(iterator):
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = tf.nn.compute_average_loss(per_example(y, model(x, training=True)),
+                                                  global_batch_size=global_batch)
+            grads = tape.gradient(loss, model.trainable_variables)
+            accumulating.apply_gradients(zip(grads, model.trainable_variables))
+        strategy.run(step, args=next(iterator))
+
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    accumulating_step(iterator)
+    after_one = [np.asarray(w) for w in model.get_weights()]
+    for _ in range(3):
+        accumulating_step(iterator)
+    accumulated = dict(
+        first_step_wrote=any(a.tobytes() != b.tobytes() for a, b in zip(before, after_one)),
+        changed=any(a.tobytes() != b.tobytes() for a, b in zip(before, model.get_weights())),
+        iterations=int(accumulating.iterations.numpy()),
+        weights=[np.asarray(w).tobytes().hex()[:64] for w in model.get_weights()])
     print(json.dumps(dict(task=task, loss=losses, iterations=int(optimizer.iterations.numpy()),
-                          weights=digest, replicas=strategy.num_replicas_in_sync)))
+                          weights=digest, replicas=strategy.num_replicas_in_sync,
+                          accumulated=accumulated)))
 """)
 
 
@@ -537,7 +567,8 @@ def test_multi_worker_mirrored_trains_on_two_local_workers(tmp_path):
     """Two worker processes on loopback train a small convnet on synthetic
     MNIST-shaped data (kernel path: KERASOPT_IMPL=kernel makes kerasopt raise
     rather than fall back); their weights stay identical and the loss goes
-    down."""
+    down. Then with gradient_accumulation_steps=2, which Keras's optimizers
+    cannot run in a tf.function under the strategy."""
     require_kernel_library()
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
@@ -557,3 +588,9 @@ def test_multi_worker_mirrored_trains_on_two_local_workers(tmp_path):
     assert first["iterations"] == second["iterations"] == 12
     assert first["loss"] == second["loss"]
     assert np.mean(first["loss"][-3:]) < 0.8 * np.mean(first["loss"][:3]), first["loss"]
+    # Then 4 steps with gradient_accumulation_steps=2: the first only
+    # accumulates, 2 updates in all, and the workers still agree.
+    for r in (first, second):
+        acc = r["accumulated"]
+        assert not acc["first_step_wrote"] and acc["changed"] and acc["iterations"] == 2, acc
+    assert first["accumulated"]["weights"] == second["accumulated"]["weights"]
