@@ -504,18 +504,21 @@ WORKER_SCRIPT = textwrap.dedent("""
     per_example = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
-    @tf.function
-    def train_step(iterator):
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                loss = tf.nn.compute_average_loss(per_example(y, model(x, training=True)),
-                                                  global_batch_size=global_batch)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-        losses = strategy.run(step, args=next(iterator))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+    def train_step_of(optimizer):
+        @tf.function
+        def train_step(iterator):
+            def step(x, y):
+                with tf.GradientTape() as tape:
+                    loss = tf.nn.compute_average_loss(per_example(y, model(x, training=True)),
+                                                      global_batch_size=global_batch)
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables))
+                return loss
+            losses = strategy.run(step, args=next(iterator))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        return train_step
 
+    train_step = train_step_of(optimizer)
     losses = [float(train_step(iterator)) for _ in range(steps)]
     digest = [np.asarray(w).tobytes().hex()[:64] for w in model.get_weights()]
 
@@ -527,16 +530,7 @@ WORKER_SCRIPT = textwrap.dedent("""
         accumulating.build(model.trainable_variables)
     before = [np.asarray(w) for w in model.get_weights()]
 
-    @tf.function
-    def accumulating_step(iterator):
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                loss = tf.nn.compute_average_loss(per_example(y, model(x, training=True)),
-                                                  global_batch_size=global_batch)
-            grads = tape.gradient(loss, model.trainable_variables)
-            accumulating.apply_gradients(zip(grads, model.trainable_variables))
-        strategy.run(step, args=next(iterator))
-
+    accumulating_step = train_step_of(accumulating)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     accumulating_step(iterator)
     after_one = [np.asarray(w) for w in model.get_weights()]
