@@ -169,6 +169,18 @@ def apply(optimizer, grads, trainable_variables) -> None:
     kops.cond(is_update_step, applying, accumulating)
 
 
+def steps_in_update_alone(optimizer) -> bool:
+    """Whether the optimizer's step is Keras's around update_step, with no
+    pass of the class's own: no state advanced outside update_step (its own
+    _backend_update_step, as Nadam's u_product) and no decay pass of its own
+    (Keras's pass, the rule's own, or none)."""
+    from kerasopt.optimizers.fused import FusedOptimizer
+    if type(optimizer)._backend_update_step is not FusedOptimizer._backend_update_step:
+        return False
+    return (optimizer.weight_decay is None or optimizer.decays_in_rule
+            or step_features._decays_in_keras_pass(optimizer))
+
+
 def _runs_without_cond(optimizer, accumulators) -> bool:
     """Whether every pass of the applying step is inside the update ops, so
     that they can run on every step and write nothing on the others: no EMA
@@ -177,13 +189,9 @@ def _runs_without_cond(optimizer, accumulators) -> bool:
     step (Nadam's u_product, in its _backend_update_step), and every
     accumulator among this step's (the others are reset on the applying step
     only)."""
-    from kerasopt.optimizers.fused import FusedOptimizer
     if optimizer.use_ema or step_features.clipping(optimizer) not in (None, "clipvalue"):
         return False
-    if type(optimizer)._backend_update_step is not FusedOptimizer._backend_update_step:
-        return False
-    if (optimizer.weight_decay is not None and not step_features._decays_in_keras_pass(optimizer)
-            and not optimizer.decays_in_rule):
+    if not steps_in_update_alone(optimizer):
         return False
     in_step = {id(a) for a in accumulators}
     return all(a is None or id(a) in in_step for a in optimizer._accumulated_gradients)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kerasopt.optimizers import gradient_accumulation, step_features
+from kerasopt.optimizers import gradient_accumulation
 
 
 def in_mirrored_replica_function() -> bool:
@@ -58,14 +58,9 @@ def in_mirrored_replica_function() -> bool:
 
 
 def accumulation_supported(optimizer) -> bool:
-    """Whether this module can run the optimizer's accumulation: no state it
-    advances outside update_step (its own _backend_update_step), and no decay
-    pass of its own (Keras's pass, the rule's own, or none)."""
-    from kerasopt.optimizers.fused import FusedOptimizer
-    if type(optimizer)._backend_update_step is not FusedOptimizer._backend_update_step:
-        return False
-    return (optimizer.weight_decay is None or optimizer.decays_in_rule
-            or step_features._decays_in_keras_pass(optimizer))
+    """Whether this module can run the optimizer's accumulation: it runs the
+    decay and update_step only (gradient_accumulation.steps_in_update_alone)."""
+    return gradient_accumulation.steps_in_update_alone(optimizer)
 
 
 def runs_accumulation(optimizer) -> bool:
