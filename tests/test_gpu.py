@@ -552,7 +552,7 @@ def test_gpu_sparse_out_of_range_index_is_reported_and_nothing_written(bad, inde
         with pytest.raises(tf.errors.InvalidArgumentError,
                            match=rf"index {bad} \(at position 2 of indices\) is out of range "
                                  r"\[0, 5\).*nothing was updated"):
-            ops.kerasopt_sparse_apply_adam(
+            ops.kerasopt_sparse_apply_adam(features=[],
                 var=var.handle, slots=[m.handle, v.handle], grad=tf.ones((5, 3)),
                 indices=indices, learning_rate=tf.constant(0.1, tf.float64),
                 beta_1=tf.constant(0.9, tf.float64), beta_2=tf.constant(0.999, tf.float64),

@@ -367,7 +367,7 @@ def test_norm_driver_op_refuses_float32_slots():
 def test_sparse_and_multi_ops_name_the_bad_slot():
     ops = require_kernel_library().ops
     vs = _variables("float16", "float32", "float16", shape=(3, 2))
-    _assert_refused(vs, lambda: ops.kerasopt_sparse_apply_adam(
+    _assert_refused(vs, lambda: ops.kerasopt_sparse_apply_adam(features=[],
         var=vs[0].handle, slots=[v.handle for v in vs[1:]], grad=tf.ones((1, 2), tf.float16),
         indices=tf.constant([1]), **_adam_args()), "slot 'v2")
     _assert_refused(vs, lambda: ops.kerasopt_multi_apply_adam(

@@ -279,13 +279,79 @@ def test_op_checks_shapes_and_indices_itself():
     var = tf.Variable(tf.zeros([ROWS, 3]), name="table")
     acc = tf.Variable(tf.zeros([ROWS, 3]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="'table.*gradient values"):
-        ops.kerasopt_sparse_apply_adagrad(var=var.handle, slots=[acc.handle],
+        ops.kerasopt_sparse_apply_adagrad(features=[], var=var.handle, slots=[acc.handle],
                                           grad=tf.ones([2, 3]), indices=tf.constant([0, 1, 2]),
                                           learning_rate=0.1, step=1, epsilon=1e-7)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"index 11 \(at position 1"):
-        ops.kerasopt_sparse_apply_adagrad(var=var.handle, slots=[acc.handle],
+        ops.kerasopt_sparse_apply_adagrad(features=[], var=var.handle, slots=[acc.handle],
                                           grad=tf.ones([2, 3]), indices=tf.constant([0, 11]),
                                           learning_rate=0.1, step=1, epsilon=1e-7)
+
+
+def _sgd_rows(features, features_on_sum=False, dtype=tf.float32, var=None):
+    """Plain SGD (w -= lr * g) on rows 1, 4 (twice) and 6 of a zero table,
+    through the sparse op with `features` (cc/kernels/step_features.h)."""
+    ops = require_kernel_library().ops
+    var = tf.Variable(tf.zeros([7, 2], dtype), name="table") if var is None else var
+    values = tf.constant([[3.0, -0.25], [0.75, -2.0], [0.5, 0.5], [-4.0, 1.5]], dtype)
+    ops.kerasopt_sparse_apply_sgd(
+        var=var.handle, slots=[], grad=values, indices=tf.constant([4, 1, 4, 6]),
+        learning_rate=tf.constant(1.0, tf.float64), step=tf.constant(1, tf.int64),
+        momentum=tf.constant(0.0, tf.float64), features=tf.constant(features, tf.float64),
+        features_on_sum=features_on_sum)
+    return -var.numpy().astype(np.float64), values.numpy().astype(np.float64)
+
+
+def _row_features(unscale=1.0, multiplier=1.0, divisor=1.0, clip=0.0, decay=0.0, ema=0.0,
+                  overwrite=0.0, skip=0.0):
+    return [unscale, multiplier, divisor, clip, decay, ema, overwrite, skip]
+
+
+def test_sparse_op_takes_the_gradients_features_before_or_after_the_sum():
+    """Keras's operations on an IndexedSlices (the loss scale's division,
+    clip_by_norm's factors, clipvalue) act on each value before the duplicate
+    rows are summed; global_clipnorm's scale (features_on_sum) on the sum."""
+    require_kernel_library()
+    rows = {1: [1], 4: [0, 2], 6: [3]}  # row -> positions of its values
+
+    def expected(per_value, per_sum=lambda g: g):
+        want = np.zeros((7, 2))
+        for row, positions in rows.items():
+            want[row] = per_sum(sum(per_value(values[p]) for p in positions))
+        return want
+
+    got, values = _sgd_rows(_row_features(clip=1.0))
+    np.testing.assert_array_equal(got, expected(lambda v: np.clip(v, -1.0, 1.0)))
+    got, _ = _sgd_rows(_row_features(unscale=4.0, multiplier=0.5, divisor=2.0))
+    np.testing.assert_array_equal(got, expected(lambda v: v / 4.0 * 0.5 / 2.0))
+    got, _ = _sgd_rows(_row_features(clip=1.0), features_on_sum=True)
+    np.testing.assert_array_equal(got, expected(lambda v: v, lambda g: np.clip(g, -1.0, 1.0)))
+    got, _ = _sgd_rows(_row_features(multiplier=0.25), features_on_sum=True)
+    np.testing.assert_array_equal(got, expected(lambda v: v, lambda g: g * 0.25))
+    got, _ = _sgd_rows([])  # a plain step
+    np.testing.assert_array_equal(got, expected(lambda v: v))
+    got, _ = _sgd_rows(_row_features(clip=1.0, skip=1.0))
+    np.testing.assert_array_equal(got, 0.0)
+
+
+@pytest.mark.parametrize("column,value", [(4, 0.1), (5, 0.9), (6, 1.0)])
+def test_sparse_op_refuses_decay_and_ema(column, value):
+    """Weight decay and the EMA act on every row, not on the rows named: the
+    sparse op refuses them, naming the column, and writes nothing."""
+    require_kernel_library()
+    features = _row_features(clip=1.0)
+    features[column] = value
+    table = tf.Variable(tf.zeros([7, 2]), name="table")
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"column {column} is .*every row of a variable"):
+        _sgd_rows(features, var=table)
+    np.testing.assert_array_equal(table.numpy(), 0.0)
+
+
+def test_sparse_op_refuses_features_on_16_bit_rows():
+    require_kernel_library()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="float32 and float64 variables only"):
+        _sgd_rows(_row_features(clip=1.0), dtype=tf.float16)
 
 
 # --- determinism over thread counts (the pybind binding of the same driver) -----
@@ -324,7 +390,7 @@ def test_binding_matches_the_op():
     values = rng.standard_normal((2000, 16)).astype(np.float32)
     w0 = rng.standard_normal((300, 16)).astype(np.float32)
     var, m, v = tf.Variable(w0), tf.Variable(tf.zeros_like(w0)), tf.Variable(tf.zeros_like(w0))
-    ops.kerasopt_sparse_apply_adam(var=var.handle, slots=[m.handle, v.handle], grad=values,
+    ops.kerasopt_sparse_apply_adam(features=[], var=var.handle, slots=[m.handle, v.handle], grad=values,
                                    indices=indices, learning_rate=0.01, beta_1=0.9, beta_2=0.999,
                                    epsilon=1e-7, step=tf.constant(3, tf.int64))
     w, m_np, v_np = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)

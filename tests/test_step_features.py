@@ -267,6 +267,54 @@ def test_sparse_gradient_keeps_kerass_numbers(name, feature):
     assert_bits(passes, theirs, f"sparse {name} {feature}, Keras's passes")
 
 
+# A variable updated by rows (lazy=True Adam; Adagrad, exact on rows): the
+# sparse op takes the gradient's features. Keras's operations on the
+# IndexedSlices (its clip, the loss scale's division) act on each value, before
+# the duplicate row is summed; global_clipnorm's scale on the summed row.
+ROW_CASES = [("Adam", "global_clipnorm"), ("Adam", "clipvalue"), ("Adam", "all"),
+             ("Adagrad", "global_clipnorm"), ("Adagrad", "clipvalue"),
+             ("LossScale-Adam", "clipvalue"), ("LossScale-Adam", None)]
+# The operations Keras's path adds for each (fewer in the fused step).
+KERAS_ROW_OPS = {"global_clipnorm": {"Unique", "UnsortedSegmentSum"},
+                 "all": {"Unique", "UnsortedSegmentSum"},
+                 "clipvalue": {"Minimum", "Maximum", "ClipByValue"},
+                 None: {"RealDiv"}}
+
+
+@pytest.mark.parametrize("name,feature", ROW_CASES, ids=[f"{n}-{f}" for n, f in ROW_CASES])
+def test_rows_take_the_gradient_features_in_the_sparse_op(name, feature):
+    """The same bits as Keras's operations around the sparse op
+    (KERASOPT_STEP_FEATURES=0), without them in the step."""
+    require_kernel_library()
+    cls_name = name.split("-")[-1]
+
+    def build():
+        config = dict(FUSING[cls_name], **(FEATURES[feature] if feature else {}))
+        if cls_name == "Adam":
+            config["lazy"] = True
+        optimizer = getattr(kerasopt, cls_name)(name="opt", **config)
+        if optimizer.weight_decay is not None:
+            optimizer.exclude_from_weight_decay(var_names=["bias"])
+        if name.startswith("LossScale"):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=64.0,
+                                                           name="lso")
+        return optimizer
+
+    with kerasopt.implementation("kernel"):
+        fused, step = train(build(), sparse=True)
+        with step_features_off():
+            passes, keras_step = train(build(), sparse=True)
+    assert_bits(fused, passes, f"rows {name} {feature}")
+    def keras_row_ops(s):
+        return sorted(n.op for n in graph_nodes(s) if n.op in KERAS_ROW_OPS[feature])
+
+    assert len(keras_row_ops(step)) < len(keras_row_ops(keras_step)), (
+        keras_row_ops(step), keras_row_ops(keras_step))
+    sparse_ops = [n for n in graph_nodes(step) if n.op.startswith("KerasoptSparseApply")]
+    assert sparse_ops and all(n.attr["features_on_sum"].b == (feature in ("global_clipnorm", "all"))
+                              for n in sparse_ops)
+
+
 @pytest.mark.parametrize("impl", ["kernel", "tf"])
 def test_lazy_rows_stay_rows_under_global_clipnorm(impl):
     """lazy=True with global_clipnorm updates only the rows named (Keras's

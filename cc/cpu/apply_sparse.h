@@ -67,15 +67,27 @@ RowGroups GroupRows(const Index* indices, int64_t num_indices) {
   return groups;
 }
 
-// Applies `rule` to each row named in `groups` with the summed gradient.
+// A row's gradient as the sum of its values, nothing more (a plain step).
+// The step's gradient features (clipping, the loss scale) plug in here
+// instead: cc/kernels/step_features.h's RowGradientFeatures.
+struct SummedValues {
+  template <typename C>
+  C Value(C v) const { return v; }
+  template <typename C>
+  C Sum(C g) const { return g; }
+};
+
+// Applies `rule` to each row named in `groups` with the summed gradient
+// (`row_gradient.Value` of each value, summed, then `row_gradient.Sum`).
 // `var` and the present slots are [num_rows, row_size] (row-major);
 // `values` is [num_indices, row_size]. Indices must have been validated.
 // Slots are stored as S: T, or float for a 16-bit T (see apply_dense.h).
-template <typename Rule, typename T, typename S, typename Index, typename ParallelFor>
+template <typename Rule, typename T, typename S, typename Index, typename ParallelFor,
+          typename RowGradient = SummedValues>
 void ApplySparse(const Rule& rule, int64_t row_size, T* var,
                  const std::array<S*, Rule::kNumSlots>& slots, const T* values,
                  const Index* indices, const RowGroups& groups,
-                 ParallelFor&& parallel_for) {
+                 ParallelFor&& parallel_for, const RowGradient& row_gradient = {}) {
   using C = ComputeType<T>;
   constexpr int kSlots = Rule::kNumSlots;
   int num_present = 0;
@@ -100,8 +112,9 @@ void ApplySparse(const Rule& rule, int64_t row_size, T* var,
         std::fill(g, g + len, C(0));
         for (const int64_t* p = first; p != last; ++p) {
           const T* src = values + *p * row_size + start;
-          for (int64_t j = 0; j < len; ++j) g[j] += static_cast<C>(src[j]);
+          for (int64_t j = 0; j < len; ++j) g[j] += row_gradient.Value(static_cast<C>(src[j]));
         }
+        for (int64_t j = 0; j < len; ++j) g[j] = row_gradient.Sum(g[j]);
         const int64_t offset = row_start + start;
         internal::Widen(var + offset, len, w);
         internal::WidenSlots(slots, offset, len, &s[0][0]);

@@ -5,7 +5,8 @@
 // The dense and multi-tensor ops take them as one float64 input, `features`
 // (cc/tf/rule_ops.h): empty for a plain step (the rule alone runs), else the
 // kNumStepFeatures values below (the multi-tensor op: one row per variable,
-// or one row for all). The values are computed in Python exactly as Keras
+// or one row for all; the sparse ops: the gradient's values and skip_step
+// only, see RowGradientFeatures). The values are computed in Python exactly as Keras
 // computes them (kerasopt/optimizers/step_features.py: the global norm, the
 // clipnorm divisor, the EMA momentum of this step), so each element sees
 // Keras's own arithmetic, in Keras's order:
@@ -128,6 +129,21 @@ struct StepFeatures {
     average = ema_momentum * average + ema_rest * w;
     w = overwrite ? average : w;
   }
+};
+
+// The gradient features of a sparse step (the sparse ops' `features`), where
+// a row's gradient is the sum of the values naming it. Keras's operations on
+// a tf.IndexedSlices (the loss scale's division, clipvalue, clip_by_norm)
+// act on each value before the duplicates are summed; global_clipnorm's
+// `v * scale` first makes it a dense tensor, so it acts on the sum
+// (kOnSum). Decay and the EMA act on every row of the variable, not on the
+// rows a gradient names: the sparse ops refuse them (Keras's own passes run).
+template <typename C, bool kOnSum>
+struct RowGradientFeatures {
+  StepFeatures<C> features;
+
+  KERASOPT_FEATURES_INLINE C Value(C v) const { return kOnSum ? v : features.Gradient(v); }
+  KERASOPT_FEATURES_INLINE C Sum(C g) const { return kOnSum ? features.Gradient(g) : g; }
 };
 
 // A rule with the step's features around it: the drivers run it like any

@@ -62,18 +62,27 @@ std::string SlotsDoc() {
   return absl::StrJoin(names, ", ");
 }
 
-// learning_rate, step, the rule's scalars and its flags; with
-// `step_features` (the dense and multi-tensor ops), the step's features and
-// the EMA slot's attr (cc/kernels/step_features.h). The sparse ops take
-// neither: Keras decays and averages every row of a variable, not the rows a
-// gradient names, so a sparse step keeps Keras's own passes for those.
+// Which ops take which of the step's features (cc/kernels/step_features.h).
+enum class FeatureInputs {
+  kWholeVariable,  // the dense and multi-tensor ops: all, the EMA slot's attr too
+  kRows,           // the sparse ops: the gradient's only (sparse_apply_op.h)
+};
+
+// learning_rate, step, the rule's scalars, the step's features and the op's
+// flags. The sparse ops take the gradient's features only: Keras decays and
+// averages every row of a variable, not the rows a gradient names, so a
+// sparse step keeps Keras's own passes for those.
 template <typename Decl>
-void AddRuleInputs(::tensorflow::register_op::OpDefBuilderWrapper& op, bool step_features) {
+void AddRuleInputs(::tensorflow::register_op::OpDefBuilderWrapper& op, FeatureInputs inputs) {
   op.Input("learning_rate: double").Input("step: int64");  // step: optimizer.iterations + 1
   for (const char* scalar : Decl::kScalars) op.Input(absl::StrCat(scalar, ": double"));
-  if (step_features) {
-    // [0]: a plain step; [kNumStepFeatures]; the multi-tensor op also [N, kNumStepFeatures].
-    op.Input("features: double");
+  // [0]: a plain step; [kNumStepFeatures]; the multi-tensor op also [N, kNumStepFeatures].
+  op.Input("features: double");
+  if (inputs == FeatureInputs::kRows) {
+    // The gradient features act on each row's sum (global_clipnorm), not on
+    // each value before the duplicates are summed.
+    op.Attr("features_on_sum: bool = false");
+  } else {
     op.Attr("with_average: bool = false");  // the last slot is Keras's EMA average
     // k > 0: the applying step of gradient_accumulation_steps=k; Keras's
     // gradient accumulator is one more slot, after the average.
@@ -93,7 +102,7 @@ void RegisterOpDefs(const char* rule, const char* header, const std::string& den
   {
     ::tensorflow::register_op::OpDefBuilderWrapper op(dense.c_str());
     op.Input("var: resource").Input("slots: num_slots * resource").Input("grad: T");
-    AddRuleInputs<Decl>(op, /*step_features=*/true);
+    AddRuleInputs<Decl>(op, FeatureInputs::kWholeVariable);
     op.Doc(absl::StrCat(rule, " update of `var` and its slots (", slots, ") by `grad`; see ",
                         header, "."));
     op();
@@ -104,7 +113,7 @@ void RegisterOpDefs(const char* rule, const char* header, const std::string& den
     op.Input("grad: T");           // values of the IndexedSlices: [num_indices, row...]
     op.Input("indices: Tindices");  // rows of var, [num_indices]
     op.Attr("Tindices: {int32, int64}");
-    AddRuleInputs<Decl>(op, /*step_features=*/false);
+    AddRuleInputs<Decl>(op, FeatureInputs::kRows);
     op.Doc(absl::StrCat("Sparse form of ", dense, ": the rows of `var` and its slots named by "
                         "`indices`, with duplicate indices summed; see cc/tf/sparse_apply_op.h."));
     op();
@@ -115,7 +124,7 @@ void RegisterOpDefs(const char* rule, const char* header, const std::string& den
     ::tensorflow::register_op::OpDefBuilderWrapper op(multi.c_str());
     op.Input("vars: N * resource").Input("slots: resource").Input("grads: N * T");
     op.Attr("N: int >= 1");
-    AddRuleInputs<Decl>(op, /*step_features=*/true);
+    AddRuleInputs<Decl>(op, FeatureInputs::kWholeVariable);
     op.Doc(absl::StrCat(dense, " on N variables in one launch."));
     op();
   }

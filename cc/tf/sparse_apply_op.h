@@ -9,6 +9,13 @@
 // so the scalar inputs and the rule are shared: the sparse op declares the
 // dense op's inputs with `indices: Tindices` after `grad` (rule_ops.h).
 //
+// The step's features (cc/kernels/step_features.h): those of the gradient
+// only (the loss scale's division, clipnorm's factors, clipvalue; on each value
+// before the duplicates are summed, or with `features_on_sum` on each row's
+// sum, as global_clipnorm scales Keras's dense tensor) and skip_step. Weight
+// decay and the EMA act on every row of a variable, not on the rows named:
+// refused (Keras's own passes run for them).
+//
 // Variable access: TensorFlow's dense copy-on-write protocol, not its sparse
 // one (see TensorForRowUpdate).
 #pragma once
@@ -102,9 +109,15 @@ class SparseApplyOp : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "kerasopt: at most ", kNumSlots, " slots, got ", num_slots_)));
     OP_REQUIRES_OK(ctx, algo_.CheckNumSlots(num_slots_));
+    if (ctx->HasAttr("features_on_sum")) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("features_on_sum", &features_on_sum_));
+    }
   }
 
   void Compute(OpKernelContext* ctx) override {
+    bool skip;
+    OP_REQUIRES_OK(ctx, algo_.SkipsStep(ctx, /*num_vars=*/0, &skip));
+    if (skip) return;  // (step_features.h: kSkipStep)
     const int grad_input = 1 + num_slots_;
     std::vector<int> variable_inputs(grad_input);
     for (int i = 0; i < grad_input; ++i) variable_inputs[i] = i;
@@ -157,6 +170,10 @@ class SparseApplyOp : public OpKernel {
 
     Rule rule;
     OP_REQUIRES_OK(ctx, algo_.template MakeRule<C>(ctx, num_slots_, &rule));
+    const double* features;
+    int feature_rows;
+    OP_REQUIRES_OK(ctx, algo_.ReadStepFeatures(ctx, /*num_vars=*/0, &features, &feature_rows));
+    if (feature_rows > 0) OP_REQUIRES_OK(ctx, CheckRowFeatures(features));
     if (num_indices == 0) return;
 
     std::array<S*, kNumSlots> slots{};
@@ -169,11 +186,47 @@ class SparseApplyOp : public OpKernel {
     const cpu::RowGroups groups = cpu::GroupRows(index_data, num_indices);
     const int64_t row_size = num_rows == 0 ? 0 : var.NumElements() / num_rows;
     auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    cpu::ApplySparse(rule, row_size, tensors[0].template flat<T>().data(), slots,
-                     values.template flat<T>().data(), index_data, groups,
-                     [pool](int64_t n, int64_t cost, auto&& fn) {
-                       pool->ParallelFor(n, cost, fn);
-                     });
+    auto apply = [&](const auto& row_gradient) {
+      cpu::ApplySparse(rule, row_size, tensors[0].template flat<T>().data(), slots,
+                       values.template flat<T>().data(), index_data, groups,
+                       [pool](int64_t n, int64_t cost, auto&& fn) {
+                         pool->ParallelFor(n, cost, fn);
+                       },
+                       row_gradient);
+    };
+    if constexpr (Algo::kTakesStepFeatures && std::is_same_v<T, C>) {
+      if (feature_rows > 0) {
+        const auto step_features = StepFeatures<C>::Make(
+            features, /*learning_rate=*/0.0, var.NumElements(), /*with_average=*/false);
+        if (features_on_sum_) {
+          apply(RowGradientFeatures<C, /*kOnSum=*/true>{step_features});
+        } else {
+          apply(RowGradientFeatures<C, /*kOnSum=*/false>{step_features});
+        }
+        return;
+      }
+    }
+    apply(cpu::SummedValues{});
+  }
+
+  // The features a sparse step takes: the gradient's, and skip_step.
+  absl::Status CheckRowFeatures(const double* features) const {
+    if (!std::is_same_v<T, C>) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kerasopt: ", type_string(), " takes step features for float32 and float64 "
+          "variables only (Keras rounds each of its operations on 16-bit gradients), got ",
+          ::tensorflow::DataTypeString(::tensorflow::DataTypeToEnum<T>::value)));
+    }
+    for (const int column : {int{kWeightDecay}, int{kEmaMomentum}, int{kEmaOverwrite}}) {
+      if (features[column] != 0.0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kerasopt: ", type_string(), ": `features` column ", column, " is ",
+            features[column], ", but weight decay and the EMA act on every row of a "
+            "variable, not on the rows a sparse gradient names: pass 0 (Keras's own "
+            "passes run for them)"));
+      }
+    }
+    return absl::OkStatus();
   }
 
   absl::Status CheckDtype(OpKernelContext* ctx, int input) {
@@ -192,6 +245,7 @@ class SparseApplyOp : public OpKernel {
 
   Algo algo_;
   int num_slots_ = 0;
+  bool features_on_sum_ = false;  // the gradient features act on each row's sum
 };
 
 }  // namespace tf

@@ -356,12 +356,11 @@ class FusedOptimizer(KERAS_BASE):
 
     def _step_feature_inputs(self, ops, variable, gradient, slots):
         """(slots, op keywords): the step's features for the dense and
-        multi-tensor ops (the EMA average appended to the slots), none for the
-        sparse ones (they take no features: the caller ran Keras's own
-        operations)."""
-        if isinstance(ops, sparse_update.SparseOps):
-            return slots, {}
+        multi-tensor ops (the EMA average appended to the slots), and the
+        gradient's for the sparse ones (update_step decided which)."""
         if self._step_plan is not None:
+            if isinstance(ops, sparse_update.SparseOps):
+                return slots, self._step_plan.row_kernel_inputs(variable)
             return self._step_plan.kernel_inputs(variable, gradient, slots)
         if self._no_features is None:
             return slots, dict(features=tf.zeros([0], tf.float64))
@@ -568,6 +567,13 @@ class FusedOptimizer(KERAS_BASE):
                 and (self.sparse_rows_exact() or self.lazy)
                 and tf.TensorShape(variable.shape).rank != 0)
 
+    def _uses_sparse_kernel(self, variable) -> bool:
+        return op_library.use_kernel(
+            variable, f"KerasoptSparseApply{self.kernel_name}",
+            wide_slots=self._wide_slots(variable)) and sparse_update.has_sparse_op(
+                op_library.library().ops, self.kernel_name,
+                required=op_library.get_implementation() == "kernel")
+
     def _update_rows(self, gradient, variable, learning_rate):
         """Updates only the rows the IndexedSlices `gradient` names."""
         gradient = sparse_update.normalize(gradient, variable.dtype)
@@ -575,11 +581,7 @@ class FusedOptimizer(KERAS_BASE):
         name = variable_name(variable)
         sparse_update.check_sparse_shapes(variable, gradient, slots, name)
         step, learning_rate_f64 = self._shared_step_inputs(learning_rate)
-        sparse_op = f"KerasoptSparseApply{self.kernel_name}"
-        if op_library.use_kernel(variable, sparse_op, wide_slots=self._wide_slots(variable)) and \
-                sparse_update.has_sparse_op(
-                op_library.library().ops, self.kernel_name, required=(
-                    op_library.get_implementation() == "kernel")):
+        if self._uses_sparse_kernel(variable):
             if learning_rate_f64 is None:
                 learning_rate_f64 = tf.cast(learning_rate, tf.float64)
             ops = sparse_update.SparseOps(op_library.library().ops, gradient.indices)
@@ -592,6 +594,12 @@ class FusedOptimizer(KERAS_BASE):
         variable = tf_variable(variable)
         self.check_built_for(variable)
         plan = self._step_plan
+        if plan is not None and self._updates_rows(gradient, variable) and \
+                plan.fuses_rows(variable, gradient) and self._uses_sparse_kernel(variable):
+            # The sparse op applies the gradient's features to its rows;
+            # Keras's decay (and, after the step, its EMA) of every row stay.
+            plan.decay_in_keras_pass(variable)
+            return self._update_rows(gradient, variable, learning_rate)
         if plan is not None and (not self._uses_dense_kernel(gradient, variable) or (
                 plan.clipping in ("clipnorm", "clipvalue")
                 and isinstance(gradient, tf.IndexedSlices))):

@@ -179,7 +179,7 @@ class StepPlan:
             self._shared[key] = self._features(dtype, decayed, None)
         return self._shared[key]
 
-    def _features(self, dtype, decayed, gradient):
+    def _features(self, dtype, decayed, gradient, averaged=True):
         opt = self.optimizer
         one = tf.constant(1.0, tf.float64)
         zero = tf.constant(0.0, tf.float64)
@@ -192,8 +192,8 @@ class StepPlan:
         elif self.clipping == "clipvalue":
             clip = _f64(opt.clipvalue, dtype)
         decay = _f64(opt.weight_decay, dtype) if decayed else zero
-        ema = self.ema_momentum if self.use_ema else zero
-        overwrite = self.overwrite if self.use_ema else zero
+        ema = self.ema_momentum if self.use_ema and averaged else zero
+        overwrite = self.overwrite if self.use_ema and averaged else zero
         return tf.stack([unscale, multiplier, divisor, clip, decay, ema, overwrite, self.skip])
 
     def kernel_inputs(self, variable, gradient, slots):
@@ -209,6 +209,30 @@ class StepPlan:
             extra["accumulation_steps"] = self.accumulation_steps
         return slots, dict(features=self.features_for(variable, gradient),
                            with_average=average is not None, **extra)
+
+    # --- the sparse kernel: the gradient's features on its rows ----------
+
+    def fuses_rows(self, variable, gradient) -> bool:
+        """Whether the sparse op takes this step's gradient features for the
+        IndexedSlices `gradient`: the loss scale's division and clipvalue, on
+        each value before the duplicates are summed (as Keras's operations on
+        an IndexedSlices), and global_clipnorm's scale, on each row's sum (as
+        Keras's `v * scale` of the dense tensor). Not clipnorm (its norm is
+        Keras's arithmetic on the IndexedSlices), 16-bit variables (Keras
+        rounds each operation to 16 bits) or an accumulated mean: Keras's
+        operations. Decay and the EMA act on every row: Keras's passes."""
+        return (isinstance(gradient, tf.IndexedSlices)
+                and self.clipping != "clipnorm"
+                and tf.as_dtype(variable.dtype) in (tf.float32, tf.float64)
+                and self.optimizer._var_key(variable) not in self._accumulators)
+
+    def row_kernel_inputs(self, variable):
+        """The sparse op's `features` and `features_on_sum` for `variable`."""
+        key = (tf.as_dtype(variable.dtype).name, "rows")
+        if key not in self._shared:
+            self._shared[key] = self._features(variable.dtype, False, None, averaged=False)
+        return dict(features=self._shared[key],
+                    features_on_sum=self.clipping == "global_clipnorm")
 
     # --- any other path: Keras's own operations, per variable ------------
 
@@ -227,11 +251,16 @@ class StepPlan:
             gradient = globally_clipped(gradient, self.global_scale)
         elif self.clipping:
             gradient = opt._clip_gradients([gradient])[0]
+        self.decay_in_keras_pass(variable)
+        return gradient
+
+    def decay_in_keras_pass(self, variable):
+        """Keras's decay of `variable` (every row), where it is to be decayed."""
+        opt = self.optimizer
         if self.decay and opt._use_weight_decay(variable):
             lr = tf.cast(opt.learning_rate, variable.dtype)
             wd = tf.cast(opt.weight_decay, variable.dtype)
             variable.assign_sub(variable * wd * lr)
-        return gradient
 
     def finish(self):
         """Keras's EMA (and overwrite) for the variables no kernel averaged."""
