@@ -217,6 +217,27 @@ def test_accumulate_op_at_a_cycle_start_writes_g_plus_zero():
     assert not np.signbit(acc.numpy()[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_accumulate_op_streams_large_accumulators_with_the_same_bits(dtype):
+    """Accumulators of 16 MiB or more are written with streaming stores at a
+    cycle start (cc/tf/accumulate_gradients_op.cc): the same g + 0, also on
+    the elements before and after each aligned run (odd sizes, shards that
+    start inside a cache line)."""
+    lib = require_kernel_library()
+    rng = np.random.default_rng(5)
+    sizes = [3, (17 << 20) // np.dtype(dtype).itemsize + 5, 1001]
+    grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    for g in grads:
+        g[:3] = [-0.0, np.nan, -np.inf]
+        g[-2:] = [-0.0, 2.5]
+    accs = [tf.Variable(np.full(n, 7.0, dtype)) for n in sizes]
+    lib.ops.kerasopt_multi_accumulate_gradients(
+        accumulators=tf.stack([a.handle for a in accs]), grads=grads,
+        cycle_start=True, skip=False)
+    for acc, g in zip(accs, grads):
+        assert acc.numpy().tobytes() == (g + np.zeros_like(g)).tobytes()
+
+
 def test_four_steps_per_cycle_give_kerass_bits():
     """k = 4: each cycle's first accumulating step writes g + 0, the next two
     add; Adam with clipping, decay and EMA gives Keras's bits over two cycles
