@@ -136,7 +136,7 @@ class RuleAlgo {
     *values = nullptr;
     *rows = 0;
     const ::tensorflow::Tensor* features;
-    if (!ctx->input("features", &features).ok()) return absl::OkStatus();  // (every rule op has it)
+    if (!ctx->input("features", &features).ok()) return absl::OkStatus();  // (an op without it)
     const auto& shape = features->shape();
     const bool one_row = shape.dims() == 1 && shape.dim_size(0) == kNumStepFeatures;
     const bool per_var = num_vars > 0 && shape.dims() == 2 && shape.dim_size(0) == num_vars &&

@@ -360,7 +360,7 @@ class FusedOptimizer(KERAS_BASE):
         gradient's for the sparse ones (update_step decided which)."""
         if self._step_plan is not None:
             if isinstance(ops, sparse_update.SparseOps):
-                return slots, self._step_plan.row_kernel_inputs(variable)
+                return slots, self._step_plan.row_kernel_inputs(variable, gradient)
             return self._step_plan.kernel_inputs(variable, gradient, slots)
         if self._no_features is None:
             return slots, dict(features=tf.zeros([0], tf.float64))

@@ -214,25 +214,29 @@ class StepPlan:
 
     def fuses_rows(self, variable, gradient) -> bool:
         """Whether the sparse op takes this step's gradient features for the
-        IndexedSlices `gradient`: the loss scale's division and clipvalue, on
-        each value before the duplicates are summed (as Keras's operations on
-        an IndexedSlices), and global_clipnorm's scale, on each row's sum (as
-        Keras's `v * scale` of the dense tensor). Not clipnorm (its norm is
-        Keras's arithmetic on the IndexedSlices), 16-bit variables (Keras
+        IndexedSlices `gradient`: the loss scale's division, clipnorm
+        (tf.clip_by_norm's, as Keras's TensorFlow backend clips: the norm of
+        the values, each value scaled) and clipvalue, on each value before
+        the duplicates are summed (as those operations on an IndexedSlices
+        act), and global_clipnorm's scale, on each row's sum (as Keras's
+        `v * scale` of the dense tensor). Not for 16-bit variables (Keras
         rounds each operation to 16 bits) or an accumulated mean: Keras's
         operations. Decay and the EMA act on every row: Keras's passes."""
         return (isinstance(gradient, tf.IndexedSlices)
-                and self.clipping != "clipnorm"
                 and tf.as_dtype(variable.dtype) in (tf.float32, tf.float64)
                 and self.optimizer._var_key(variable) not in self._accumulators)
 
-    def row_kernel_inputs(self, variable):
-        """The sparse op's `features` and `features_on_sum` for `variable`."""
-        key = (tf.as_dtype(variable.dtype).name, "rows")
-        if key not in self._shared:
-            self._shared[key] = self._features(variable.dtype, False, None, averaged=False)
-        return dict(features=self._shared[key],
-                    features_on_sum=self.clipping == "global_clipnorm")
+    def row_kernel_inputs(self, variable, values):
+        """The sparse op's `features` and `features_on_sum` for `variable`,
+        whose IndexedSlices gradient has `values`."""
+        if self.clipping == "clipnorm":  # the factors of these values' norm
+            features = self._features(variable.dtype, False, values, averaged=False)
+        else:
+            key = (tf.as_dtype(variable.dtype).name, "rows")
+            if key not in self._shared:
+                self._shared[key] = self._features(variable.dtype, False, None, averaged=False)
+            features = self._shared[key]
+        return dict(features=features, features_on_sum=self.clipping == "global_clipnorm")
 
     # --- any other path: Keras's own operations, per variable ------------
 
