@@ -153,7 +153,7 @@ class StepPlan:
                     tf.float64)
             else:
                 self.overwrite = tf.constant(0.0, tf.float64)
-        self._shared = {}  # (dtype, decayed) -> features tensor
+        self._shared = {}  # (dtype, decayed, rows) -> features tensor
         self._averaged = set()  # keys of the variables a kernel averaged
 
     # --- the kernel path -------------------------------------------------
@@ -167,16 +167,18 @@ class StepPlan:
             return None
         return opt._model_variables_moving_average[opt._get_variable_index(variable)]
 
-    def features_for(self, variable, gradient):
-        """The op's `features` row for `variable` (float64 [NUM_FEATURES])."""
+    def features_for(self, variable, gradient, rows=False):
+        """The op's `features` row for `variable` (float64 [NUM_FEATURES]);
+        with `rows`, the sparse op's: the gradient's features only."""
         dtype = variable.dtype
-        decayed = self.decay and self.optimizer._use_weight_decay(variable)
+        decayed = not rows and self.decay and self.optimizer._use_weight_decay(variable)
         if self.clipping == "clipnorm":
             mean = self._means.get(self.optimizer._var_key(variable))
-            return self._features(dtype, decayed, gradient if mean is None else mean)
-        key = (tf.as_dtype(dtype).name, decayed)
+            return self._features(dtype, decayed, gradient if mean is None else mean,
+                                  averaged=not rows)
+        key = (tf.as_dtype(dtype).name, decayed, rows)
         if key not in self._shared:
-            self._shared[key] = self._features(dtype, decayed, None)
+            self._shared[key] = self._features(dtype, decayed, None, averaged=not rows)
         return self._shared[key]
 
     def _features(self, dtype, decayed, gradient, averaged=True):
@@ -228,15 +230,9 @@ class StepPlan:
 
     def row_kernel_inputs(self, variable, values):
         """The sparse op's `features` and `features_on_sum` for `variable`,
-        whose IndexedSlices gradient has `values`."""
-        if self.clipping == "clipnorm":  # the factors of these values' norm
-            features = self._features(variable.dtype, False, values, averaged=False)
-        else:
-            key = (tf.as_dtype(variable.dtype).name, "rows")
-            if key not in self._shared:
-                self._shared[key] = self._features(variable.dtype, False, None, averaged=False)
-            features = self._shared[key]
-        return dict(features=features, features_on_sum=self.clipping == "global_clipnorm")
+        whose IndexedSlices gradient has `values` (clipnorm's norm is theirs)."""
+        return dict(features=self.features_for(variable, values, rows=True),
+                    features_on_sum=self.clipping == "global_clipnorm")
 
     # --- any other path: Keras's own operations, per variable ------------
 
