@@ -306,6 +306,7 @@ def test_rows_take_the_gradient_features_in_the_sparse_op(name, feature):
         with step_features_off():
             passes, keras_step = train(build(), sparse=True)
     assert_bits(fused, passes, f"rows {name} {feature}")
+
     def ops_of(s, types):
         return sorted(n.op for n in graph_nodes(s) if n.op in types)
 
